@@ -51,7 +51,7 @@ def _add_scale_out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _add_mask_options(p: argparse.ArgumentParser, default_acc: str | None) -> None:
+def _add_mask_options(p: argparse.ArgumentParser) -> None:
     from recon.masks import MASK_KINDS
 
     p.add_argument("--mask", default="random", choices=list(MASK_KINDS), help="mask family (default random)")
@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--method", default="zero-filled", choices=available())
     p.add_argument("--acceleration", type=float, help="undersample fully sampled files retrospectively (file-name-seeded mask)")
-    _add_mask_options(p, None)
+    _add_mask_options(p)
     p.add_argument("--format", default="h5", choices=["h5", "nii", "dcm", "png"], help="output format (default: fastMRI submission h5)")
     p.add_argument("--skip-existing", action="store_true", help="skip files whose output exists (resume a killed run)")
     p.add_argument("--keep-identity", action="store_true", help="copy patient identity from the input into outputs")
@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for results.json, report.md, figures")
     p.add_argument("--max-slices", type=int, help="keep the N central slices of each volume")
     p.add_argument("--note", default="", help="a line for the top of report.md (e.g. 'simulated data')")
-    _add_mask_options(p, "4,8")
+    _add_mask_options(p)
     _add_method_options(p)
     _add_scale_out(p)
     p.set_defaults(func=cmd_benchmark)
