@@ -1,0 +1,145 @@
+"""E2E-VarNet (Sriram et al. 2020) on native complex tensors, state-dict compatible with fastMRI.
+
+All reconstruction operators go through `recon.ops`, so the operator backend (torch or the
+CuPy kernels) can change without touching the model. k-space stays complex64 throughout;
+only the U-Nets see real two-channel tensors (and only they run under mixed precision).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recon import ops
+from recon.models.unet import NormUnet
+
+
+def detect_num_low_frequencies(mask: torch.Tensor) -> torch.Tensor:
+    """Width of the symmetric fully sampled center of each mask, as fastMRI detects it.
+
+    mask: `(B, ..., W)` (bool or 0/1), the column pattern read from `[:, 0, ..., 0, :]`.
+    Counts the contiguous run of sampled columns left of `W // 2` and from `W // 2` on,
+    returns `max(2 * min(left, right), 1)` as `(B,)` int64 (an all-ones half counts as 0,
+    as in fastMRI).
+    """
+    cols = mask.reshape(mask.shape[0], -1, mask.shape[-1])[:, 0, :].to(torch.int8)
+    cent = cols.shape[1] // 2
+    left = torch.argmin(cols[:, :cent].flip(1), dim=1)
+    right = torch.argmin(cols[:, cent:], dim=1)
+    return torch.clamp(2 * torch.minimum(left, right), min=1).long()
+
+
+def _low_frequency_widths(
+    mask: torch.Tensor, num_low_frequencies: int | torch.Tensor | None, batch: int
+) -> torch.Tensor:
+    """`(B,)` int64 ACS widths: given values, with None or 0 entries detected from the mask."""
+    detected = detect_num_low_frequencies(mask.expand(batch, *mask.shape[1:]))
+    if num_low_frequencies is None:
+        return detected
+    given = torch.as_tensor(num_low_frequencies, device=mask.device).long().reshape(-1).expand(batch)
+    return torch.where(given > 0, given, detected)
+
+
+class SensitivityModel(nn.Module):
+    """Coil sensitivity estimation from the ACS columns: ifft2c, per-coil NormUnet, divide by RSS."""
+
+    def __init__(self, chans: int, num_pools: int, drop_prob: float = 0.0, mask_center: bool = True) -> None:
+        super().__init__()
+        self.mask_center = mask_center
+        self.norm_unet = NormUnet(chans, num_pools, drop_prob=drop_prob)
+
+    def forward(
+        self,
+        masked_kspace: torch.Tensor,
+        mask: torch.Tensor,
+        num_low_frequencies: int | torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """k-space `(B, C, H, W)` complex64 -> maps `(B, C, H, W)` complex64 with unit RSS."""
+        b, c, h, w = masked_kspace.shape
+        if self.mask_center:
+            nlow = _low_frequency_widths(mask, num_low_frequencies, b)
+            start = (w - nlow + 1) // 2
+            cols = torch.arange(w, device=masked_kspace.device)
+            keep = (cols >= start[:, None]) & (cols < (start + nlow)[:, None])
+            zero = torch.zeros((), dtype=masked_kspace.dtype, device=masked_kspace.device)
+            masked_kspace = torch.where(keep.view(b, 1, 1, w), masked_kspace, zero)
+        images = ops.ifft2c(masked_kspace).reshape(b * c, 1, h, w)
+        maps = self.norm_unet(images).reshape(b, c, h, w)
+        return maps / ops.rss(maps, 1).unsqueeze(1)
+
+
+class VarNetBlock(nn.Module):
+    """One cascade: `k - eta * M(k - k0) - E(model(R(k)))` with a learned `eta` (`dc_weight`)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.dc_weight = nn.Parameter(torch.ones(1))
+
+    def forward(
+        self, kspace: torch.Tensor, ref_kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor
+    ) -> torch.Tensor:
+        """All `(B, C, H, W)` complex64 except `mask` (broadcastable bool) -> updated k-space."""
+        model_term = ops.sens_expand(self.model(ops.sens_reduce(kspace, maps)), maps)
+        return ops.soft_dc(kspace, ref_kspace, mask, self.dc_weight) - model_term
+
+
+class VarNet(nn.Module):
+    """End-to-end variational network; keyword names and defaults as `fastmri.models.VarNet`.
+
+    Args:
+        num_cascades: number of unrolled cascades.
+        sens_chans, sens_pools: width and depth of the sensitivity U-Net.
+        chans, pools: width and depth of each cascade's U-Net.
+        mask_center: estimate maps from the ACS columns only (fastMRI's default).
+    """
+
+    def __init__(
+        self,
+        num_cascades: int = 12,
+        sens_chans: int = 8,
+        sens_pools: int = 4,
+        chans: int = 18,
+        pools: int = 4,
+        mask_center: bool = True,
+    ) -> None:
+        super().__init__()
+        self.sens_net = SensitivityModel(sens_chans, sens_pools, mask_center=mask_center)
+        self.cascades = nn.ModuleList([VarNetBlock(NormUnet(chans, pools)) for _ in range(num_cascades)])
+
+    def set_mixed_precision(self, dtype: torch.dtype | None) -> None:
+        """Run every U-Net under autocast with `dtype` (e.g. `torch.bfloat16`); None = float32."""
+        for module in self.modules():
+            if isinstance(module, NormUnet):
+                module.autocast_dtype = dtype
+
+    def set_activation_checkpointing(self, enabled: bool) -> None:
+        """Recompute U-Net activations during backward instead of storing them."""
+        for module in self.modules():
+            if isinstance(module, NormUnet):
+                module.checkpoint = enabled
+
+    def forward(
+        self,
+        masked_kspace: torch.Tensor,
+        mask: torch.Tensor,
+        num_low_frequencies: int | torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Reconstruct RSS images.
+
+        Args:
+            masked_kspace: `(B, C, H, W)` complex64, zero where not sampled.
+            mask: bool, broadcastable to the k-space (e.g. `(B, 1, 1, W)`), sampled columns.
+            num_low_frequencies: ACS width (int, `(B,)` tensor, or None / 0 to detect).
+
+        Returns:
+            `(B, H, W)` float32 RSS image, uncropped, as fastMRI's model returns.
+        """
+        mask = mask.bool()
+        if mask.dim() < 4:
+            mask = mask.reshape(*([1] * (4 - mask.dim())), *mask.shape)
+        maps = self.sens_net(masked_kspace, mask, num_low_frequencies)
+        kspace = masked_kspace.clone()
+        for cascade in self.cascades:
+            kspace = cascade(kspace, masked_kspace, mask, maps)
+        return ops.rss(ops.ifft2c(kspace), 1)
