@@ -1,0 +1,64 @@
+"""Noise prewhitening of receiver coils from a noise-only scan.
+
+Receiver noise is correlated across coils. With the noise covariance `Psi = L L^H`
+(Cholesky), applying `W = L^{-1}` along the coil axis makes the noise white with unit
+variance in every coil, which SENSE/RSS combination assumes.
+
+Noise variance per sample is proportional to the receiver bandwidth, i.e. to 1 / dwell time.
+A noise scan sampled with dwell `t_noise` has covariance `Psi_noise`; imaging data sampled
+with dwell `t_data` has `Psi_noise * t_noise / t_data`, and that is the one to whiten with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def noise_covariance(
+    noise: np.ndarray,
+    *,
+    noise_dwell_us: float | None = None,
+    data_dwell_us: float | None = None,
+) -> np.ndarray:
+    """(C, C) complex128 noise covariance of the coils, scaled to the imaging data's bandwidth.
+
+    Args:
+        noise: (C, N) complex noise-only samples (coils, samples); N > 1.
+        noise_dwell_us: dwell time (sample_time_us) of the noise scan.
+        data_dwell_us: dwell time of the imaging data. When both dwell times are given the
+            covariance is multiplied by `noise_dwell_us / data_dwell_us` (variance ∝ bandwidth).
+    """
+    x = np.asarray(noise, dtype=np.complex128)
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise ValueError(f"noise must be (coils, samples) with samples > 1, got {x.shape}")
+    x = x - x.mean(axis=1, keepdims=True)
+    cov = (x @ x.conj().T) / (x.shape[1] - 1)
+    if noise_dwell_us and data_dwell_us:
+        cov = cov * (float(noise_dwell_us) / float(data_dwell_us))
+    return cov
+
+
+def prewhitening_matrix(cov: np.ndarray) -> np.ndarray:
+    """(C, C) complex64 `W = L^{-1}` with `cov = L L^H`, so `W cov W^H = I`.
+
+    Raises ValueError if `cov` is not Hermitian positive definite (e.g. a dead coil).
+    """
+    c = np.asarray(cov, dtype=np.complex128)
+    c = 0.5 * (c + c.conj().T)
+    try:
+        low = np.linalg.cholesky(c)
+    except np.linalg.LinAlgError as err:
+        raise ValueError("noise covariance is not positive definite") from err
+    return np.linalg.inv(low).astype(np.complex64)
+
+
+def prewhiten(kspace: np.ndarray, w: np.ndarray, coil_axis: int = 1) -> np.ndarray:
+    """Apply the (C, C) prewhitening matrix `w` along `coil_axis` of complex `kspace`.
+
+    Returns an array of the same shape and dtype: `out[..., c, ...] = sum_d w[c, d] x[..., d, ...]`.
+    """
+    x = np.moveaxis(np.asarray(kspace), coil_axis, -1)
+    if x.shape[-1] != w.shape[1]:
+        raise ValueError(f"{x.shape[-1]} coils in data, prewhitening matrix is {w.shape}")
+    out = x @ np.asarray(w).T.astype(x.dtype, copy=False)
+    return np.moveaxis(out, -1, coil_axis)

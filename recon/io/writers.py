@@ -1,0 +1,312 @@
+"""Clinical output formats for reconstructed magnitude images: NIfTI, DICOM, PNG (+ h5 dispatch).
+
+All writers take `images` as (S, h, w) float32 magnitude, rows along the readout (`read_dir`),
+columns along the phase encodes (`phase_dir`), and one SliceGeometry per slice (patient LPS,
+see recon.io.geometry). Geometry of a different matrix than the images is recentred on the
+images' grid at the same pixel size. Without geometry (fastMRI files carry none) a nominal one
+is used: identity directions, 0.5 x 0.5 mm pixels, 3 mm slices along +z — documented as such,
+not a scanner position.
+
+Patient identity (`meta["identity"]`: patient_name, patient_id, patient_birth_date,
+patient_sex) is written only with `keep_identity=True`. Every output is written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import gzip
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from recon.io.atomic import atomic_path
+from recon.io.geometry import SliceGeometry, nifti_affine, nominal_geometry
+
+FORMATS = ("h5", "nii", "dcm", "png")
+_SUFFIXES = (".nii.gz", ".nii", ".h5", ".dcm", ".png")
+
+
+def _stem(path: str | os.PathLike[str]) -> Path:
+    """`path` without a known output suffix (so 'x.nii.gz', 'x.h5' and 'x' all give 'x')."""
+    p = Path(path)
+    for suffix in _SUFFIXES:
+        if p.name.endswith(suffix):
+            return p.with_name(p.name[: -len(suffix)])
+    return p
+
+
+def _check_images(images: np.ndarray) -> np.ndarray:
+    """Images as a finite (S, h, w) float32 array; ValueError otherwise."""
+    arr = np.asarray(images, dtype=np.float32)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[0] == 0:
+        raise ValueError(f"images must be (slices, rows, cols), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("images contain NaN or Inf")
+    return arr
+
+
+def _fit_geometry(
+    geometry: Sequence[SliceGeometry] | None, images: np.ndarray
+) -> list[SliceGeometry]:
+    """One geometry per slice on the images' (h, w) grid; nominal geometry when None."""
+    n, h, w = images.shape
+    if geometry is None:
+        return nominal_geometry(n, (h, w))
+    if len(geometry) != n:
+        raise ValueError(f"{len(geometry)} slice geometries for {n} slices")
+    return [g if g.matrix == (h, w) else g.resized((h, w)) for g in geometry]
+
+
+def _identity(meta: dict[str, Any], keep_identity: bool) -> dict[str, str]:
+    """The patient identity fields to write: those in `meta['identity']` if kept, else none."""
+    return {k: str(v) for k, v in (meta.get("identity") or {}).items()} if keep_identity else {}
+
+
+def write_output(
+    path: str | os.PathLike[str],
+    images: np.ndarray,
+    fmt: str,
+    geometry: Sequence[SliceGeometry] | None = None,
+    meta: dict[str, Any] | None = None,
+    keep_identity: bool = False,
+) -> list[Path]:
+    """Write `images` (S, h, w) float32 as `fmt` next to `path` (suffix optional); list the files.
+
+    Formats: "h5" (fastMRI submission, via recon.io.fastmri.write_reconstruction), "nii"
+    (`<stem>.nii.gz`), "dcm" (folder `<stem>_dicom/` of one MR image per slice), "png"
+    (`<stem>_s000.png`, ... windowed previews; `meta["montage"]=True` for one `<stem>.png`).
+    """
+    meta = dict(meta or {})
+    stem = _stem(path)
+    if fmt == "h5":
+        from recon.io.fastmri import write_reconstruction
+
+        out = stem.with_name(stem.name + ".h5")
+        write_reconstruction(out, _check_images(images))
+        return [out]
+    if fmt == "nii":
+        return [write_nifti(stem.with_name(stem.name + ".nii.gz"), images, geometry, meta, keep_identity)]
+    if fmt == "dcm":
+        return write_dicom(stem.with_name(stem.name + "_dicom"), images, geometry, meta, keep_identity)
+    if fmt == "png":
+        return write_png(stem, images, montage=bool(meta.get("montage", False)),
+                         identity=_identity(meta, keep_identity))
+    raise ValueError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
+def write_nifti(
+    path: str | os.PathLike[str],
+    images: np.ndarray,
+    geometry: Sequence[SliceGeometry] | None = None,
+    meta: dict[str, Any] | None = None,
+    keep_identity: bool = False,
+) -> Path:
+    """Write a gzipped NIfTI-1 volume indexed (row, col, slice), RAS+ affine in mm (q/sform 1).
+
+    Voxel (h//2, w//2, k) is slice k's acquisition position. The description holds the
+    method / series description; identity goes into a JSON comment extension only if kept.
+    """
+    import nibabel as nib
+
+    meta = meta or {}
+    arr = _check_images(images)
+    geo = _fit_geometry(geometry, arr)
+    img = nib.Nifti1Image(np.ascontiguousarray(np.transpose(arr, (1, 2, 0))), nifti_affine(geo))
+    img.set_qform(img.affine, code=1)
+    img.set_sform(img.affine, code=1)
+    img.header.set_xyzt_units(xyz="mm")
+    img.header["descrip"] = str(meta.get("series_description", meta.get("method", "recon")))[:79].encode()
+    ident = _identity(meta, keep_identity)
+    if ident:
+        img.header.extensions.append(nib.nifti1.Nifti1Extension(6, json.dumps(ident).encode()))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(gzip.compress(img.to_bytes(), mtime=0))
+    return Path(path)
+
+
+@contextlib.contextmanager
+def _atomic_folder(folder: Path):
+    """Yield a temporary folder beside `folder`; on success it replaces `folder` atomically."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it owner-only; a results folder is for sharing
+    try:
+        yield tmp
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+            os.replace(folder, old / folder.name)
+            os.replace(tmp, folder)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _to_uint16(x: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Quantise a float slice to uint16 with `value = stored * slope + intercept`."""
+    lo = min(0.0, float(x.min()))
+    span = float(x.max()) - lo
+    slope = span / 65535.0 if span > 0 else 1.0
+    stored = np.clip(np.rint((x - lo) / slope), 0, 65535).astype(np.uint16)
+    return stored, slope, lo
+
+
+def _ds(value: float) -> str:
+    """A DICOM decimal string (at most 16 characters)."""
+    text = f"{value:.10g}"
+    return text if len(text) <= 16 else f"{value:.6e}"
+
+
+def write_dicom(
+    folder: str | os.PathLike[str],
+    images: np.ndarray,
+    geometry: Sequence[SliceGeometry] | None = None,
+    meta: dict[str, Any] | None = None,
+    keep_identity: bool = False,
+) -> list[Path]:
+    """Write one MR Image Storage file per slice into `folder` (replaced atomically).
+
+    Geometry: ImagePositionPatient is pixel (0, 0)'s centre in LPS; ImageOrientationPatient
+    is (row direction = phase_dir, column direction = read_dir); PixelSpacing is
+    (row spacing = readout pixel, column spacing = phase pixel); SliceThickness from the FOV.
+    Pixels are 16-bit unsigned with per-slice RescaleSlope / RescaleIntercept.
+    """
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = meta or {}
+    arr = _check_images(images)
+    geo = _fit_geometry(geometry, arr)
+    ident = _identity(meta, keep_identity)
+    now = datetime.datetime.now()
+    study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    folder = Path(folder)
+    names = [f"IM{s + 1:04d}.dcm" for s in range(arr.shape[0])]
+    with _atomic_folder(folder) as tmp:
+        for s, g in enumerate(geo):
+            fm = FileMetaDataset()
+            fm.MediaStorageSOPClassUID = MRImageStorage
+            fm.MediaStorageSOPInstanceUID = generate_uid()
+            fm.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds = pydicom.Dataset()
+            ds.file_meta = fm
+            ds.SOPClassUID = MRImageStorage
+            ds.SOPInstanceUID = fm.MediaStorageSOPInstanceUID
+            ds.SpecificCharacterSet = "ISO_IR 100"
+            ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
+            ds.InstanceCreationDate = now.strftime("%Y%m%d")
+            ds.InstanceCreationTime = now.strftime("%H%M%S")
+            ds.PatientName = ident.get("patient_name", "")
+            ds.PatientID = ident.get("patient_id", "")
+            ds.PatientBirthDate = ident.get("patient_birth_date", "").replace("-", "")
+            sex = ident.get("patient_sex", "")[:1].upper()
+            ds.PatientSex = sex if sex in ("M", "F", "O") else ""
+            ds.StudyInstanceUID = study_uid
+            ds.StudyDate = now.strftime("%Y%m%d")
+            ds.StudyTime = now.strftime("%H%M%S")
+            ds.ReferringPhysicianName = ""
+            ds.StudyID = ""
+            ds.AccessionNumber = ""
+            ds.Modality = "MR"
+            ds.SeriesInstanceUID = series_uid
+            ds.Laterality = ""
+            ds.PatientPosition = ""
+            ds.SeriesNumber = int(meta.get("series_number", 1))
+            ds.SeriesDescription = str(meta.get("series_description", meta.get("method", "recon")))[:64]
+            ds.Manufacturer = str(meta.get("manufacturer", "recon"))[:64]
+            ds.FrameOfReferenceUID = frame_uid
+            ds.PositionReferenceIndicator = ""
+            ds.InstanceNumber = s + 1
+            ds.PatientOrientation = ""
+            ds.ContentDate = now.strftime("%Y%m%d")
+            ds.ContentTime = now.strftime("%H%M%S")
+            dr, dp, thick = g.voxel_mm
+            ds.ImagePositionPatient = [_ds(v) for v in g.corner_lps()]
+            ds.ImageOrientationPatient = [_ds(v) for v in (*g.phase_dir, *g.read_dir)]
+            ds.PixelSpacing = [_ds(dr), _ds(dp)]
+            ds.SliceThickness = _ds(thick)
+            ds.SliceLocation = _ds(float(np.dot(g.position, g.slice_dir)))
+            ds.ScanningSequence = "RM"
+            ds.SequenceVariant = "NONE"
+            ds.ScanOptions = ""
+            ds.MRAcquisitionType = "2D"
+            ds.RepetitionTime = _ds(float(meta["TR_ms"])) if meta.get("TR_ms") else None
+            ds.EchoTime = _ds(float(meta["TE_ms"])) if meta.get("TE_ms") else None
+            ds.EchoTrainLength = None
+            ds.MagneticFieldStrength = (
+                _ds(float(meta["field_strength_T"])) if meta.get("field_strength_T") else None
+            )
+            stored, slope, intercept = _to_uint16(arr[s])
+            ds.SamplesPerPixel = 1
+            ds.PhotometricInterpretation = "MONOCHROME2"
+            ds.Rows, ds.Columns = stored.shape
+            ds.BitsAllocated = 16
+            ds.BitsStored = 16
+            ds.HighBit = 15
+            ds.PixelRepresentation = 0
+            ds.RescaleIntercept = _ds(intercept)
+            ds.RescaleSlope = _ds(slope)
+            ds.RescaleType = "US"
+            center = float(arr.max() + intercept) / 2
+            ds.WindowCenter = _ds(center)
+            ds.WindowWidth = _ds(max(float(arr.max()) - intercept, 1e-6))
+            ds.PixelData = stored.tobytes()
+            ds.save_as(tmp / names[s], enforce_file_format=True)
+    return [folder / n for n in names]
+
+
+def _window(images: np.ndarray) -> np.ndarray:
+    """uint8 previews: 0 (or the minimum, if negative) to the volume's 99.5th percentile."""
+    lo = min(0.0, float(images.min()))
+    hi = float(np.percentile(images, 99.5))
+    hi = hi if hi > lo else lo + 1.0
+    return np.clip(np.rint((images - lo) / (hi - lo) * 255.0), 0, 255).astype(np.uint8)
+
+
+def write_png(
+    stem: str | os.PathLike[str],
+    images: np.ndarray,
+    montage: bool = False,
+    identity: dict[str, str] | None = None,
+) -> list[Path]:
+    """Windowed 8-bit PNG previews: `<stem>_s000.png` per slice, or one `<stem>.png` montage.
+
+    The montage tiles slices row-major on a near-square grid. `identity` (only when the
+    caller keeps it) goes into PNG text chunks.
+    """
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    stem = _stem(stem)
+    previews = _window(_check_images(images))
+    info = PngInfo()
+    for key, value in (identity or {}).items():
+        info.add_text(key, value)
+    if montage:
+        n, h, w = previews.shape
+        ncol = math.ceil(math.sqrt(n))
+        nrow = math.ceil(n / ncol)
+        tiles = np.zeros((nrow * h, ncol * w), np.uint8)
+        for s in range(n):
+            r, c = divmod(s, ncol)
+            tiles[r * h : (r + 1) * h, c * w : (c + 1) * w] = previews[s]
+        frames, paths = [tiles], [stem.with_name(stem.name + ".png")]
+    else:
+        frames = list(previews)
+        paths = [stem.with_name(f"{stem.name}_s{s:03d}.png") for s in range(len(frames))]
+    for frame, out in zip(frames, paths):
+        with atomic_path(out) as tmp:
+            Image.fromarray(frame).save(tmp, format="PNG", pnginfo=info)
+    return paths
