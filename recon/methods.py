@@ -66,3 +66,7 @@ def get_method(name: str, **options: object) -> Method:
 
 
 register("zero-filled", lambda **_: zero_filled)
+
+from recon.models.inference import make_varnet  # noqa: E402  (registered last: a learned method)
+
+register("varnet", make_varnet)

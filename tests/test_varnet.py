@@ -102,3 +102,48 @@ def test_gradients_flow_and_options_keep_values() -> None:
         bf = ours(k, mask, 6)
     assert bf.dtype == torch.float32
     assert 0 < _relerr(bf, base.detach()) < 0.1
+
+
+def test_safetensors_roundtrip_and_fastmri_pt_weights(tmp_path) -> None:
+    from recon.models.checkpoint import load_model, save_model
+
+    ours, ref = _pair(seed=11)
+    k, mask = _sample()
+    with torch.no_grad():
+        want = ours(k, mask, 6)
+    path = save_model(ours, tmp_path / "m.safetensors", extra={"note": "test"})
+    assert (tmp_path / "m.json").is_file()
+    with torch.no_grad():
+        assert torch.equal(load_model(path)(k, mask, 6), want)
+    torch.save(ref.state_dict(), tmp_path / "fastmri.pt")
+    with torch.no_grad():
+        assert _relerr(load_model(tmp_path / "fastmri.pt")(k, mask, 6), want) < 1e-6
+
+
+def test_bad_checkpoint_is_an_input_error(tmp_path) -> None:
+    from recon.io.errors import InputError
+    from recon.models.checkpoint import load_model
+
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(InputError, match="bad.safetensors"):
+        load_model(bad)
+    with pytest.raises(InputError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_registered_varnet_method_crops_and_matches_model(tmp_path) -> None:
+    from recon.fft import center_crop
+    from recon.methods import ReconBatch, get_method
+    from recon.models.checkpoint import save_model
+
+    ours, _ = _pair(seed=13)
+    save_model(ours, tmp_path / "m.safetensors")
+    k, mask = _sample(batch=3, acs=6, seed=2)
+    batch = ReconBatch(k, mask, torch.tensor([6, 6, 0]), (20, 16))
+    method = get_method("varnet", checkpoint=tmp_path / "m.safetensors", device="cpu", batch_size=2)
+    out = method(batch)
+    assert out.shape == (3, 20, 16) and out.dtype == torch.float32
+    with torch.no_grad():
+        want = center_crop(ours(k, mask, torch.tensor([6, 6, 0])), (20, 16))
+    assert _relerr(out, want) < 1e-5

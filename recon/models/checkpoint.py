@@ -1,0 +1,116 @@
+"""Model checkpoints without pickle: safetensors weights plus a JSON model config.
+
+A checkpoint `NAME.safetensors` has its model config in `NAME.json` beside it (the VarNet
+constructor keywords under `"model"`). fastMRI's published `.pt`/`.pth` state dicts are read
+with `torch.load(..., weights_only=True)`, which never runs pickled code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from recon.io.atomic import atomic_path
+from recon.io.errors import InputError
+from recon.models.varnet import VarNet
+
+VARNET_KEYS = ("num_cascades", "sens_chans", "sens_pools", "chans", "pools", "mask_center")
+
+
+def config_path(weights: str | os.PathLike[str]) -> Path:
+    """The JSON config that belongs to a weights file (`x.safetensors` -> `x.json`)."""
+    return Path(weights).with_suffix(".json")
+
+
+def model_config(model: VarNet) -> dict[str, Any]:
+    """Constructor keywords that rebuild `model` (read from its modules)."""
+    first = model.cascades[0].model.unet if len(model.cascades) else None
+    sens = model.sens_net.norm_unet.unet
+    return {
+        "num_cascades": len(model.cascades),
+        "sens_chans": sens.down_sample_layers[0].layers[0].out_channels,
+        "sens_pools": len(sens.down_sample_layers),
+        "chans": first.down_sample_layers[0].layers[0].out_channels if first else 18,
+        "pools": len(first.down_sample_layers) if first else 4,
+        "mask_center": model.sens_net.mask_center,
+    }
+
+
+def save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor]) -> None:
+    """Write tensors to a safetensors file atomically (contiguous CPU copies)."""
+    data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(data, str(tmp))
+
+
+def save_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write JSON atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_model(
+    model: VarNet, path: str | os.PathLike[str], extra: dict[str, Any] | None = None
+) -> Path:
+    """Save weights to `path` (.safetensors) and `{"model": config, **extra}` to its JSON; returns `path`."""
+    save_tensors(path, model.state_dict())
+    save_json(config_path(path), {"model": model_config(model), **(extra or {})})
+    return Path(path)
+
+
+def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read a state dict from `.safetensors` or (fastMRI) `.pt`/`.pth`/`.ckpt`, never unpickling code."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "checkpoint file not found")
+    try:
+        if p.suffix == ".safetensors":
+            return load_file(str(p))
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any reader failure is a bad input file
+        raise InputError(p, f"cannot read checkpoint ({type(err).__name__}: {err})") from err
+    if isinstance(state, dict) and "state_dict" in state:
+        state = {k.removeprefix("varnet."): v for k, v in state["state_dict"].items()}
+    if not isinstance(state, dict):
+        raise InputError(p, "checkpoint does not hold a state dict")
+    return state
+
+
+def infer_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """VarNet keywords implied by a state dict's keys and shapes (for configless fastMRI weights)."""
+    cascades = {k.split(".")[1] for k in state if k.startswith("cascades.")}
+
+    def unet(prefix: str) -> tuple[int, int]:
+        chans = state[f"{prefix}.down_sample_layers.0.layers.0.weight"].shape[0]
+        pools = len({k.split(".")[len(prefix.split("."))+1] for k in state if k.startswith(f"{prefix}.down_sample_layers.")})
+        return int(chans), pools
+
+    sens_chans, sens_pools = unet("sens_net.norm_unet.unet")
+    chans, pools = unet("cascades.0.model.unet") if cascades else (18, 4)
+    return {"num_cascades": len(cascades), "sens_chans": sens_chans, "sens_pools": sens_pools,
+            "chans": chans, "pools": pools}
+
+
+def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> VarNet:
+    """Build a VarNet from weights (+ JSON config if present, else inferred from the weights)."""
+    state = load_state_dict(path)
+    cfg_file = config_path(path)
+    if cfg_file.is_file():
+        try:
+            cfg = json.loads(cfg_file.read_text()).get("model", {})
+        except json.JSONDecodeError as err:
+            raise InputError(cfg_file, f"invalid JSON ({err})") from err
+        cfg = {k: v for k, v in cfg.items() if k in VARNET_KEYS}
+    else:
+        cfg = infer_config(state)
+    model = VarNet(**cfg)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise InputError(path, f"weights do not fit the model config: {str(err).splitlines()[0]}") from err
+    return model.to(map_location)
