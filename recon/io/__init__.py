@@ -5,5 +5,28 @@
 
 from recon.io.atomic import atomic_path
 from recon.io.errors import InputError
+from recon.io.fastmri import (
+    FastMRIVolume,
+    VolumeInfo,
+    read_info,
+    read_reconstruction,
+    read_volume,
+    write_fastmri_volume,
+    write_reconstruction,
+)
+from recon.io.header import HeaderInfo, build_header, parse_header
 
-__all__ = ["InputError", "atomic_path"]
+__all__ = [
+    "FastMRIVolume",
+    "HeaderInfo",
+    "InputError",
+    "VolumeInfo",
+    "atomic_path",
+    "build_header",
+    "parse_header",
+    "read_info",
+    "read_reconstruction",
+    "read_volume",
+    "write_fastmri_volume",
+    "write_reconstruction",
+]

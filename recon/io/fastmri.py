@@ -1,0 +1,372 @@
+"""fastMRI HDF5 volumes: lazy, validated reading; writing raw volumes and submission files.
+
+A fastMRI file holds `kspace` complex64, `(slices, rows, cols)` single-coil or
+`(slices, coils, rows, cols)` multi-coil; an `ismrmrd_header` XML; a target
+`reconstruction_rss` (multi-coil) or `reconstruction_esc` (single-coil) `(slices, 320, 320)`
+float32 when fully sampled; or a `mask` `(cols,)` and attrs `acceleration`,
+`num_low_frequency` when it is a test/challenge file. Root attrs: `max`, `norm`,
+`acquisition`, `patient_id`.
+
+Reading is lazy: `FastMRIVolume.kspace(i)` reads exactly slice i (HDF5 hyperslab straight into
+a complex64 buffer) and checks it for NaN/Inf. Every problem with a file is raised as
+`InputError(path, problem)`. Writers go through `atomic_path`: a failed write leaves no
+partial file and leaves an existing file untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import h5py
+import numpy as np
+
+from recon.io.atomic import atomic_path
+from recon.io.errors import InputError
+from recon.io.header import HeaderInfo, parse_header
+
+PathLike = str | os.PathLike[str]
+TARGET_KEYS: tuple[str, str] = ("reconstruction_rss", "reconstruction_esc")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """Everything about a fastMRI file except its array values.
+
+    shape: per-slice k-space shape, (C, H, W) multi-coil or (H, W) single-coil.
+    crop_size: reconSpace (rows, cols). padding: acquired columns [left, right).
+    target_key: `reconstruction_rss`/`reconstruction_esc` if present. mask: bool (W,) of
+    test/challenge files. attrs: root attrs as plain Python values.
+    """
+
+    path: Path
+    num_slices: int
+    num_coils: int
+    shape: tuple[int, ...]
+    multicoil: bool
+    header: HeaderInfo
+    crop_size: tuple[int, int]
+    padding: tuple[int, int]
+    target_key: str | None
+    mask: np.ndarray | None = field(compare=False)
+    acceleration: float | None
+    num_low_frequency: int | None
+    attrs: dict[str, Any]
+
+    @property
+    def num_low_frequencies(self) -> int | None:
+        """Alias of `num_low_frequency` (the file attribute's fastMRI spelling)."""
+        return self.num_low_frequency
+
+
+def _plain(value: Any) -> Any:
+    """An HDF5 attribute value as a plain Python value (str, int, float, bool, list)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()] if value.ndim else _plain(value.item())
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    return value
+
+
+def _has_hdf5_signature(path: Path) -> bool:
+    """True if the HDF5 signature sits at offset 0, 512, 1024, ... (the places HDF5 allows)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        offset = 0
+        while offset + len(HDF5_SIGNATURE) <= size:
+            f.seek(offset)
+            if f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                return True
+            offset = 512 if offset == 0 else offset * 2
+    return False
+
+
+def open_h5(path: PathLike) -> h5py.File:
+    """Open an HDF5 file read-only; InputError for missing, non-HDF5 or truncated files."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "no such file" if not p.exists() else "not a regular file")
+    try:
+        return h5py.File(p, "r")
+    except OSError as err:
+        if not _has_hdf5_signature(p):
+            raise InputError(p, "not an HDF5 file") from err
+        reason = str(err).split("(")[0].strip() or type(err).__name__
+        raise InputError(p, f"truncated or corrupt HDF5 file ({reason})") from err
+
+
+def _kspace_dataset(hf: h5py.File, path: Path) -> h5py.Dataset:
+    """The `kspace` dataset, checked for presence, rank and a complex dtype."""
+    ds = hf.get("kspace")
+    if ds is None:
+        raise InputError(path, "no 'kspace' dataset (not a fastMRI raw file)")
+    if not isinstance(ds, h5py.Dataset):
+        raise InputError(path, "'kspace' is a group, not a dataset")
+    if ds.ndim not in (3, 4):
+        raise InputError(path, f"'kspace' has rank {ds.ndim} {ds.shape}; expected (slices, rows, cols) or (slices, coils, rows, cols)")
+    if ds.dtype.kind != "c":
+        raise InputError(path, f"'kspace' has dtype {ds.dtype}; expected complex64")
+    if min(ds.shape) < 1:
+        raise InputError(path, f"'kspace' is empty {ds.shape}")
+    return ds
+
+
+def _header(hf: h5py.File, path: Path) -> HeaderInfo:
+    """Parsed `ismrmrd_header` (InputError if missing or unusable)."""
+    ds = hf.get("ismrmrd_header")
+    if not isinstance(ds, h5py.Dataset):
+        raise InputError(path, "no 'ismrmrd_header' dataset")
+    raw = ds[()]
+    if isinstance(raw, np.ndarray):
+        raw = raw.item() if raw.size == 1 else b""
+    if not isinstance(raw, (bytes, str)):
+        raise InputError(path, f"'ismrmrd_header' is not text ({type(raw).__name__})")
+    return parse_header(raw, str(path))
+
+
+def _target_key(hf: h5py.File, path: Path, multicoil: bool, num_slices: int) -> str | None:
+    """The target dataset name (preferring the one matching the coil mode), shape-checked."""
+    order = TARGET_KEYS if multicoil else TARGET_KEYS[::-1]
+    for key in order:
+        ds = hf.get(key)
+        if ds is None:
+            continue
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 3 or ds.shape[0] != num_slices:
+            raise InputError(path, f"'{key}' has shape {getattr(ds, 'shape', None)}; expected ({num_slices}, h, w)")
+        if ds.dtype.kind != "f":
+            raise InputError(path, f"'{key}' has dtype {ds.dtype}; expected float32")
+        return key
+    return None
+
+
+def _mask(hf: h5py.File, path: Path, width: int) -> np.ndarray | None:
+    """A test/challenge file's column mask as bool (W,), or None."""
+    ds = hf.get("mask")
+    if ds is None:
+        return None
+    mask = np.asarray(ds)
+    if mask.ndim != 1 or mask.shape[0] != width:
+        raise InputError(path, f"'mask' has shape {mask.shape}; expected ({width},)")
+    return mask.astype(bool)
+
+
+def _info_from(hf: h5py.File, path: Path) -> VolumeInfo:
+    """Validate an open file's structure and collect its VolumeInfo."""
+    ds = _kspace_dataset(hf, path)
+    header = _header(hf, path)
+    multicoil = ds.ndim == 4
+    num_slices = int(ds.shape[0])
+    attrs = {str(k): _plain(v) for k, v in hf.attrs.items()}
+    acc = attrs.get("acceleration")
+    nlow = attrs.get("num_low_frequency")
+    return VolumeInfo(
+        path=path,
+        num_slices=num_slices,
+        num_coils=int(ds.shape[1]) if multicoil else 1,
+        shape=tuple(int(s) for s in ds.shape[1:]),
+        multicoil=multicoil,
+        header=header,
+        crop_size=(header.recon_size[0], header.recon_size[1]),
+        padding=(header.padding_left, header.padding_right),
+        target_key=_target_key(hf, path, multicoil, num_slices),
+        mask=_mask(hf, path, int(ds.shape[-1])),
+        acceleration=None if acc is None else float(acc),
+        num_low_frequency=None if nlow is None else int(nlow),
+        attrs=attrs,
+    )
+
+
+def read_info(path: PathLike) -> VolumeInfo:
+    """Open, validate everything except the array values, close. Raises InputError."""
+    p = Path(path)
+    with open_h5(p) as hf:
+        return _info_from(hf, p)
+
+
+class FastMRIVolume:
+    """A fastMRI file kept open for lazy per-slice reads.
+
+    Use as a context manager (or call `close()`). Pass a known `info` (e.g. from a metadata
+    cache) to skip re-validating and re-parsing the header.
+    """
+
+    def __init__(self, path: PathLike, info: VolumeInfo | None = None) -> None:
+        self.path = Path(path)
+        self._file = open_h5(self.path)
+        try:
+            self.info = info if info is not None else _info_from(self._file, self.path)
+            self._kspace = _kspace_dataset(self._file, self.path)
+            self._target = self._file[self.info.target_key] if self.info.target_key else None
+        except BaseException:
+            self._file.close()
+            raise
+
+    def __enter__(self) -> FastMRIVolume:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HDF5 file (idempotent)."""
+        if self._file.id.valid:
+            self._file.close()
+
+    def __len__(self) -> int:
+        return self.info.num_slices
+
+    def _index(self, i: int) -> int:
+        n = self.info.num_slices
+        if not -n <= i < n:
+            raise IndexError(f"slice {i} out of range for {n} slices in {self.path}")
+        return i % n
+
+    def kspace(self, i: int) -> np.ndarray:
+        """Slice i as complex64, (C, H, W) multi-coil or (H, W) single-coil; NaN/Inf -> InputError."""
+        i = self._index(i)
+        out = np.empty(self.info.shape, dtype=np.complex64)
+        try:
+            self._kspace.read_direct(out, source_sel=np.s_[i])
+        except (OSError, RuntimeError) as err:
+            raise InputError(self.path, f"cannot read k-space slice {i} ({err})") from err
+        if not np.isfinite(out.view(np.float32)).all():
+            raise InputError(self.path, f"k-space slice {i} contains NaN or Inf")
+        return out
+
+    def kspace_all(self) -> np.ndarray:
+        """All slices as (S, C, H, W) complex64 (C = 1 for single-coil), slice by slice."""
+        out = np.empty((self.info.num_slices, self.info.num_coils, *self.info.shape[-2:]), dtype=np.complex64)
+        for i in range(self.info.num_slices):
+            out[i] = self.kspace(i).reshape(out.shape[1:])
+        return out
+
+    def target(self, i: int) -> np.ndarray | None:
+        """Target image of slice i, (h, w) float32, or None for files without one."""
+        if self._target is None:
+            return None
+        i = self._index(i)
+        out = np.empty(self._target.shape[1:], dtype=np.float32)
+        self._target.read_direct(out, source_sel=np.s_[i])
+        return out
+
+    def target_all(self) -> np.ndarray | None:
+        """All targets (S, h, w) float32, or None."""
+        if self._target is None:
+            return None
+        return np.asarray(self._target, dtype=np.float32)
+
+
+def read_volume(path: PathLike) -> tuple[np.ndarray, np.ndarray | None, VolumeInfo]:
+    """Whole volume: k-space (S, C, H, W) complex64, target (S, h, w) float32 or None, info."""
+    with FastMRIVolume(path) as vol:
+        return vol.kspace_all(), vol.target_all(), vol.info
+
+
+def _set_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
+    """Write attrs, skipping None values (HDF5 has no null)."""
+    for key, value in attrs.items():
+        if value is not None:
+            obj.attrs[key] = value
+
+
+def write_fastmri_volume(
+    path: PathLike,
+    kspace: np.ndarray,
+    header_xml: str,
+    target: np.ndarray | None = None,
+    attrs: dict[str, Any] | None = None,
+    mask: np.ndarray | None = None,
+) -> None:
+    """Write a raw volume exactly like a fastMRI knee file (readable by fastmri.data.SliceDataset).
+
+    Args:
+        path: output `.h5` file (written atomically).
+        kspace: (S, C, H, W) multi-coil or (S, H, W) single-coil, stored as complex64.
+        header_xml: ISMRMRD XML text (see `recon.io.header.build_header`).
+        target: (S, h, w) float32; stored as `reconstruction_rss` (multi-coil) or
+            `reconstruction_esc` (single-coil).
+        attrs: root attrs, e.g. max, norm, acquisition, patient_id; for challenge-style files
+            also acceleration and num_low_frequency.
+        mask: bool (W,) column mask of test/challenge files.
+    """
+    kspace = np.asarray(kspace)
+    if kspace.ndim not in (3, 4) or not np.iscomplexobj(kspace):
+        raise ValueError(f"kspace must be complex (S, C, H, W) or (S, H, W), got {kspace.dtype} {kspace.shape}")
+    if target is not None and (np.ndim(target) != 3 or np.shape(target)[0] != kspace.shape[0]):
+        raise ValueError(f"target must be (S, h, w) with S = {kspace.shape[0]}, got {np.shape(target)}")
+    if mask is not None and np.shape(mask) != (kspace.shape[-1],):
+        raise ValueError(f"mask must have shape ({kspace.shape[-1]},), got {np.shape(mask)}")
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as hf:
+            hf.create_dataset("ismrmrd_header", data=np.bytes_(header_xml.encode("utf-8")))
+            hf.create_dataset("kspace", data=kspace.astype(np.complex64, copy=False))
+            if target is not None:
+                key = TARGET_KEYS[0] if kspace.ndim == 4 else TARGET_KEYS[1]
+                hf.create_dataset(key, data=np.asarray(target, dtype=np.float32))
+            if mask is not None:
+                hf.create_dataset("mask", data=np.asarray(mask, dtype=bool))
+            _set_attrs(hf, attrs or {})
+
+
+def write_reconstruction(
+    path: PathLike,
+    recon: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    acceleration: float | None = None,
+    center_fraction: float | None = None,
+    mask_type: str | None = None,
+    method: str | None = None,
+    acquisition: str | None = None,
+    extra_attrs: dict[str, Any] | None = None,
+) -> None:
+    """Write a fastMRI submission file atomically, recording how it was made.
+
+    Args:
+        path: output `.h5` file.
+        recon: (S, h, w) magnitude images, stored as `reconstruction` float32 (challenge: h = w = 320).
+        mask: bool (W,) column mask used, stored as dataset `mask`.
+        acceleration, center_fraction, mask_type, method, acquisition: root attrs (None = omitted).
+        extra_attrs: further root attrs.
+    """
+    recon = np.asarray(recon)
+    if recon.ndim != 3:
+        raise ValueError(f"reconstruction must be (slices, h, w), got shape {recon.shape}")
+    attrs: dict[str, Any] = {
+        "acceleration": None if acceleration is None else float(acceleration),
+        "center_fraction": None if center_fraction is None else float(center_fraction),
+        "mask_type": mask_type,
+        "method": method,
+        "acquisition": acquisition,
+        **(extra_attrs or {}),
+    }
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as hf:
+            hf.create_dataset("reconstruction", data=recon.astype(np.float32, copy=False))
+            if mask is not None:
+                hf.create_dataset("mask", data=np.asarray(mask, dtype=bool).reshape(-1))
+            _set_attrs(hf, attrs)
+
+
+def read_reconstruction(path: PathLike) -> tuple[np.ndarray, dict[str, Any]]:
+    """A submission file's `reconstruction` (S, h, w) float32 and its root attrs.
+
+    The attrs dict also holds `mask` (bool (W,)) when the file recorded one.
+    """
+    p = Path(path)
+    with open_h5(p) as hf:
+        ds = hf.get("reconstruction")
+        if not isinstance(ds, h5py.Dataset):
+            raise InputError(p, "no 'reconstruction' dataset (not a fastMRI submission file)")
+        if ds.ndim != 3 or ds.dtype.kind != "f":
+            raise InputError(p, f"'reconstruction' is {ds.dtype} {ds.shape}; expected float32 (slices, h, w)")
+        recon = np.asarray(ds, dtype=np.float32)
+        attrs = {str(k): _plain(v) for k, v in hf.attrs.items()}
+        if isinstance(hf.get("mask"), h5py.Dataset):
+            attrs["mask"] = np.asarray(hf["mask"]).astype(bool)
+    return recon, attrs

@@ -1,0 +1,184 @@
+"""The ISMRMRD XML header of fastMRI files: safe parsing of the fields fastMRI uses, and a builder.
+
+Parsing goes through defusedxml, so entity declarations (the "billion laughs" bomb), external
+entities and DTDs are refused instead of expanded; any such refusal or malformed XML becomes
+one `InputError` line. The padding follows fastMRI's `SliceDataset._retrieve_metadata`:
+`padding_left = W // 2 - center`, `padding_right = padding_left + maximum + 1` with `W` the
+encodedSpace `y` size and `center`/`maximum` from `encodingLimits/kspace_encoding_step_1`.
+Columns outside `[padding_left, padding_right)` are zero padding, not acquired lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+from xml.etree.ElementTree import Element, ParseError
+from xml.sax.saxutils import escape
+
+import defusedxml
+import defusedxml.ElementTree as SafeET
+
+from recon.io.errors import InputError
+
+ISMRMRD_NS = "http://www.ismrm.org/ISMRMRD"
+
+
+@dataclass(frozen=True)
+class HeaderInfo:
+    """What the reconstruction needs from an ISMRMRD header.
+
+    encoded_size: encodedSpace matrix (x = readout rows incl. oversampling, y = columns W, z).
+    recon_size: reconSpace matrix (x, y, z); (x, y) is the crop size of the target image.
+    padding_left, padding_right: acquired columns are `[padding_left, padding_right)`.
+    fov_mm: encodedSpace field of view in millimetres (x, y, z), None when absent.
+    """
+
+    encoded_size: tuple[int, int, int]
+    recon_size: tuple[int, int, int]
+    padding_left: int
+    padding_right: int
+    fov_mm: tuple[float, float, float] | None
+
+
+def _find(root: Element, path: list[str]) -> Element | None:
+    """Element at `path` below root, tags matched in any (or no) namespace."""
+    return root.find("/".join(f"{{*}}{tag}" for tag in path))
+
+
+def _text(root: Element, path: list[str], source: str) -> str:
+    """Stripped text at `path`; InputError naming the missing field."""
+    node = _find(root, path)
+    if node is None or node.text is None or not node.text.strip():
+        raise InputError(source, f"ISMRMRD header lacks {'/'.join(path)}")
+    return node.text.strip()
+
+
+def _int(root: Element, path: list[str], source: str) -> int:
+    """Integer field at `path` (InputError if missing or not an integer)."""
+    text = _text(root, path, source)
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(source, f"ISMRMRD header field {'/'.join(path)} is not an integer: {text[:40]!r}") from None
+
+
+def _triple(root: Element, path: list[str], source: str) -> tuple[int, int, int]:
+    """(x, y, z) integers below `path`."""
+    x, y, z = (_int(root, path + [axis], source) for axis in "xyz")
+    return x, y, z
+
+
+def _fov(root: Element) -> tuple[float, float, float] | None:
+    """encodedSpace fieldOfView_mm (x, y, z), or None when missing or not numeric."""
+    base = ["encoding", "encodedSpace", "fieldOfView_mm"]
+    values: list[float] = []
+    for axis in "xyz":
+        node = _find(root, base + [axis])
+        if node is None or node.text is None:
+            return None
+        try:
+            values.append(float(node.text))
+        except ValueError:
+            return None
+    return values[0], values[1], values[2]
+
+
+def parse_header(xml: bytes | str, path: str = "<header>") -> HeaderInfo:
+    """Parse an ISMRMRD header safely into a `HeaderInfo`.
+
+    Args:
+        xml: the header text (bytes as stored in fastMRI's `ismrmrd_header` dataset, or str).
+        path: the file it came from, for error messages.
+
+    Raises:
+        InputError: malformed XML, forbidden entities/DTDs, or a needed field missing.
+    """
+    if isinstance(xml, str):
+        xml = xml.encode("utf-8")
+    try:
+        root = SafeET.fromstring(bytes(xml), forbid_dtd=True)
+    except defusedxml.DefusedXmlException as err:
+        raise InputError(path, f"unsafe ISMRMRD header refused ({type(err).__name__}: entities/DTD not allowed)") from err
+    except ParseError as err:
+        raise InputError(path, f"ISMRMRD header is not well-formed XML ({err})") from err
+    encoded = _triple(root, ["encoding", "encodedSpace", "matrixSize"], path)
+    recon = _triple(root, ["encoding", "reconSpace", "matrixSize"], path)
+    limits = ["encoding", "encodingLimits", "kspace_encoding_step_1"]
+    center = _int(root, limits + ["center"], path)
+    maximum = _int(root, limits + ["maximum"], path)
+    padding_left = encoded[1] // 2 - center
+    padding_right = padding_left + maximum + 1
+    return HeaderInfo(encoded, recon, padding_left, padding_right, _fov(root))
+
+
+def _space(size: tuple[int, int, int], fov: tuple[float, float, float]) -> str:
+    """matrixSize + fieldOfView_mm elements of an encodedSpace / reconSpace."""
+    return (
+        f"<matrixSize><x>{size[0]}</x><y>{size[1]}</y><z>{size[2]}</z></matrixSize>"
+        f"<fieldOfView_mm><x>{fov[0]:g}</x><y>{fov[1]:g}</y><z>{fov[2]:g}</z></fieldOfView_mm>"
+    )
+
+
+def _limit(name: str, minimum: int, maximum: int, center: int) -> str:
+    return f"<{name}><minimum>{minimum}</minimum><maximum>{maximum}</maximum><center>{center}</center></{name}>"
+
+
+def _extra_elements(extra: Mapping[str, object]) -> str:
+    """Top-level elements from {"section/field": value}; fields of one section are grouped."""
+    sections: dict[str, list[str]] = {}
+    for key, value in extra.items():
+        section, _, field = key.partition("/")
+        if not field:
+            raise ValueError(f"extra header key {key!r} must be 'section/field'")
+        sections.setdefault(section, []).append(f"<{field}>{escape(str(value))}</{field}>")
+    return "".join(f"<{s}>{''.join(fields)}</{s}>" for s, fields in sections.items())
+
+
+def build_header(
+    encoded_size: tuple[int, int, int],
+    recon_size: tuple[int, int, int],
+    enc_limits_center: int,
+    enc_limits_max: int,
+    fov_mm: tuple[float, float, float] = (280.0, 160.0, 4.5),
+    recon_fov_mm: tuple[float, float, float] = (140.0, 140.0, 4.5),
+    extra: dict[str, object] | None = None,
+) -> str:
+    """A minimal valid ISMRMRD XML header laid out like fastMRI's knee files.
+
+    Args:
+        encoded_size: encodedSpace matrix (rows incl. oversampling, columns W, 1).
+        recon_size: reconSpace matrix (crop rows, crop cols, 1).
+        enc_limits_center, enc_limits_max: `kspace_encoding_step_1` center and maximum; the
+            acquired columns are then `[W//2 - center, W//2 - center + maximum + 1)`.
+        fov_mm, recon_fov_mm: fields of view in millimetres.
+        extra: additional top-level elements as {"section/field": value}, e.g.
+            {"measurementInformation/protocolName": "CORPD_FBK"}; placed after the encoding.
+
+    Returns:
+        The XML text (UTF-8 declaration, namespace http://www.ismrm.org/ISMRMRD).
+    """
+    limits = (
+        _limit("kspace_encoding_step_1", 0, enc_limits_max, enc_limits_center)
+        + _limit("kspace_encoding_step_2", 0, 0, 0)
+        + _limit("average", 0, 0, 0)
+        + _limit("slice", 0, 0, 0)
+        + _limit("contrast", 0, 0, 0)
+        + _limit("phase", 0, 0, 0)
+        + _limit("repetition", 0, 0, 0)
+        + _limit("set", 0, 0, 0)
+        + _limit("segment", 0, 0, 0)
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        f'<ismrmrdHeader xmlns="{ISMRMRD_NS}">'
+        "<experimentalConditions><H1resonanceFrequency_Hz>63646310</H1resonanceFrequency_Hz>"
+        "</experimentalConditions>"
+        "<encoding>"
+        f"<encodedSpace>{_space(encoded_size, fov_mm)}</encodedSpace>"
+        f"<reconSpace>{_space(recon_size, recon_fov_mm)}</reconSpace>"
+        f"<encodingLimits>{limits}</encodingLimits>"
+        "<trajectory>cartesian</trajectory>"
+        "</encoding>"
+        f"{_extra_elements(extra or {})}"
+        "</ismrmrdHeader>"
+    )
