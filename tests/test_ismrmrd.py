@@ -209,6 +209,11 @@ def test_convert_to_fastmri_layout(tmp_path: Path) -> None:
         xml = f["ismrmrd_header"][()]
         xml = xml.decode() if isinstance(xml, bytes) else str(xml)
         assert "Doe^Jane" not in xml and "PID-123" not in xml
+    from fastmri.data.mri_data import SliceDataset  # the real fastMRI reader accepts the file
+
+    sample = SliceDataset(out.parent, challenge="multicoil")[0]
+    assert sample[0].shape == (C, H, W) and sample[3]["num_low_frequency"] == len(ACS)
+    assert (sample[3]["padding_left"], sample[3]["padding_right"]) == (0, W)
     full = tmp_path / "full.h5"
     _simulate(full, averages=1, undersample=False)
     out = convert_ismrmrd_to_fastmri(full, tmp_path / "full_fastmri.h5", keep_identity=True)

@@ -122,3 +122,14 @@ def test_unknown_format_and_bad_images(tmp_path: Path, images: np.ndarray) -> No
     with pytest.raises(ValueError, match="NaN"):
         write_output(tmp_path / "x", np.full((1, 4, 4), np.nan, np.float32), "png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_h5_dispatches_to_fastmri_submission(tmp_path: Path, images: np.ndarray) -> None:
+    pytest.importorskip("recon.io.fastmri", reason="recon.io.fastmri not available")
+    import h5py
+
+    (out,) = write_output(tmp_path / "vol.nii.gz", images, "h5", None, {**_meta(), "method": "sense"})
+    assert out.name == "vol.h5"
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["reconstruction"][()], images)
+        assert f.attrs["method"] == "sense" and "Doe" not in str(dict(f.attrs))

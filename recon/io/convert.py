@@ -2,7 +2,8 @@
 
 The readout oversampling is kept by default (fastMRI files keep the 2x oversampled readout,
 640 rows, and crop to reconSpace in image space); pass `remove_oversampling=True` to crop it.
-Fully sampled scans get a `reconstruction_rss` target (RSS of the coil images, centre-cropped
+Fully sampled scans (one gap-free run of acquired columns; partial Fourier counts as fully
+sampled, its missing side zero-filled) get a `reconstruction_rss` target (RSS of the coil images, centre-cropped
 to reconSpace); undersampled scans get the acquired `mask` and the challenge-style attrs
 `acceleration` and `num_low_frequency` instead. Patient identity is left out unless asked.
 """
@@ -66,8 +67,10 @@ def convert_ismrmrd_to_fastmri(
         scan.enc_limits_max,
         fov_mm=scan.encoded_fov_mm,
         recon_fov_mm=scan.recon_fov_mm,
+        extra={"measurementInformation/protocolName": scan.meta.get("protocol_name", "ISMRMRD")},
     )
-    full = bool(scan.mask.all())
+    acquired = np.flatnonzero(scan.mask)
+    full = acquired.size > 0 and acquired[-1] - acquired[0] + 1 == acquired.size
     rss = rss_target(scan)
     attrs: dict[str, Any] = {
         "acquisition": str(scan.meta.get("protocol_name", "ISMRMRD")),

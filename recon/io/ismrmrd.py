@@ -49,18 +49,20 @@ CALIBRATION = _bit(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION) | _bit(
     ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING
 )
 REVERSE = _bit(ismrmrd.ACQ_IS_REVERSE)
-_NOT_IMAGE = NOISE
-for _flag in (
-    ismrmrd.ACQ_IS_DUMMYSCAN_DATA,
-    ismrmrd.ACQ_IS_NAVIGATION_DATA,
-    ismrmrd.ACQ_IS_PHASECORR_DATA,
-    ismrmrd.ACQ_IS_HPFEEDBACK_DATA,
-    ismrmrd.ACQ_IS_RTFEEDBACK_DATA,
-    ismrmrd.ACQ_IS_SURFACECOILCORRECTIONSCAN_DATA,
-    ismrmrd.ACQ_IS_PHASE_STABILIZATION,
-    ismrmrd.ACQ_IS_PHASE_STABILIZATION_REFERENCE,
-):
-    _NOT_IMAGE |= _bit(_flag)
+# Acquisitions that are not image lines; distinct bits, so their sum is their OR.
+_NOT_IMAGE = NOISE + sum(
+    _bit(flag)
+    for flag in (
+        ismrmrd.ACQ_IS_DUMMYSCAN_DATA,
+        ismrmrd.ACQ_IS_NAVIGATION_DATA,
+        ismrmrd.ACQ_IS_PHASECORR_DATA,
+        ismrmrd.ACQ_IS_HPFEEDBACK_DATA,
+        ismrmrd.ACQ_IS_RTFEEDBACK_DATA,
+        ismrmrd.ACQ_IS_SURFACECOILCORRECTIONSCAN_DATA,
+        ismrmrd.ACQ_IS_PHASE_STABILIZATION,
+        ismrmrd.ACQ_IS_PHASE_STABILIZATION_REFERENCE,
+    )
+)
 
 
 @dataclass
@@ -278,6 +280,9 @@ def _grid(
         raise InputError(path, "acquisitions carry k-space trajectories (non-Cartesian); not supported")
     if np.any(idx["kspace_encode_step_2"][sel] > 0):
         raise InputError(path, "kspace_encode_step_2 > 0: 3-D encoding is not supported")
+    for counter in ("phase", "set"):
+        if np.unique(idx[counter][sel]).size > 1:
+            raise InputError(path, f"several '{counter}' indices (e.g. cine); not supported")
     coils = np.unique(heads["active_channels"][sel])
     if coils.size != 1:
         raise InputError(path, f"acquisitions differ in coil count {coils.tolist()}")

@@ -91,7 +91,9 @@ def write_output(
         from recon.io.fastmri import write_reconstruction
 
         out = stem.with_name(stem.name + ".h5")
-        write_reconstruction(out, _check_images(images))
+        write_reconstruction(
+            out, _check_images(images), method=meta.get("method"), acquisition=meta.get("acquisition")
+        )
         return [out]
     if fmt == "nii":
         return [write_nifti(stem.with_name(stem.name + ".nii.gz"), images, geometry, meta, keep_identity)]
