@@ -96,8 +96,7 @@ def open_h5(path: PathLike) -> h5py.File:
     except OSError as err:
         if not _has_hdf5_signature(p):
             raise InputError(p, "not an HDF5 file") from err
-        reason = str(err).split("(")[0].strip() or type(err).__name__
-        raise InputError(p, f"truncated or corrupt HDF5 file ({reason})") from err
+        raise InputError(p, f"truncated or corrupt HDF5 file ({err})") from err
 
 
 def _kspace_dataset(hf: h5py.File, path: Path) -> h5py.Dataset:
