@@ -143,13 +143,13 @@ def build_method(name: str, options: dict[str, Any] | None = None) -> methods.Me
 
 
 def output_path(out_dir: Path, src: Path, fmt: str) -> Path:
-    """Where the reconstruction of `src` goes: `out/<name>.h5`, `.nii.gz`, `<stem>/` (DICOM), `.png`."""
+    """Where the reconstruction of `src` goes: `out/<name>.h5`, `<stem>.nii.gz`, `<stem>_dicom/`, `<stem>.png`."""
     if fmt == "h5":
         return out_dir / src.name
     if fmt == "nii":
         return out_dir / f"{src.stem}.nii.gz"
     if fmt == "dcm":
-        return out_dir / src.stem
+        return out_dir / f"{src.stem}_dicom"
     if fmt == "png":
         return out_dir / f"{src.stem}.png"
     raise ValueError(f"unknown output format {fmt!r}; expected h5, nii, dcm or png")
@@ -181,7 +181,7 @@ class ReconstructJob:
         method = build_method(self.method, self.method_options)
         images = run_method(method, data, device, self.batch_size)
         attrs = {**data.meta, "method": self.method, "acquisition": acquisition}
-        outputs = self._write(target, images, data.mask, attrs, geometry, identity)
+        outputs = self._write(path, target, images, data.mask, attrs, geometry, identity)
         return {"output": str(outputs[0]), "slices": int(images.shape[0]), **{k: v for k, v in attrs.items() if v is not None}}
 
     def _load(self, path: Path) -> tuple[Undersampled, str | None, Any, dict[str, Any]]:
@@ -189,14 +189,15 @@ class ReconstructJob:
 
         if raw.is_ismrmrd(path):
             scan = raw.read_ismrmrd(path)
+            acceleration = float(scan.mask.size) / max(1, int(scan.mask.sum()))
             data = Undersampled(
-                scan.kspace,
+                scan.kspace * scan.mask + np.complex64(0),
                 scan.mask,
                 int(scan.num_low_frequencies),
-                tuple(scan.crop_size),
-                {"acceleration": scan.acceleration, "center_fraction": None, "mask_type": "acquired"},
+                (int(scan.recon_size[0]), int(scan.recon_size[1])),
+                {"acceleration": acceleration, "center_fraction": None, "mask_type": "acquired"},
             )
-            return data, None, scan.geometry, scan.identity
+            return data, scan.meta.get("protocol_name"), scan.geometry, dict(scan.identity)
         with FastMRIVolume(path) as vol:
             info = vol.info
             kspace = read_kspace(vol)
@@ -206,6 +207,7 @@ class ReconstructJob:
 
     def _write(
         self,
+        src: Path,
         target: Path,
         images: np.ndarray,
         mask: np.ndarray,
@@ -231,5 +233,5 @@ class ReconstructJob:
             return [target]
         from recon.io.writers import write_output
 
-        meta = {**attrs, **identity}
-        return list(write_output(target, images.astype(np.float32), self.fmt, geometry=geometry, meta=meta, keep_identity=self.keep_identity))
+        meta = {**attrs, "identity": identity, "montage": True}
+        return list(write_output(Path(self.out_dir) / src.stem, images.astype(np.float32), self.fmt, geometry=geometry, meta=meta, keep_identity=self.keep_identity))
