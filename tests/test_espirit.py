@@ -1,0 +1,81 @@
+"""ESPIRiT maps in torch vs SigPy's EspiritCalib (same square region) and BART's ecalib."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recon.baselines.espirit import acs_columns, calibration_kernels, espirit_calib, espirit_maps_from_kernels
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _baseline_data import column_mask, phantom_kspace  # noqa: E402
+
+
+def _load_cfl_module():
+    path = Path(__file__).parents[1] / "benchmarks" / "bart_cfl.py"
+    spec = importlib.util.spec_from_file_location("bart_cfl", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_acs_columns_given_and_detected() -> None:
+    mask = torch.from_numpy(column_mask(48, 4, 10))
+    assert acs_columns(mask, 10) == (19, 29)
+    start, stop = acs_columns(mask, 0)
+    assert start <= 19 and stop >= 29 and bool(mask[start:stop].all())
+    with pytest.raises(ValueError):
+        acs_columns(torch.zeros(48, dtype=torch.bool), 0)
+
+
+def test_matches_sigpy_on_square_region() -> None:
+    mr = pytest.importorskip("sigpy.mri")
+    k, _, _ = phantom_kspace()
+    ref = mr.app.EspiritCalib(k, calib_width=24, max_iter=100, show_pbar=False).run()
+    kt = torch.from_numpy(k)
+    calib = kt[:, 32 - 12 : 32 + 12, 24 - 12 : 24 + 12]
+    ours, _ = espirit_maps_from_kernels(calibration_kernels(calib, 6, 0.02), (64, 48), 0.95, 100, coarse=1)
+    assert np.abs(ours.numpy() - ref).max() < 1e-4
+
+
+def test_coarse_start_matches_full_power_iteration() -> None:
+    k, _, _ = phantom_kspace(seed=1)
+    kernels = calibration_kernels(torch.from_numpy(k)[:, :, 19:29], 6, 0.02)
+    full, _ = espirit_maps_from_kernels(kernels, (64, 48), 0.95, 100, coarse=1)
+    fast, _ = espirit_maps_from_kernels(kernels, (64, 48), 0.95, 30, refine_iter=6, coarse=4)
+    support = (full.abs().sum(0) > 0) & (fast.abs().sum(0) > 0)
+    assert support.float().mean() > 0.4
+    assert (full - fast).abs()[:, support].max() < 0.05
+
+
+def test_maps_span_true_sensitivities_from_undersampled_data() -> None:
+    k, maps, img = phantom_kspace(seed=2)
+    mask = column_mask(48, 4, 10)
+    est = espirit_calib(torch.from_numpy(k * mask)[None], torch.from_numpy(mask)[None], torch.tensor([10]))[0].numpy()
+    inside = np.abs(img) > 0.3
+    inner = np.abs((est * maps.conj()).sum(0))
+    assert np.median(inner[inside]) > 0.99
+    assert np.allclose(np.sqrt((np.abs(est) ** 2).sum(0))[np.abs(est).sum(0) > 0], 1, atol=1e-4)
+
+
+@pytest.mark.skipif(shutil.which("bart") is None, reason="bart command not installed")
+def test_matches_bart_ecalib_up_to_phase(tmp_path: Path) -> None:
+    cfl = _load_cfl_module()
+    k, _, _ = phantom_kspace(seed=3)
+    mask = column_mask(48, 3, 12)
+    ku = k * mask
+    ours = espirit_calib(torch.from_numpy(ku)[None], torch.from_numpy(mask)[None], 12, max_iter=100, coarse=1)[0].numpy()
+    cfl.write_cfl(tmp_path / "k", cfl.kspace_to_bart(ku))
+    cfl.run_bart("ecalib", "-m1", "-k6", "-t", "0.001", "-c", "0.95", "-r", "64:12", str(tmp_path / "k"), str(tmp_path / "s"))
+    ref = cfl.maps_from_bart(cfl.read_cfl(tmp_path / "s"))
+    ours_support, ref_support = np.abs(ours).sum(0) > 0, np.abs(ref).sum(0) > 0
+    both = ours_support & ref_support
+    assert both.sum() / (ours_support | ref_support).sum() > 0.9
+    inner = np.abs((ours * ref.conj()).sum(0))[both]
+    assert inner.min() > 0.99
