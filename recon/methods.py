@@ -70,3 +70,9 @@ register("zero-filled", lambda **_: zero_filled)
 from recon.models.inference import make_varnet  # noqa: E402  (registered last: a learned method)
 
 register("varnet", make_varnet)
+
+from recon.baselines.methods import make_cs, make_cs_tv, make_sense  # noqa: E402  (classical baselines)
+
+register("sense", make_sense)
+register("cs", make_cs)
+register("cs-tv", make_cs_tv)
