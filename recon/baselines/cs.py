@@ -1,11 +1,16 @@
 """Compressed sensing on the SENSE model, batched over slices, on `recon.ops` (CPU/GPU).
 
 * `fista_l1_wavelet`: `min_x 1/2 ||A x - y||^2 + lam ||W x||_1`, W the db4 wavelet, by FISTA
-  with step `1 / max_eig(A^H A)` and prox `W^H soft(W x)`, exactly as SigPy's
-  `L1WaveletRecon` (GradientMethod, accelerate=True).
+  with prox `W^H soft(W x)`, the same iteration as SigPy's `L1WaveletRecon`
+  (GradientMethod, accelerate=True).
 * `pdhg_tv`: `min_x 1/2 ||A x - y||^2 + lam ||G x||_1`, G circular forward differences along
   rows and columns (anisotropic TV, complex magnitudes), by PDHG on `[A; G]` with
-  `sigma = 1`, `tau = 1 / max_eig(A^H A + G^H G)`, as SigPy's `TotalVariationRecon`.
+  `sigma = 1`, the same iteration as SigPy's `TotalVariationRecon`.
+
+Step sizes: SigPy estimates `max_eig` by 30 power iterations (30 extra normal operators);
+here the default is the closed-form Lipschitz bound `max_pixel sum_c |S_c|^2` (1 for
+ESPIRiT maps), plus `||G||^2 <= 8` for TV. Pass `step`/`tau` (e.g. from `max_eigenvalue`)
+to reproduce SigPy's rule exactly.
 
 `A = M F S` (see `recon.baselines.sense`). The `*_recon` wrappers normalize k-space by
 `data_scale` first, so `lam` is defined on data whose zero-filled image peaks at 1.
@@ -16,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from recon import ops
-from recon.baselines.sense import adjoint, batch_dot, data_scale, forward, max_eigenvalue
+from recon.baselines.sense import Callback, adjoint, batch_dot, data_scale, forward, lipschitz_bound
 from recon.baselines.wavelet import Wavelet2D, map_coeffs, soft_threshold
 
 
@@ -28,27 +33,28 @@ def fista_l1_wavelet(
     iters: int,
     step: torch.Tensor | float | None = None,
     wave_name: str = "db4",
+    callback: Callback | None = None,
 ) -> torch.Tensor:
     """FISTA L1-wavelet image `(B, 1, H, W)` complex64 at the scale of `kspace`.
 
     kspace, maps: `(B, C, H, W)`; mask broadcastable (e.g. `(B, 1, 1, W)` bool). step: the
-    gradient step (default `1 / max_eig(A^H A)` from 30 power iterations), per slice.
+    gradient step (default `1 / lipschitz_bound(maps)`), per slice. callback(i, x) after
+    iteration i.
     """
-    batch, _, height, width = kspace.shape
-    wavelet = Wavelet2D((height, width), wave_name)
+    wavelet = Wavelet2D(tuple(kspace.shape[-2:]), wave_name)
 
     def normal_op(x: torch.Tensor) -> torch.Tensor:
         return ops.normal(x, maps, mask)
 
     if step is None:
-        step = 1 / max_eigenvalue(normal_op, (batch, 1, height, width), kspace.device)
+        step = 1 / lipschitz_bound(maps)
     step_t = torch.as_tensor(step, dtype=torch.float32, device=kspace.device).reshape(-1, 1, 1, 1)
     thresh = (lam * step_t).reshape(-1, 1, 1)
     aty = adjoint(kspace, maps, mask)
     x = torch.zeros_like(aty)
     z = x
     t = 1.0
-    for _ in range(iters):
+    for it in range(iters):
         x_old = x
         v = z - step_t * (normal_op(z) - aty)
         coeffs = wavelet.forward(v[:, 0])
@@ -56,6 +62,8 @@ def fista_l1_wavelet(
         t_old = t
         t = (1 + (1 + 4 * t_old**2) ** 0.5) / 2
         z = x + ((t_old - 1) / t) * (x - x_old)
+        if callback is not None:
+            callback(it + 1, x)
     return x
 
 
@@ -94,32 +102,31 @@ def pdhg_tv(
     iters: int,
     tau: torch.Tensor | float | None = None,
     sigma: float = 1.0,
+    callback: Callback | None = None,
 ) -> torch.Tensor:
     """PDHG total-variation image `(B, 1, H, W)` complex64 at the scale of `kspace`.
 
     Dual variables: `u1` in k-space (data term, prox of the conjugate of `1/2||. - y||^2`),
     `u2` on the gradient (projection onto `|u2| <= lam`). tau default: `1 / (sigma *
-    max_eig(A^H A + G^H G))` from 30 power iterations, per slice.
+    (lipschitz_bound(maps) + 8))`, per slice. callback(i, x) after iteration i.
     """
     batch, _, height, width = kspace.shape
-
-    def normal_op(x: torch.Tensor) -> torch.Tensor:
-        return ops.normal(x, maps, mask) + finite_diff_adjoint(finite_diff(x))
-
     if tau is None:
-        tau = 1 / (sigma * max_eigenvalue(normal_op, (batch, 1, height, width), kspace.device))
+        tau = 1 / (sigma * (lipschitz_bound(maps) + 8))
     tau_t = torch.as_tensor(tau, dtype=torch.float32, device=kspace.device).reshape(-1, 1, 1, 1)
     x = torch.zeros(batch, 1, height, width, dtype=kspace.dtype, device=kspace.device)
     x_ext = x
     u1 = torch.zeros_like(kspace)
     u2 = torch.zeros(batch, 2, height, width, dtype=kspace.dtype, device=kspace.device)
-    for _ in range(iters):
+    for it in range(iters):
         u1 = (u1 + sigma * forward(x_ext, maps, mask) - sigma * kspace) / (1 + sigma)
         u2 = u2 + sigma * finite_diff(x_ext)
         u2 = u2 / torch.clamp(u2.abs() / lam, min=1) if lam > 0 else torch.zeros_like(u2)
         x_old = x
         x = x - tau_t * (adjoint(u1, maps, mask) + finite_diff_adjoint(u2))
         x_ext = 2 * x - x_old
+        if callback is not None:
+            callback(it + 1, x)
     return x
 
 

@@ -62,14 +62,30 @@ def max_eigenvalue(normal_op: Operator, shape: tuple[int, ...], device: torch.de
     return eig
 
 
-def conjugate_gradient(normal_op: Operator, rhs: torch.Tensor, iters: int) -> torch.Tensor:
-    """`iters` CG steps on `normal_op(x) = rhs` from `x = 0`, each slice with its own steps."""
+def lipschitz_bound(maps: torch.Tensor) -> torch.Tensor:
+    """Upper bound `(B, 1, 1, 1)` of `max_eig(A^H A)`: `max_pixel sum_c |S_c|^2`.
+
+    `F` is unitary and `M` a projection, so `||M F S x|| <= ||S x|| <= sqrt(bound) ||x||`;
+    for unit-RSS ESPIRiT maps the bound is 1 (SigPy instead runs 30 power iterations).
+    """
+    bound = (maps.real**2 + maps.imag**2).sum(1).flatten(1).amax(1)
+    return torch.where(bound > 0, bound, torch.ones_like(bound)).reshape(-1, 1, 1, 1)
+
+
+Callback = Callable[[int, torch.Tensor], None]
+
+
+def conjugate_gradient(normal_op: Operator, rhs: torch.Tensor, iters: int, callback: Callback | None = None) -> torch.Tensor:
+    """`iters` CG steps on `normal_op(x) = rhs` from `x = 0`, each slice with its own steps.
+
+    callback(i, x) is called after iteration i (1-based), e.g. to score intermediate images.
+    """
     x = torch.zeros_like(rhs)
     r = rhs.clone()
     p = r.clone()
     rz = batch_dot(r, r)
     tiny = torch.finfo(torch.float32).tiny
-    for _ in range(iters):
+    for it in range(iters):
         ap = normal_op(p)
         pap = batch_dot(p, ap)
         alpha = torch.where(pap > tiny, rz / pap.clamp_min(tiny), torch.zeros_like(rz))
@@ -79,10 +95,14 @@ def conjugate_gradient(normal_op: Operator, rhs: torch.Tensor, iters: int) -> to
         beta = torch.where(rz > tiny, rz_new / rz.clamp_min(tiny), torch.zeros_like(rz))
         p = r + beta * p
         rz = rz_new
+        if callback is not None:
+            callback(it + 1, x)
     return x
 
 
-def cg_sense(kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int) -> torch.Tensor:
+def cg_sense(
+    kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int, callback: Callback | None = None
+) -> torch.Tensor:
     """CG-SENSE image `(B, 1, H, W)` complex64 at the scale of `kspace` (no normalization).
 
     kspace: `(B, C, H, W)` complex64 masked data; maps: `(B, C, H, W)`; mask broadcastable to
@@ -92,7 +112,7 @@ def cg_sense(kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: 
     def normal_op(x: torch.Tensor) -> torch.Tensor:
         return ops.normal(x, maps, mask) + lam * x
 
-    return conjugate_gradient(normal_op, adjoint(kspace, maps, mask), iters)
+    return conjugate_gradient(normal_op, adjoint(kspace, maps, mask), iters, callback)
 
 
 def sense_recon(kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int) -> torch.Tensor:

@@ -1,0 +1,66 @@
+"""Shared helpers of the baseline benchmark scripts: simulated slices, masks, scores, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recon.io.fastmri import read_volume
+from recon.masks import make_mask, seed_from_filename
+from recon.metrics import nmse, psnr, ssim
+from recon.simulate.dataset import simulate_dataset
+from recon.simulate.volume import SimConfig
+
+CENTER_FRACTIONS = {4: 0.08, 8: 0.04}
+RESULTS = Path(__file__).parent / "results"
+
+
+def simulated_slices(out_dir: Path, seed: int, volumes: int, slices: int, coils: int = 15, width: int = 368) -> list[Path]:
+    """fastMRI-format simulated volumes (cached in `out_dir`): 640 x `width`, `coils` coils."""
+    config = SimConfig(widths=(width,), coils=coils, slices=slices)
+    return simulate_dataset(out_dir, volumes, slices, coils, seed, config=config)
+
+
+def undersample(path: Path, acceleration: int) -> dict[str, Any]:
+    """Volume at `path` with its validation-seeded random mask (fastMRI knee setting).
+
+    Returns kspace `(S, C, H, W)` complex64 (masked), mask `(W,)` bool, nlow, target
+    `(S, h, w)` float32 and crop size.
+    """
+    kspace, target, info = read_volume(path)
+    width = kspace.shape[-1]
+    mask, nlow = make_mask("random", width, acceleration, CENTER_FRACTIONS[acceleration], seed_from_filename(path.name))
+    left, right = info.padding
+    mask = mask.astype(bool).copy()
+    mask[:left] = False
+    mask[right:] = False
+    return {"kspace": (kspace * mask + 0.0).astype(np.complex64), "mask": mask, "nlow": int(nlow), "target": target, "crop": tuple(info.crop_size)}
+
+
+def scores(target: np.ndarray, image: np.ndarray) -> dict[str, float]:
+    """fastMRI SSIM / PSNR / NMSE of a `(S, h, w)` reconstruction against its target."""
+    return {"ssim": ssim(target, image), "psnr": psnr(target, image), "nmse": nmse(target, image)}
+
+
+def machine() -> dict[str, Any]:
+    """Where a timing was taken."""
+    return {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "loadavg": os.getloadavg(),
+        "torch": torch.__version__,
+    }
+
+
+def write_results(stem: str, payload: dict[str, Any], markdown: str) -> None:
+    """Write `results/<stem>.json` and `results/<stem>.md`."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    (RESULTS / f"{stem}.md").write_text(markdown)
