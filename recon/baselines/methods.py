@@ -20,10 +20,12 @@ from recon.fft import center_crop
 
 Solver = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, int], torch.Tensor]
 
+#: Chosen by benchmarks/sweep_baselines.py (results/sweep_baselines.md): best mean SSIM on the
+#: simulated tuning split at 4x and 8x; lam is on the normalized scale (`data_scale`).
 DEFAULTS: dict[str, dict[str, float | int]] = {
-    "sense": {"lam": 0.01, "iters": 30},
-    "cs": {"lam": 0.003, "iters": 50},
-    "cs-tv": {"lam": 0.002, "iters": 100},
+    "sense": {"lam": 0.1, "iters": 10},
+    "cs": {"lam": 0.003, "iters": 10},
+    "cs-tv": {"lam": 0.0003, "iters": 40},
 }
 
 
