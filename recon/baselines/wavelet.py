@@ -9,6 +9,8 @@ transformed separately (the filters are real); coefficients come back complex.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import ptwt
 import pywt
 import torch
@@ -52,7 +54,7 @@ class Wavelet2D:
         return x[..., self.padded[0] - self.shape[0] :, self.padded[1] - self.shape[1] :]
 
 
-def map_coeffs(coeffs: Coeffs, fn) -> Coeffs:
+def map_coeffs(coeffs: Coeffs, fn: Callable[[torch.Tensor], torch.Tensor]) -> Coeffs:
     """Apply `fn` to every coefficient array, keeping the pywt structure."""
     out: Coeffs = [fn(coeffs[0])]
     for details in coeffs[1:]:
