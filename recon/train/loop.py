@@ -1,0 +1,239 @@
+"""The VarNet training loop: SSIM loss, Adam + StepLR, validation, checkpoints, resume, DDP.
+
+Reproducibility: the model is initialised from `seed`; the slice order of each epoch comes
+from `DistributedSampler(seed, epoch)`; the mask of a slice from `(seed, epoch, index)`.
+Resume state is saved at optimizer-step boundaries, so on CPU a run killed at any moment and
+restarted ends with the same weights, bit for bit, as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from recon.fft import center_crop
+from recon.masks import create_mask_func
+from recon.metrics import SSIMLoss, volume_metrics
+from recon.models.checkpoint import load_state_dict, save_model
+from recon.models.varnet import VarNet
+from recon.train.config import TrainConfig
+from recon.train.data import TrainSample, TrainSlices, ValVolumes, collate, list_h5
+from recon.train.distributed import DistInfo, barrier, cleanup, gather_objects, init_distributed
+from recon.train.state import load_resume, save_resume
+
+
+def _split_folders(config: TrainConfig) -> tuple[Path, Path | None]:
+    """(training folder, validation folder or None) from `data` / `val_data`."""
+    data = Path(config.data)
+    if (data / "train").is_dir():
+        val = config.val_data or (data / "val" if (data / "val").is_dir() else None)
+        return data / "train", val
+    return data, config.val_data
+
+
+def _device(config: TrainConfig, info: DistInfo) -> torch.device:
+    if config.device == "auto":
+        return torch.device(f"cuda:{info.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if config.device == "cuda":
+        return torch.device(f"cuda:{info.local_rank}")
+    return torch.device(config.device)
+
+
+def build_model(config: TrainConfig) -> VarNet:
+    """A VarNet initialised from `config.seed` (or `init_weights`), with the memory options set."""
+    torch.manual_seed(config.seed)
+    model = VarNet(**config.model_kwargs())
+    if config.init_weights is not None:
+        model.load_state_dict(load_state_dict(config.init_weights))
+    model.set_mixed_precision(torch.bfloat16 if config.mixed_precision == "bf16" else None)
+    model.set_activation_checkpointing(config.activation_checkpointing)
+    return model
+
+
+def _digest(tensors: list[torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def validate(model: VarNet, volumes: ValVolumes, info: DistInfo, device: torch.device) -> dict[str, float]:
+    """Mean per-volume SSIM/PSNR/NMSE; each volume is reconstructed whole on one rank."""
+    model.eval()
+    mine: list[dict[str, float]] = []
+    for i in range(info.rank, len(volumes), info.world_size):
+        slices = volumes.volume(i)
+        preds, targets = [], []
+        for s in slices:
+            out = model(s.masked_kspace[None].to(device), s.mask[None].to(device), s.num_low_frequencies)
+            preds.append(center_crop(out, s.target.shape[-2:])[0].float().cpu())
+            targets.append(s.target)
+        mine.append(volume_metrics(torch.stack(targets).numpy(), torch.stack(preds).numpy()))
+    everyone = [m for part in gather_objects(info, mine) for m in part]
+    model.train()
+    if not everyone:
+        return {}
+    return {k: float(np.mean([m[k] for m in everyone])) for k in ("ssim", "psnr", "nmse")}
+
+
+class _Logger:
+    """TensorBoard scalars and metrics.jsonl on rank 0; per-rank sample log when asked."""
+
+    def __init__(self, config: TrainConfig, info: DistInfo) -> None:
+        self.main = info.is_main
+        self.writer = None
+        if self.main and config.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(config.out / "tensorboard"))
+        self.samples = config.out / f"samples-rank{info.rank}.jsonl" if config.log_samples else None
+        self.metrics = config.out / "metrics.jsonl"
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, step)
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        if self.main:
+            with self.metrics.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        for k, v in record.items():
+            if k not in ("epoch", "global_step") and isinstance(v, float):
+                self.scalar(f"val/{k}", v, record["global_step"])
+
+    def sample(self, record: dict[str, Any]) -> None:
+        if self.samples is not None:
+            with self.samples.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def train(config: TrainConfig) -> Path:
+    """Train (or resume) the run in `config.out`; return the best (else last) weights file.
+
+    Under `torchrun`, each rank trains on its own `DistributedSampler` share of the slices
+    (hence its own masks) and DDP averages gradients.
+    """
+    info = init_distributed(config.device)
+    try:
+        return _train(config, info)
+    finally:
+        cleanup(info)
+
+
+def _train(config: TrainConfig, info: DistInfo) -> Path:
+    out = Path(config.out)
+    ckpt = out / "checkpoints"
+    if info.is_main:
+        ckpt.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    barrier(info)
+    device = _device(config, info)
+    train_dir, val_dir = _split_folders(config)
+    mask_func = create_mask_func(config.mask_type, config.center_fractions, config.accelerations)
+    train_set = TrainSlices(list_h5(train_dir), mask_func, config.seed, config.sample_rate)
+    val_set = ValVolumes(list_h5(val_dir), mask_func) if val_dir is not None else None
+
+    model = build_model(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step_size, config.lr_gamma)
+    record = load_resume(ckpt, model, optimizer, scheduler) or {}
+    epoch0 = int(record.get("epoch", 0))
+    step0 = int(record.get("step_in_epoch", 0))
+    global_step = int(record.get("global_step", 0))
+    best = float(record.get("best_ssim", -1.0))
+    net: torch.nn.Module = DistributedDataParallel(model) if info.enabled else model
+    loss_fn = SSIMLoss()
+    log = _Logger(config, info)
+    per_step = config.batch_size * config.accumulate
+    done = config.max_steps is not None and global_step >= config.max_steps
+
+    def scalars(epoch: int, step_in_epoch: int) -> dict[str, Any]:
+        return {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
+                "best_ssim": best, "config": config.to_dict()}
+
+    def save_state(epoch: int, step_in_epoch: int) -> None:
+        if info.is_main:
+            save_resume(ckpt, model, optimizer, scheduler, scalars(epoch, step_in_epoch))
+        barrier(info)
+
+    try:
+        for epoch in range(epoch0, config.epochs):
+            if done:
+                break
+            sampler = DistributedSampler(train_set, info.world_size, info.rank, shuffle=True, seed=config.seed, drop_last=True)
+            sampler.set_epoch(epoch)
+            order = list(sampler)
+            steps = len(order) // per_step
+            if steps == 0:
+                raise ValueError(f"{len(order)} slices per rank is fewer than batch_size x accumulate = {per_step}")
+            start = step0 if epoch == epoch0 else 0
+            keys = [(i, epoch) for i in order[start * per_step : steps * per_step]]
+            loader = DataLoader(train_set, batch_size=config.batch_size, sampler=keys, collate_fn=collate,
+                                num_workers=config.num_workers)
+            batches = iter(loader)
+            bar = tqdm(range(start, steps), desc=f"epoch {epoch}", disable=config.quiet or not info.is_main,
+                       initial=start, total=steps, leave=False)
+            model.train()
+            stopped = False
+            for step in bar:
+                loss_value = 0.0
+                for micro in range(config.accumulate):
+                    batch: TrainSample = next(batches)
+                    last_micro = micro == config.accumulate - 1
+                    sync = net.no_sync() if info.enabled and not last_micro else contextlib.nullcontext()
+                    with sync:
+                        pred = net(batch.masked_kspace.to(device), batch.mask.to(device), batch.num_low_frequencies.to(device))
+                        pred = center_crop(pred, batch.target.shape[-2:])
+                        loss = loss_fn(pred.unsqueeze(1), batch.target.to(device).unsqueeze(1),
+                                       batch.max_value.to(device)) / config.accumulate
+                        loss.backward()
+                    loss_value += float(loss.detach())
+                    log.sample({"global_step": global_step + 1, "fname": batch.fname, "slice": batch.slice_num,
+                                "mask": _digest([batch.mask])})
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                global_step += 1
+                log.scalar("train/loss", loss_value, global_step)
+                log.sample({"global_step": global_step, "params": _digest(list(model.parameters()))})
+                bar.set_postfix(loss=f"{loss_value:.4f}")
+                done = config.max_steps is not None and global_step >= config.max_steps
+                periodic = bool(config.checkpoint_every) and global_step % config.checkpoint_every == 0
+                if step + 1 < steps and (done or periodic):
+                    save_state(epoch, step + 1)
+                if done and step + 1 < steps:
+                    stopped = True
+                    break
+            bar.close()
+            if stopped:
+                if info.is_main:
+                    save_model(model, ckpt / "last.safetensors", {"train": config.to_dict(), "global_step": global_step})
+                break
+            scheduler.step()
+            metrics = validate(model, val_set, info, device) if val_set is not None else {}
+            if info.is_main:
+                extra = {"train": config.to_dict(), "epoch": epoch, "global_step": global_step, "val": metrics}
+                save_model(model, ckpt / "last.safetensors", extra)
+                if metrics and metrics["ssim"] > best:
+                    best = metrics["ssim"]
+                    save_model(model, ckpt / "best.safetensors", extra)
+                log.epoch({"epoch": epoch, "global_step": global_step, **metrics})
+            save_state(epoch + 1, 0)
+        barrier(info)
+    finally:
+        log.close()
+    best_file = ckpt / "best.safetensors"
+    return best_file if best_file.is_file() else ckpt / "last.safetensors"
