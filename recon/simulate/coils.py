@@ -42,7 +42,7 @@ def coil_layout(num_coils: int, rng: np.random.Generator) -> np.ndarray:
         n_in_ring = min(per_ring, num_coils - ring * per_ring)
         psi = 2.0 * np.pi * (k + 0.5 * (ring % 2)) / n_in_ring
         height = (ring - (rings - 1) / 2.0) * 0.8
-        out[c] = (psi, height, 1.45, 0.55)
+        out[c] = (psi, height, 1.6, 0.7)
     out[:, 0] += rng.uniform(-0.1, 0.1, num_coils)
     out[:, 1] += rng.uniform(-0.08, 0.08, num_coils)
     out[:, 2] *= rng.uniform(0.95, 1.05)
@@ -60,9 +60,14 @@ def knee_coil_maps(layout: np.ndarray, rows: int, width: int, z: float) -> np.nd
     u = ((np.arange(width, dtype=np.float32) - width / 2) / unit)[None, None, :]
     psi, height, radius, loop = (layout[:, i].astype(np.float32)[:, None, None] for i in range(4))
     cu, cz = radius * np.cos(psi), radius * np.sin(psi)
-    d2 = (u - cu) ** 2 + (v - height) ** 2 + (np.float32(z) - cz) ** 2
+    dz = np.float32(z) - cz
+    d2 = (u - cu) ** 2 + (v - height) ** 2 + dz**2
     mag = loop**2 / (loop**2 + d2) ** 1.5
-    phase = np.arctan2(v - height, u - cu) - psi
+    # Phase: azimuth of the pixel seen from the loop, measured in the loop's own frame (axis
+    # pointing into the leg), so it turns smoothly across the object and has no vortex inside it.
+    depth = -(u - cu) * np.cos(psi) - dz * np.sin(psi) + loop
+    lateral = -(u - cu) * np.sin(psi) + dz * np.cos(psi)
+    phase = np.arctan2(v - height, depth) + 0.5 * np.arctan2(lateral, depth) - psi
     maps = mag * np.exp(1j * phase)
     return maps.astype(np.complex64)
 

@@ -137,7 +137,7 @@ def knee_slice(
     """
     lev = TISSUE_LEVELS[contrast]
     unit = rows / 4.0
-    edge = 0.6 / unit
+    edge = 1.2 / unit
     a = anatomy
     vv, uu = np.meshgrid(
         (np.arange(rows, dtype=np.float32) - rows / 2) / unit,
@@ -203,7 +203,7 @@ def knee_slice(
         for sdf in (femur, tibia, fib):
             outer = _fill(sdf, edge)
             inner = _fill(sdf + a.cortex, edge)
-            marrow = lev["marrow"] * (1.0 + 0.12 * tex_marrow)
+            marrow = lev["marrow"] * (1.0 + 0.08 * tex_marrow)
             bone = (outer - inner) * lev["cortex"] + inner * marrow
             img = img * (1.0 - outer) + bone
         img = img * (1.0 - fluid) + fluid * lev["fluid"]
