@@ -227,3 +227,12 @@ def test_zero_filled_ssim_is_in_the_real_knee_band() -> None:
     for acc, (lo, hi) in ZF_SSIM_BAND.items():
         assert lo <= means[acc] <= hi, (acc, means)
     assert means[4] > means[8] + 0.05, means
+
+
+def test_header_parses_with_the_ismrmrd_schema_bindings() -> None:
+    xsd = pytest.importorskip("ismrmrd.xsd")
+    vol = simulate_volume(6, config=TINY, num_slices=1)
+    header = xsd.CreateFromDocument(vol.header_xml)
+    limits = header.encoding[0].encodingLimits.kspace_encoding_step_1
+    assert header.encoding[0].encodedSpace.matrixSize.y == vol.kspace.shape[-1]
+    assert vol.kspace.shape[-1] // 2 - limits.center == vol.padding[0]

@@ -5,11 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import h5py
-import numpy as np
-
-from recon.io.atomic import atomic_path
-from recon.simulate.volume import SimConfig, SimVolume, simulate_volume
+from recon.io.fastmri import write_fastmri_volume
+from recon.simulate.volume import SimConfig, simulate_volume
 
 #: First seed of each split; each split owns the 1000 seeds from its first one.
 TRAIN_SEED = 1000
@@ -33,17 +30,6 @@ def seed_split(seed: int) -> str | None:
 def volume_filename(prefix: str, seed: int, index: int) -> str:
     """File name of volume `index` of a dataset with `seed`, e.g. `file_sim_3000_0000.h5`."""
     return f"file_{prefix}_{seed}_{index:04d}.h5"
-
-
-def _write_h5(path: Path, vol: SimVolume) -> None:
-    """Write a fastMRI multi-coil file atomically: kspace, reconstruction_rss, ismrmrd_header, attrs."""
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("kspace", data=vol.kspace)
-            f.create_dataset("reconstruction_rss", data=vol.target)
-            f.create_dataset("ismrmrd_header", data=np.bytes_(vol.header_xml.encode()))
-            for key, value in vol.attrs.items():
-                f.attrs[key] = value
 
 
 def simulate_dataset(
@@ -76,6 +62,6 @@ def simulate_dataset(
         vol = simulate_volume((seed, i), slices, coils, config=config, keep_maps=False)
         vol.attrs["split"] = seed_split(seed) or "none"
         path = out / volume_filename(prefix, seed, i)
-        _write_h5(path, vol)
+        write_fastmri_volume(path, vol.kspace, vol.header_xml, target=vol.target, attrs=vol.attrs)
         paths.append(path)
     return paths

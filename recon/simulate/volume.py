@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from recon.fft import center_crop, fft2c, ifft2c, rss
+from recon.io.header import build_header
 from recon.simulate.coils import background_phase, coil_layout, draw_phase_coeffs, knee_coil_maps
 from recon.simulate.phantom import TISSUE_LEVELS, KneeAnatomy, knee_slice, texture_fields
 
@@ -107,10 +108,22 @@ def fake_patient_id(rng_seed: int | tuple[int, ...]) -> str:
     return hashlib.sha256(f"recon.simulate:{rng_seed}".encode()).hexdigest()
 
 
-def _header(cfg: SimConfig, width: int, center: int, maximum: int, slices: int) -> str:
-    from recon.simulate.header import simulated_header
+RECON_FOV_MM = 140.0
+SLICE_MM = 3.0
 
-    return simulated_header(cfg.rows, width, cfg.recon_size, center, maximum, slices)
+
+def _header(cfg: SimConfig, width: int, center: int, maximum: int) -> str:
+    """ISMRMRD header: a 140 mm square reconSpace, 2x oversampled readout, 3 mm slices."""
+    h, w = cfg.recon_size
+    px = RECON_FOV_MM / h
+    return build_header(
+        encoded_size=(cfg.rows, width, 1),
+        recon_size=(h, w, 1),
+        enc_limits_center=center,
+        enc_limits_max=maximum,
+        fov_mm=(cfg.rows * px, width * px, SLICE_MM),
+        recon_fov_mm=(h * px, w * px, SLICE_MM),
+    )
 
 
 def simulate_volume(
@@ -201,5 +214,5 @@ def simulate_volume(
         "patient_id": patient_id or fake_patient_id(rng_seed),
         "simulated": "recon.simulate (knee-like phantom; not real data)",
     }
-    header = _header(cfg, W, center, maximum, S)
+    header = _header(cfg, W, center, maximum)
     return SimVolume(kspace, target, maps_all, image_all, header, attrs, (pad_l, pad_r))
