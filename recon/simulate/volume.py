@@ -8,7 +8,7 @@ padding columns outside `encodingLimits` have been zeroed, and after noise has b
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
