@@ -15,7 +15,8 @@ tensors (the conjugate Wirtinger derivative): for a linear map `y = A x` the inp
 
 Calls the kernels cannot take (CPU tensors, real or mixed dtypes, shapes other than the
 documented `(B,1,H,W)` / `(B,C,H,W)` layouts, a non-scalar eta) fall back to the torch backend,
-so the backend is always correct and fast on the VarNet path. Importing this module never needs
+so the backend is always correct and fast on the VarNet path. Each call runs under a device guard
+for its tensors' GPU (the kernels are compiled per device) on that device's current torch stream. Importing this module never needs
 CuPy; `available()` says whether the kernels can run.
 """
 
@@ -356,14 +357,16 @@ def fft2c(x: torch.Tensor) -> torch.Tensor:
     """Centered orthonormal 2-D FFT over the last two axes (any leading axes)."""
     if not (_kernel_ok(x) and x.ndim >= 2):
         return _tb.fft2c(x)
-    return _CenteredFFT.apply(x, False)
+    with torch.cuda.device(x.device):
+        return _CenteredFFT.apply(x, False)
 
 
 def ifft2c(k: torch.Tensor) -> torch.Tensor:
     """Centered orthonormal 2-D inverse FFT over the last two axes (any leading axes)."""
     if not (_kernel_ok(k) and k.ndim >= 2):
         return _tb.ifft2c(k)
-    return _CenteredFFT.apply(k, True)
+    with torch.cuda.device(k.device):
+        return _CenteredFFT.apply(k, True)
 
 
 def _sens_layout_ok(image: torch.Tensor, maps: torch.Tensor) -> bool:
@@ -376,7 +379,8 @@ def sens_expand(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     """Coil k-space `fft2c(maps * x)`: image `(B,1,H,W)`, maps `(B,C,H,W)` -> `(B,C,H,W)`."""
     if not _sens_layout_ok(x, maps):
         return _tb.sens_expand(x, maps)
-    return _SensExpand.apply(x, maps)
+    with torch.cuda.device(x.device):
+        return _SensExpand.apply(x, maps)
 
 
 def sens_reduce(k: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
@@ -384,7 +388,8 @@ def sens_reduce(k: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     ok = k.ndim == 4 and maps.ndim == 4 and k.shape[-2:] == maps.shape[-2:] and _kernel_ok(k, maps)
     if not ok:
         return _tb.sens_reduce(k, maps)
-    return _SensReduce.apply(k, maps)
+    with torch.cuda.device(k.device):
+        return _SensReduce.apply(k, maps)
 
 
 def _dc_layout_ok(k: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) -> bool:
@@ -406,28 +411,32 @@ def soft_dc(k: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor, eta: torch.Te
     eta_ok = eta.numel() == 1 and not eta.is_complex() and eta.device == k.device
     if not (eta_ok and _dc_layout_ok(k, k0, mask)):
         return _tb.soft_dc(k, k0, mask, eta)
-    return _SoftDC.apply(k, k0, mask.bool(), eta)
+    with torch.cuda.device(k.device):
+        return _SoftDC.apply(k, k0, mask.bool(), eta)
 
 
 def hard_dc(k: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Hard data consistency: measured samples `k0` where sampled, `k` elsewhere."""
     if not _dc_layout_ok(k, k0, mask):
         return _tb.hard_dc(k, k0, mask)
-    return _HardDC.apply(k, k0, mask.bool())
+    with torch.cuda.device(k.device):
+        return _HardDC.apply(k, k0, mask.bool())
 
 
 def normal(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """SENSE normal operator `A^H A x = sens_reduce(mask * sens_expand(x, maps), maps)`."""
     if not _sens_layout_ok(x, maps):
         return _tb.normal(x, maps, mask)
-    kspace = _SensExpand.apply(x, maps)
-    if not _dc_layout_ok(kspace, kspace, mask):
-        return _tb.sens_reduce(_tb.hard_dc(torch.zeros_like(kspace), kspace, mask), maps)
-    return _SensReduce.apply(_MaskApply.apply(kspace, mask.bool()), maps)
+    with torch.cuda.device(x.device):
+        kspace = _SensExpand.apply(x, maps)
+        if not _dc_layout_ok(kspace, kspace, mask):
+            return _tb.sens_reduce(_tb.hard_dc(torch.zeros_like(kspace), kspace, mask), maps)
+        return _SensReduce.apply(_MaskApply.apply(kspace, mask.bool()), maps)
 
 
 def rss(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """Root sum of squares of magnitudes along `dim`."""
     if not _kernel_ok(x):
         return _tb.rss(x, dim)
-    return _RSS.apply(x, dim)
+    with torch.cuda.device(x.device):
+        return _RSS.apply(x, dim)
