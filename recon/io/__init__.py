@@ -14,9 +14,25 @@ from recon.io.fastmri import (
     write_fastmri_volume,
     write_reconstruction,
 )
+from recon.io.convert import convert_ismrmrd_to_fastmri
+from recon.io.geometry import SliceGeometry, nominal_geometry
 from recon.io.header import HeaderInfo, build_header, parse_header
+from recon.io.ismrmrd import RawScan, is_ismrmrd, read_ismrmrd
+from recon.io.prewhiten import noise_covariance, prewhiten, prewhitening_matrix
+from recon.io.writers import FORMATS, write_output
 
 __all__ = [
+    "FORMATS",
+    "RawScan",
+    "SliceGeometry",
+    "convert_ismrmrd_to_fastmri",
+    "is_ismrmrd",
+    "noise_covariance",
+    "nominal_geometry",
+    "prewhiten",
+    "prewhitening_matrix",
+    "read_ismrmrd",
+    "write_output",
     "FastMRIVolume",
     "HeaderInfo",
     "InputError",
