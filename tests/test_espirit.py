@@ -79,3 +79,24 @@ def test_matches_bart_ecalib_up_to_phase(tmp_path: Path) -> None:
     assert both.sum() / (ours_support | ref_support).sum() > 0.9
     inner = np.abs((ours * ref.conj()).sum(0))[both]
     assert inner.min() > 0.99
+
+
+def test_narrow_acs_keeps_the_object_covered(tmp_path: Path) -> None:
+    """8x on the small simulated preset leaves 7 ACS columns; the maps must still cover the knee."""
+    from recon.baselines.espirit import fitted_kernel_width
+    from recon.io.fastmri import read_volume
+    from recon.masks import make_mask
+    from recon.simulate import PRESETS, simulate_dataset
+
+    assert fitted_kernel_width(6, 7) == 4 and fitted_kernel_width(6, 15) == 6 and fitted_kernel_width(6, 4) == 3
+    path = simulate_dataset(tmp_path, 1, 1, 8, 3000, config=PRESETS["small"])[0]
+    kspace, target, _ = read_volume(path)
+    width = kspace.shape[-1]
+    mask, nlow = make_mask("random", width, 8, 0.04, 0)
+    assert nlow <= 8
+    mask_t = torch.from_numpy(mask.astype(bool)).reshape(1, 1, 1, -1)
+    maps = espirit_calib(torch.from_numpy(kspace) * mask_t, mask_t, nlow)
+    image = np.sqrt((np.abs(np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, (-2, -1)), norm="ortho"), (-2, -1))) ** 2).sum(1))[0]
+    covered = (maps[0].abs() ** 2).sum(0).numpy() > 0.5
+    tissue = image > 0.2 * image.max()
+    assert covered[tissue].mean() > 0.9

@@ -177,6 +177,18 @@ def espirit_maps_from_kernels(
     return maps.contiguous(), eig
 
 
+def fitted_kernel_width(kernel_width: int, acs_width: int) -> int:
+    """Kernel width used for an ACS region `acs_width` columns wide.
+
+    A kernel nearly as wide as the ACS region fits only one or two positions across it, so the
+    calibration matrix cannot separate the signal subspace from noise and the eigenvalue crop
+    then zeroes most of the maps (at 8x on a 186-column matrix: 7 ACS columns, 12% of the
+    image kept with a 6-wide kernel). The width is capped at half the region, rounded up, and
+    never below 3 (a region narrower than that is rejected by `calibration_kernels`).
+    """
+    return min(kernel_width, max(3, (acs_width + 1) // 2))
+
+
 def espirit_calib(
     kspace: torch.Tensor,
     mask: torch.Tensor,
@@ -195,7 +207,8 @@ def espirit_calib(
     num_low_frequencies: `(B,)` int (0 = detect) or one int. calib_rows: readout rows of the
     calibration region around the center (None = all rows). max_iter / refine_iter / coarse:
     the power iterations (see `espirit_maps_from_kernels`). Returns `(B, C, H, W)` complex64
-    maps, unit RSS over coils inside the support, zero outside.
+    maps, unit RSS over coils inside the support, zero outside. The kernel width is capped for
+    narrow ACS regions (`fitted_kernel_width`).
     """
     batch, _, height, width = kspace.shape
     masks = mask.reshape(batch, -1)[:, -width:]
@@ -207,6 +220,6 @@ def espirit_calib(
         if calib_rows is not None and calib_rows < height:
             top = height // 2 - calib_rows // 2
             calib = calib[:, top : top + calib_rows]
-        kernels = calibration_kernels(calib, kernel_width, thresh)
+        kernels = calibration_kernels(calib, fitted_kernel_width(kernel_width, stop - start), thresh)
         out[b], _ = espirit_maps_from_kernels(kernels, (height, width), crop, max_iter, refine_iter, coarse)
     return out
