@@ -5,10 +5,10 @@ and 8x). BART rows: `ecalib -m1 -r H:nlow` (rectangular ACS region) then `pics -
 `pics -S -l1` (30 iterations, lambda 0.01 on BART's own data scale), and fastMRI's CS
 baseline `ecalib -d0 -m1 -r nlow` + `pics -d0 -S -R T:7:0:0.01 -i 200`. Ours: the registered
 methods with their defaults (ESPIRiT maps estimated inside). Reports fastMRI SSIM / PSNR /
-NMSE and seconds per slice; writes results/baselines_bart_<accels>.json and .md. Exits cleanly (0,
+NMSE and seconds per slice; writes results/baselines_bart_<preset>_<accels>.json and .md. Exits cleanly (0,
 a message) where `bart` is not installed. Usage:
 
-    OMP_NUM_THREADS=2 python benchmarks/bart_compare.py [--volumes 1] [--slices 1] [--accels 4 8]
+    OMP_NUM_THREADS=2 python benchmarks/bart_compare.py [--preset knee|small] [--volumes 1] [--slices 1] [--accels 4 8]
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from _common import machine, scores, simulated_slices, undersample, write_results
+from _common import machine, scores, undersample, write_results
 from bart_cfl import bart_available, kspace_to_bart, read_cfl, run_bart, write_cfl
 from recon.fft import center_crop
 from recon.methods import ReconBatch, get_method
-from recon.simulate.dataset import REPORT_SEED
+from recon.simulate import PRESETS
+from recon.simulate.dataset import REPORT_SEED, simulate_dataset
 
 
 def bart_runs(height: int, nlow: int) -> dict[str, tuple[list[str], list[str]]]:
@@ -61,13 +62,15 @@ def main() -> int:
     parser.add_argument("--slices", type=int, default=1)
     parser.add_argument("--accels", type=int, nargs="+", default=[8], choices=(4, 8), help="BART's TV with 200 iterations takes ~1 min per slice")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--preset", default="knee", choices=sorted(PRESETS), help="simulated size (knee: 15 coils 640 x ~368)")
     args = parser.parse_args()
     if not bart_available():
         print("bart is not installed; skipping the BART cross-check")
         return 0
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bart_compare_"))
-    paths = simulated_slices(work / "data", REPORT_SEED, args.volumes, args.slices)
+    config = PRESETS[args.preset]
+    paths = simulate_dataset(work / "data", args.volumes, args.slices, config.coils, REPORT_SEED, config=config)
     rows: list[dict[str, Any]] = []
     for path in paths:
         for accel in args.accels:
@@ -94,8 +97,8 @@ def main() -> int:
     lines = [
         "# This project's baselines beside BART",
         "",
-        f"Simulated report split (seed {REPORT_SEED}), {len(paths)} volume(s) x {args.slices} slice(s), 15 coils, "
-        f"640x368, fastMRI random masks, {args.threads} threads. Mean over volumes; seconds per slice include "
+        f"Simulated report split (seed {REPORT_SEED}), {len(paths)} volume(s) x {args.slices} slice(s), preset "
+        f"`{args.preset}` ({config.coils} coils, {config.rows} x {'/'.join(map(str, config.widths))}), fastMRI random masks, {args.threads} threads. Mean over volumes; seconds per slice include "
         "ESPIRiT (and, for BART, process start and .cfl I/O).",
         "",
         "| accel | method | SSIM | PSNR | NMSE | s/slice |",
@@ -106,7 +109,7 @@ def main() -> int:
             sel = [r for r in rows if r["accel"] == accel and r["method"] == m]
             mean = {k: float(np.mean([r[k] for r in sel])) for k in ("ssim", "psnr", "nmse", "seconds_per_slice")}
             lines.append(f"| {accel}x | {m} | {mean['ssim']:.4f} | {mean['psnr']:.2f} | {mean['nmse']:.4f} | {mean['seconds_per_slice']:.2f} |")
-    write_results("baselines_bart_" + "_".join(f"{a}x" for a in args.accels), {"rows": rows, "machine": machine()}, "\n".join(lines) + "\n")
+    write_results(f"baselines_bart_{args.preset}_" + "_".join(f"{a}x" for a in args.accels), {"rows": rows, "preset": args.preset, "machine": machine()}, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -30,6 +30,11 @@ class _Batch(Protocol):
     crop_size: tuple[int, int]
 
 
+def shipped_checkpoint_available() -> bool:
+    """Whether the shipped simulated-data weights are present (source checkouts; not wheels)."""
+    return DEFAULT_CHECKPOINT.is_file()
+
+
 def resolve_checkpoint(checkpoint: str | os.PathLike[str] | None) -> Path:
     """The given checkpoint path, or the shipped default; ValueError when neither exists."""
     if checkpoint is not None:
