@@ -7,7 +7,7 @@ across items: every item reads its slice from the HDF5 file. One pass (untimed) 
 page cache and checks that both loaders yield identical samples; then each configuration is
 timed over `--repeats` passes and the best pass is reported (slices per second).
 
-Usage: python benchmarks/bench_loading.py [--files 3 --slices 4 --repeats 3]
+Usage: python benchmarks/bench_loading.py [--files 4 --slices 6 --repeats 3]
 Writes benchmarks/results/loading.json and loading.md.
 """
 
@@ -76,21 +76,30 @@ def check_identical(ours: torch.utils.data.Dataset, theirs: torch.utils.data.Dat
     return len(ours)
 
 
-def time_loader(dataset: torch.utils.data.Dataset, workers: int, repeats: int) -> float:
-    """Best slices/s over `repeats` full passes of a DataLoader (worker start-up included)."""
-    best = 0.0
+def time_loader(dataset: torch.utils.data.Dataset, workers: int, repeats: int) -> tuple[float, float]:
+    """Best slices/s over `repeats` full passes of a DataLoader: (whole pass including worker
+    start-up, steady state from the first sample on, i.e. what a training loop sees per epoch
+    with persistent workers)."""
+    best_total, best_steady = 0.0, 0.0
     for _ in range(repeats):
         loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers)
         start = time.perf_counter()
-        count = sum(1 for _ in loader)
-        best = max(best, count / (time.perf_counter() - start))
-    return best
+        first = None
+        count = 0
+        for _sample in loader:
+            count += 1
+            if first is None:
+                first = time.perf_counter()
+        end = time.perf_counter()
+        best_total = max(best_total, count / (end - start))
+        best_steady = max(best_steady, (count - 1) / (end - first))
+    return best_total, best_steady
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=3)
-    parser.add_argument("--slices", type=int, default=4)
+    parser.add_argument("--files", type=int, default=4)
+    parser.add_argument("--slices", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     args = parser.parse_args()
@@ -105,8 +114,11 @@ def main() -> None:
         rows: list[dict[str, Any]] = []
         for workers in args.workers:
             rate = {name: time_loader(ds, workers, args.repeats) for name, ds in datasets.items()}
-            rows.append({"num_workers": workers, "recon_slices_per_s": rate["recon"],
-                         "fastmri_slices_per_s": rate["fastmri"], "speedup": rate["recon"] / rate["fastmri"]})
+            rows.append({"num_workers": workers,
+                         "recon_slices_per_s": rate["recon"][0], "fastmri_slices_per_s": rate["fastmri"][0],
+                         "speedup": rate["recon"][0] / rate["fastmri"][0],
+                         "recon_steady_slices_per_s": rate["recon"][1], "fastmri_steady_slices_per_s": rate["fastmri"][1],
+                         "steady_speedup": rate["recon"][1] / rate["fastmri"][1]})
     payload = {
         "benchmark": "data loading, VarNet samples (4x random mask, file-name seeded)",
         "data": {"files": args.files, "slices_per_file": args.slices, "coils": COILS, "rows": ROWS, "cols": WIDTH,
@@ -127,9 +139,16 @@ def main() -> None:
         f"best of {args.repeats} passes; {compared} samples checked identical. "
         f"Machine: {os.cpu_count()} CPUs (shared), load average {os.getloadavg()[0]:.2f}.",
         "",
-        "| num_workers | recon (slices/s) | fastMRI (slices/s) | speedup |",
-        "| --- | --- | --- | --- |",
-        *[f"| {r['num_workers']} | {r['recon_slices_per_s']:.1f} | {r['fastmri_slices_per_s']:.1f} | {r['speedup']:.2f}x |" for r in rows],
+        "Whole pass = slices / time of one DataLoader pass including worker start-up; steady = from the first "
+        "sample on (what an epoch with persistent workers sees). Workers receive each sample through shared "
+        "memory; recon's transform writes the masked k-space there directly.",
+        "",
+        "| num_workers | recon whole pass | fastMRI whole pass | speedup | recon steady | fastMRI steady | speedup |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *[f"| {r['num_workers']} | {r['recon_slices_per_s']:.1f} | {r['fastmri_slices_per_s']:.1f} | {r['speedup']:.2f}x "
+          f"| {r['recon_steady_slices_per_s']:.1f} | {r['fastmri_steady_slices_per_s']:.1f} | {r['steady_speedup']:.2f}x |" for r in rows],
+        "",
+        "Slices per second; best of the passes.",
         "",
     ]
     (RESULTS / "loading.md").write_text("\n".join(lines))

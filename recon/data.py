@@ -242,6 +242,18 @@ class SliceDataset(torch.utils.data.Dataset):
         return state
 
 
+def _worker_output(like: torch.Tensor) -> torch.Tensor | None:
+    """In a DataLoader worker, an empty tensor like `like` in shared memory, else None.
+
+    A worker hands tensors to the main process through shared memory; a tensor that is not
+    there yet is copied into it first. Writing the masked k-space straight into shared memory
+    saves that copy (27 MiB for a 15-coil 640 x 368 slice).
+    """
+    if torch.utils.data.get_worker_info() is None:
+        return None
+    return torch.empty(like.shape, dtype=like.dtype).share_memory_()
+
+
 class VarNetTransform:
     """Raw slice -> `VarNetSample`, as fastMRI's `VarNetDataTransform` (same masks, +0.0 zeros)."""
 
@@ -275,7 +287,7 @@ class VarNetTransform:
         else:
             col_mask = np.ones(width, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
             num_low = 0
-        masked, col_mask = apply_mask(kspace_t, col_mask, padding)
+        masked, col_mask = apply_mask(kspace_t, col_mask, padding, out=_worker_output(kspace_t))
         if target is not None:
             target_t = torch.from_numpy(np.asarray(target, dtype=np.float32))
             max_value = float(attrs["max"])

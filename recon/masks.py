@@ -260,6 +260,7 @@ def apply_mask(
     kspace: KSpace,
     mask: np.ndarray,
     padding: tuple[int, int] | None = None,
+    out: torch.Tensor | None = None,
 ) -> tuple[KSpace, np.ndarray]:
     """Undersample k-space with a column mask, as fastMRI's ``apply_mask`` does.
 
@@ -267,6 +268,8 @@ def apply_mask(
         kspace: complex k-space (..., H, W), NumPy array or torch tensor; columns on the last axis.
         mask: bool (or 0/1) mask of shape (W,).
         padding: (left, right) of the acquired columns; the mask is zeroed outside [left, right).
+        out: for torch k-space, a tensor of the same shape and dtype to write the result into
+            (e.g. one in shared memory).
 
     Returns:
         (``kspace * mask + 0.0`` of kspace's type, dtype and device; the +0.0 turns every -0.0
@@ -284,7 +287,9 @@ def apply_mask(
     if isinstance(kspace, torch.Tensor):
         real_dtype = kspace.real.dtype if kspace.is_complex() else kspace.dtype
         weights = torch.from_numpy(mask).to(device=kspace.device, dtype=real_dtype)
-        return kspace * weights + 0.0, mask
+        if out is None:
+            return kspace * weights + 0.0, mask
+        return torch.mul(kspace, weights, out=out).add_(0.0), mask
     real_dtype = np.real(kspace).dtype if np.iscomplexobj(kspace) else np.asarray(kspace).dtype
     masked = kspace * mask.astype(real_dtype) + real_dtype.type(0.0)
     return masked, mask

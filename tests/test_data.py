@@ -170,3 +170,17 @@ def test_without_worker_init_workers_repeat_masks(root: Path) -> None:
     loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="fork")
     masks = [s.mask.view(-1) for s in loader]
     assert all(torch.equal(masks[k], masks[k + 1]) for k in range(0, 8, 2))
+
+
+def test_worker_samples_equal_in_process_samples(root: Path) -> None:
+    """Workers write masked k-space straight into shared memory; the samples must not change."""
+    ds = _ds(root, transform=VarNetTransform(create_mask_func("random", [0.08], [4]), use_seed=True))
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="fork")
+    seen = 0
+    for i, sample in enumerate(loader):
+        assert sample.masked_kspace.is_shared()
+        ref = ds[i]
+        assert torch.equal(sample.masked_kspace, ref.masked_kspace) and torch.equal(sample.mask, ref.mask)
+        assert torch.equal(torch.view_as_real(sample.masked_kspace).signbit(), torch.view_as_real(ref.masked_kspace).signbit())
+        seen += 1
+    assert seen == len(ds)
