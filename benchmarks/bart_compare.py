@@ -3,7 +3,9 @@
 Same undersampled slices (simulated report split, fastMRI validation-seeded random masks at 4x
 and 8x). BART rows: `ecalib -m1 -r H:nlow` (rectangular ACS region) then `pics -S -l2`,
 `pics -S -l1` (30 iterations, lambda 0.01 on BART's own data scale), and fastMRI's CS
-baseline `ecalib -d0 -m1 -r nlow` + `pics -d0 -S -R T:7:0:0.01 -i 200`. Ours: the registered
+baseline `ecalib -d0 -m1 -r nlow` + `pics -d0 -S -R T:7:0:0.01 -i 200`. The ESPIRiT kernel is
+BART's default 6 except on ACS regions narrower than 12 columns, where it is capped as ours is
+(`fitted_kernel_width`; BART's ecalib aborts with a 6-wide kernel on 7 columns). Ours: the registered
 methods with their defaults (ESPIRiT maps estimated inside). Reports fastMRI SSIM / PSNR /
 NMSE and seconds per slice; writes results/baselines_bart_<preset>_<accels>.json and .md. Exits cleanly (0,
 a message) where `bart` is not installed. Usage:
@@ -25,6 +27,7 @@ import torch
 
 from _common import machine, scores, undersample, write_results
 from bart_cfl import bart_available, kspace_to_bart, read_cfl, run_bart, write_cfl
+from recon.baselines.espirit import fitted_kernel_width
 from recon.fft import center_crop
 from recon.methods import ReconBatch, get_method
 from recon.simulate import PRESETS
@@ -33,11 +36,12 @@ from recon.simulate.dataset import REPORT_SEED, simulate_dataset
 
 def bart_runs(height: int, nlow: int) -> dict[str, tuple[list[str], list[str]]]:
     """name -> (ecalib args, pics args)."""
-    rect = ["ecalib", "-m1", "-r", f"{height}:{nlow}"]
+    kernel = ["-k", str(fitted_kernel_width(6, nlow))]  # BART's default 6 (ecalib aborts on 7 ACS columns)
+    rect = ["ecalib", "-m1", *kernel, "-r", f"{height}:{nlow}"]
     return {
         "bart pics -l2": (rect, ["pics", "-S", "-l2", "-r", "0.01", "-i", "30"]),
         "bart pics -l1": (rect, ["pics", "-S", "-l1", "-r", "0.01", "-i", "30"]),
-        "bart fastMRI CS (T:7:0:0.01, 200 it)": (["ecalib", "-d0", "-m1", "-r", str(nlow)], ["pics", "-d0", "-S", "-R", "T:7:0:0.01", "-i", "200"]),
+        "bart fastMRI CS (T:7:0:0.01, 200 it)": (["ecalib", "-d0", "-m1", *kernel, "-r", str(nlow)], ["pics", "-d0", "-S", "-R", "T:7:0:0.01", "-i", "200"]),
     }
 
 

@@ -97,7 +97,7 @@ def test_pdhg_tv_matches_sigpy(problem: dict) -> None:
     y, maps, mask = problem["y"], problem["maps"], problem["mask"]
     normal_tv = lambda x: ops.normal(x, maps, mask) + finite_diff_adjoint(finite_diff(x))  # noqa: E731
     tau = 1 / max_eigenvalue(normal_tv, (1, 1, 64, 48), y.device)
-    ours = pdhg_tv(y, maps, mask, 0.005, 40, tau=tau)[0, 0].numpy()
+    ours = pdhg_tv(y, maps, mask, 0.005, 40, tau=tau, sigma=1.0)[0, 0].numpy()
     ref = mr.app.TotalVariationRecon(y[0].numpy(), maps[0].numpy(), lamda=0.005, max_iter=40, tau=float(tau), sigma=1.0, show_pbar=False).run()
     assert _rel(ours, ref) < 1e-3
 
