@@ -23,11 +23,11 @@ Solver = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, int], torch.
 #: Chosen by benchmarks/sweep_baselines.py (results/sweep_baselines_small.md): best mean SSIM
 #: on the simulated tuning split at 4x and 8x; lam is on the normalized scale (`data_scale`).
 #: Few iterations for sense / cs are deliberate: at 8x more iterations amplify noise (early
-#: stopping regularizes); TV keeps improving up to 200 iterations (fastMRI's BART setting).
+#: stopping regularizes); TV peaks near 100 iterations (its PDHG has converged by then).
 DEFAULTS: dict[str, dict[str, float | int]] = {
     "sense": {"lam": 0.1, "iters": 10},
     "cs": {"lam": 0.003, "iters": 10},
-    "cs-tv": {"lam": 0.003, "iters": 200},
+    "cs-tv": {"lam": 0.003, "iters": 100},
 }
 
 
