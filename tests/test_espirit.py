@@ -100,3 +100,27 @@ def test_narrow_acs_keeps_the_object_covered(tmp_path: Path) -> None:
     covered = (maps[0].abs() ** 2).sum(0).numpy() > 0.5
     tissue = image > 0.2 * image.max()
     assert covered[tissue].mean() > 0.9
+
+
+def test_noise_rule_keeps_noise_out_of_the_kernels() -> None:
+    """Low SNR: the noise bulk reaches 0.02 s_max; the noise rule keeps only signal kernels."""
+    from recon.baselines.espirit import noise_singular_value
+
+    k, maps, img = phantom_kspace(seed=4, noise=0.0)
+    rng = np.random.default_rng(0)
+    level = 0.05 * np.abs(k).max()
+    noisy = k + level * (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape)).astype(np.complex64)
+    calib = torch.from_numpy(noisy)[:, :, 19:29]
+    plain = calibration_kernels(calib, 6, 0.02)
+    ruled = calibration_kernels(calib, 6, 0.02, noise_factor=1.3)
+    assert ruled.shape[0] < plain.shape[0]
+    # pure noise in a calibration region shaped like 8x on the small preset (8 coils, 320 rows,
+    # 7 ACS columns, kernel 4: a tall 1268 x 128 matrix): no kernel survives the rule
+    pure = torch.from_numpy((rng.standard_normal((8, 320, 7)) + 1j * rng.standard_normal((8, 320, 7))).astype(np.complex64))
+    assert calibration_kernels(pure, 4, 0.02).shape[0] > 100
+    assert calibration_kernels(pure, 4, 0.02, noise_factor=1.3).shape[0] == 0
+    mask = column_mask(48, 4, 10)
+    inside = np.abs(img) > 0.3
+    for factor, floor in ((1.3, 0.95),):
+        est = espirit_calib(torch.from_numpy(noisy * mask)[None], torch.from_numpy(mask)[None], 10, noise_factor=factor)[0].numpy()
+        assert np.median(np.abs((est * maps.conj()).sum(0))[inside]) > floor

@@ -44,8 +44,24 @@ def acs_columns(mask: torch.Tensor, num_low_frequencies: int) -> tuple[int, int]
     return left, right
 
 
-def calibration_kernels(calib: torch.Tensor, kernel_width: int, thresh: float) -> torch.Tensor:
+def noise_singular_value(sing: torch.Tensor) -> torch.Tensor:
+    """Typical noise singular value of a calibration matrix: the median of its smaller half.
+
+    The signal occupies a few dozen of the `C k^2` singular values; the rest form the noise
+    bulk, whose largest member sits near `1 + sqrt(n / m)` times this value for an `m x n`
+    calibration matrix (the Marchenko-Pastur edge; `calibration_kernels` applies it).
+    """
+    ordered = torch.sort(sing).values
+    return ordered[: max(1, ordered.numel() // 2)].median()
+
+
+def calibration_kernels(calib: torch.Tensor, kernel_width: int, thresh: float, noise_factor: float = 0.0) -> torch.Tensor:
     """Row space of the calibration (block Hankel) matrix above `thresh * s_max`.
+
+    With `noise_factor > 0` a singular value must also exceed `noise_factor` times the noise
+    bulk's edge (`noise_singular_value` x `1 + sqrt(n / m)`): on low-SNR data the noise bulk reaches `thresh * s_max`
+    and noise directions would enter the kernels (a simulated fat-suppressed 15-coil slice
+    kept 394 of 540 at 0.02, and its maps failed).
 
     calib: `(C, h, w)` complex calibration k-space. Returns `(n, C, k, k)` complex kernels
     (the right singular vectors, as rows of `V^H`, in SigPy's block layout).
@@ -60,6 +76,9 @@ def calibration_kernels(calib: torch.Tensor, kernel_width: int, thresh: float) -
     evals, evecs = torch.linalg.eigh(gram)
     sing = evals.clamp_min(0).sqrt()
     keep = sing > thresh * sing.max()
+    if noise_factor > 0:
+        edge = 1 + (mat.shape[1] / mat.shape[0]) ** 0.5  # Marchenko-Pastur: noise bulk edge / median
+        keep &= sing > noise_factor * edge * noise_singular_value(sing)
     vh = evecs[:, keep].conj().T  # rows of V^H
     return vh.reshape(-1, coils, k, k).to(calib.dtype)
 
@@ -200,6 +219,7 @@ def espirit_calib(
     refine_iter: int = 4,
     coarse: int = 4,
     calib_rows: int | None = None,
+    noise_factor: float = 1.3,
 ) -> torch.Tensor:
     """ESPIRiT maps from the ACS region of undersampled k-space, one map set per slice.
 
@@ -208,7 +228,10 @@ def espirit_calib(
     calibration region around the center (None = all rows). max_iter / refine_iter / coarse:
     the power iterations (see `espirit_maps_from_kernels`). Returns `(B, C, H, W)` complex64
     maps, unit RSS over coils inside the support, zero outside. The kernel width is capped for
-    narrow ACS regions (`fitted_kernel_width`).
+    narrow ACS regions (`fitted_kernel_width`); kernels must also clear `noise_factor` x the
+    noise singular value (`calibration_kernels`; 0 gives SigPy's rule). On a low-SNR simulated
+    fat-suppressed slice this raised SENSE SSIM at 4x from 0.50 to 0.61 and changed other
+    tested slices by < 0.002.
     """
     batch, _, height, width = kspace.shape
     masks = mask.reshape(batch, -1)[:, -width:]
@@ -220,6 +243,6 @@ def espirit_calib(
         if calib_rows is not None and calib_rows < height:
             top = height // 2 - calib_rows // 2
             calib = calib[:, top : top + calib_rows]
-        kernels = calibration_kernels(calib, fitted_kernel_width(kernel_width, stop - start), thresh)
+        kernels = calibration_kernels(calib, fitted_kernel_width(kernel_width, stop - start), thresh, noise_factor)
         out[b], _ = espirit_maps_from_kernels(kernels, (height, width), crop, max_iter, refine_iter, coarse)
     return out
