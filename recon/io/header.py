@@ -11,8 +11,7 @@ Columns outside `[padding_left, padding_right)` are zero padding, not acquired l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
-from xml.etree.ElementTree import Element, ParseError
+from typing import Mapping, Protocol
 from xml.sax.saxutils import escape
 
 import defusedxml
@@ -38,6 +37,14 @@ class HeaderInfo:
     padding_left: int
     padding_right: int
     fov_mm: tuple[float, float, float] | None
+
+
+class Element(Protocol):
+    """The part of an ElementTree element the header readers use (parsing is defusedxml's)."""
+
+    text: str | None
+
+    def find(self, path: str) -> Element | None: ...
 
 
 def _find(root: Element, path: list[str]) -> Element | None:
@@ -99,7 +106,7 @@ def parse_header(xml: bytes | str, path: str = "<header>") -> HeaderInfo:
         root = SafeET.fromstring(bytes(xml), forbid_dtd=True)
     except defusedxml.DefusedXmlException as err:
         raise InputError(path, f"unsafe ISMRMRD header refused ({type(err).__name__}: entities/DTD not allowed)") from err
-    except ParseError as err:
+    except SafeET.ParseError as err:
         raise InputError(path, f"ISMRMRD header is not well-formed XML ({err})") from err
     encoded = _triple(root, ["encoding", "encodedSpace", "matrixSize"], path)
     recon = _triple(root, ["encoding", "reconSpace", "matrixSize"], path)
