@@ -1,4 +1,7 @@
-"""Mark everything under tests/gpu as `gpu` and skip it, with the reason, where it cannot run."""
+"""Mark everything under tests/gpu as `gpu` and skip it, with the reason, where it cannot run.
+
+Every test here needs a CUDA device; those in `test_cupy_ops.py` also need CuPy.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,15 @@ import pytest
 import torch
 
 
-def _skip_reason() -> str | None:
-    """Why the CuPy kernels cannot run here, or None when they can."""
+def _cuda_skip_reason() -> str | None:
+    """Why no CUDA test can run here, or None when they can."""
     if not torch.cuda.is_available():
         return "no CUDA device (torch.cuda.is_available() is False)"
+    return None
+
+
+def _cupy_skip_reason() -> str | None:
+    """Why the CuPy kernels cannot run here, or None when they can."""
     try:
         import cupy  # noqa: F401
     except ImportError as exc:
@@ -22,9 +30,13 @@ def _skip_reason() -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    reason = _skip_reason()
+    cuda_reason = _cuda_skip_reason()
+    cupy_reason = cuda_reason or _cupy_skip_reason()
     for item in items:
-        if "tests/gpu/" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(pytest.mark.gpu)
-            if reason is not None:
-                item.add_marker(pytest.mark.skip(reason=reason))
+        path = str(item.fspath).replace("\\", "/")
+        if "tests/gpu/" not in path:
+            continue
+        item.add_marker(pytest.mark.gpu)
+        reason = cupy_reason if path.endswith("test_cupy_ops.py") else cuda_reason
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))
