@@ -21,9 +21,9 @@ CENTER_FRACTIONS = {4: 0.08, 8: 0.04}
 RESULTS = Path(__file__).parent / "results"
 
 
-def simulated_slices(out_dir: Path, seed: int, volumes: int, slices: int, coils: int = 15, width: int = 368) -> list[Path]:
-    """fastMRI-format simulated volumes (cached in `out_dir`): 640 x `width`, `coils` coils."""
-    config = SimConfig(widths=(width,), coils=coils, slices=slices)
+def simulated_slices(out_dir: Path, seed: int, volumes: int, slices: int, coils: int = 15, width: int = 368, rows: int = 640) -> list[Path]:
+    """fastMRI-format simulated volumes (cached in `out_dir`): `rows` x `width`, `coils` coils."""
+    config = SimConfig(rows=rows, widths=(width,), coils=coils, slices=slices)
     return simulate_dataset(out_dir, volumes, slices, coils, seed, config=config)
 
 
@@ -59,8 +59,10 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_results(stem: str, payload: dict[str, Any], markdown: str) -> None:
-    """Write `results/<stem>.json` and `results/<stem>.md`."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    (RESULTS / f"{stem}.md").write_text(markdown)
+def write_results(stem: str, payload: dict[str, Any], markdown: str, out_dir: Path | None = None) -> Path:
+    """Write `<out_dir>/<stem>.json` and `<out_dir>/<stem>.md` (default `benchmarks/results`); returns out_dir."""
+    out_dir = RESULTS if out_dir is None else out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    (out_dir / f"{stem}.md").write_text(markdown)
+    return out_dir
