@@ -183,7 +183,7 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
             start = step0 if epoch == epoch0 else 0
             keys = [(i, epoch) for i in order[start * per_step : steps * per_step]]
             loader = DataLoader(train_set, batch_size=config.batch_size, sampler=keys, collate_fn=collate,
-                                num_workers=config.num_workers)
+                                num_workers=config.num_workers, pin_memory=device.type == "cuda")
             batches = iter(loader)
             bar = tqdm(range(start, steps), desc=f"epoch {epoch}", disable=config.quiet or not info.is_main,
                        initial=start, total=steps, leave=False)
@@ -196,10 +196,11 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
                     last_micro = micro == config.accumulate - 1
                     sync = net.no_sync() if info.enabled and not last_micro else contextlib.nullcontext()
                     with sync:
-                        pred = net(batch.masked_kspace.to(device), batch.mask.to(device), batch.num_low_frequencies.to(device))
+                        pred = net(batch.masked_kspace.to(device, non_blocking=True), batch.mask.to(device, non_blocking=True),
+                                   batch.num_low_frequencies.to(device, non_blocking=True))
                         pred = center_crop(pred, batch.target.shape[-2:])
-                        loss = loss_fn(pred.unsqueeze(1), batch.target.to(device).unsqueeze(1),
-                                       batch.max_value.to(device)) / config.accumulate
+                        loss = loss_fn(pred.unsqueeze(1), batch.target.to(device, non_blocking=True).unsqueeze(1),
+                                       batch.max_value.to(device, non_blocking=True)) / config.accumulate
                         loss.backward()
                     loss_value += float(loss.detach())
                     log.sample({"global_step": global_step + 1, "fname": batch.fname, "slice": batch.slice_num,
