@@ -104,12 +104,14 @@ class Runner:
         return self.model(kspace, mask, nlow)
 
 
-def build_variants(state: dict[str, torch.Tensor], cfg: dict[str, int], device: torch.device, cupy_ok: bool, compile_: bool) -> dict[str, Runner | str]:
+def build_variants(state: dict[str, torch.Tensor], cfg: dict[str, int], device: torch.device, cupy_ok: bool, compile_: bool,
+                   precisions: list[str]) -> dict[str, Runner | str]:
     """Name -> Runner, or -> the reason the variant cannot run here."""
     variants: dict[str, Runner | str] = {}
     backends = ["torch", "cupy"] if device.type == "cuda" else ["torch"]
     for backend in backends:
-        for dtype_name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+        for dtype_name in precisions:
+            dtype = {"fp32": None, "bf16": torch.bfloat16}[dtype_name]
             name = f"recon-{backend}-{dtype_name}"
             if backend == "cupy" and not cupy_ok:
                 variants[name] = "CuPy is not installed or sees no CUDA device"
@@ -190,7 +192,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     state = fastmri.models.VarNet(**cfg).state_dict()
     data = make_inputs(size, args.acceleration, device)
     cupy_ok = device.type == "cuda" and ops._cupy_usable()
-    variants = build_variants(state, cfg, device, cupy_ok, args.compile)
+    precisions = args.precisions or (["fp32", "bf16"] if device.type == "cuda" else ["fp32"])
+    variants = build_variants(state, cfg, device, cupy_ok, args.compile, precisions)
     order = ["fastmri-fp32"] + [n for n in variants if n != "fastmri-fp32"]
     rows: list[dict[str, Any]] = []
     reference = None
@@ -291,6 +294,8 @@ def main() -> None:
     p.add_argument("--volume-batch", type=int, default=35, help="slices per forward pass in the volume timing")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=None,
+                   help="U-Net precisions of the recon variants; default fp32 bf16 on CUDA, fp32 on the CPU (no fast bf16 convs)")
     p.add_argument("--compile", action="store_true", help="add torch.compile'd variants of the torch backend")
     p.add_argument("--name", default=None, help="results file stem; default varnet_<device>")
     p.add_argument("--out-dir", type=Path, default=None, help="default benchmarks/results (dry run: a temp dir)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import venv
@@ -27,7 +28,8 @@ def test_wheel_ships_kernels(tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheels[0])], check=True)
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # a PYTHONPATH with the source tree would shadow the wheel
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheels[0])], check=True, env=clean)
     probe = (
         "import importlib.resources as r, recon, sys;"
         "k = r.files('recon') / 'kernels';"
@@ -35,7 +37,7 @@ def test_wheel_ships_kernels(tmp_path: Path) -> None:
         "print(','.join(sorted(p.name for p in k.iterdir() if p.name.endswith('.cu'))));"
         "print(recon.kernels_dir())"
     )
-    out = subprocess.run([str(py), "-c", probe], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.splitlines()
+    out = subprocess.run([str(py), "-c", probe], cwd=tmp_path, env=clean, check=True, capture_output=True, text=True).stdout.splitlines()
     assert str(env_dir) in out[0], "imported recon from the source tree, not the installed wheel"
     assert out[1].split(",") == sources
     assert out[2].startswith(str(env_dir))

@@ -73,7 +73,8 @@ def test_short_run_with_memory_options_then_continue(data: Path, tmp_path: Path)
 
 def _command(data: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "recon", "train", "--data", str(data / "train"), "--out", str(out), *MODEL,
-            "--epochs", "3", "--checkpoint-every", "1", "--tensorboard", "false", "--quiet", "--seed", "7"]
+            "--epochs", "3", "--checkpoint-every", "1", "--tensorboard", "false", "--quiet", "--seed", "7",
+            "--device", "cpu"]  # bit-exact resume is promised on the CPU (cuDNN's backward is not deterministic)
 
 
 def test_resume_after_sigkill_is_bit_exact(data: Path, tmp_path: Path) -> None:
