@@ -52,6 +52,7 @@ class Row:
     gbs: float
     peak_fraction: float | None
     rel_error: float | None
+    error: str | None = None
 
 
 # --------------------------------------------------------------------------- variants
@@ -196,8 +197,45 @@ def slug(text: str) -> str:
 
 
 def report(r: Row) -> None:
+    if r.error:
+        print(f"B={r.batch} {r.op:12s} {r.variant:14s} failed: {r.error}", flush=True)
+        return
     err = f"rel.err {r.rel_error:.1e}" if r.rel_error is not None else ""
     print(f"B={r.batch} {r.op:12s} {r.mode:8s} {r.variant:14s} {r.ms:9.3f} ms {r.gbs:8.1f} GB/s  {err}", flush=True)
+
+
+def measure_op(fn: Callable[..., torch.Tensor], op: str, name: str, batch: int, op_args: tuple, nbytes: int,
+               reference: torch.Tensor, peak: float | None, device: str, args: argparse.Namespace) -> list[Row]:
+    """Forward timing of one variant of one op (and forward + backward for the chain)."""
+    err = rel_error(fn(*op_args), reference)
+    ms = time_ms(lambda: fn(*op_args), device, args.warmup, args.repeats)
+    gbs = nbytes / (ms * 1e-3) / 1e9
+    rows = [Row(op, name, batch, "fwd", ms, gbs, gbs / peak if peak else None, err)]
+    report(rows[-1])
+    if op == "chain":
+        gargs = grad_args(op_args)
+
+        def step() -> None:
+            out = fn(*gargs)
+            torch.autograd.grad(out.abs().sum(), [a for a in gargs if isinstance(a, torch.Tensor) and a.requires_grad])
+
+        ms = time_ms(step, device, args.warmup, args.repeats)
+        rows.append(Row(op, name, batch, "fwd+bwd", ms, 3 * nbytes / (ms * 1e-3) / 1e9, None, None))
+        report(rows[-1])
+    return rows
+
+
+def speedups(rows: list[Row], variant: str = "cupy kernels") -> dict[tuple[str, int, str], float]:
+    """(op, batch, mode) -> best torch time (eager or compile) / `variant`'s time."""
+    out = {}
+    for r in rows:
+        if r.variant != variant or r.error:
+            continue
+        torch_ms = [t.ms for t in rows if (t.op, t.batch, t.mode) == (r.op, r.batch, r.mode)
+                    and t.variant in ("torch eager", "torch.compile") and not t.error]
+        if torch_ms:
+            out[(r.op, r.batch, r.mode)] = min(torch_ms) / r.ms
+    return out
 
 
 def run(args: argparse.Namespace) -> list[Row]:
@@ -219,22 +257,11 @@ def run(args: argparse.Namespace) -> list[Row]:
         reference = {op: variants["torch eager"][op](*a) for op, (a, _) in loads.items()}
         for op, (op_args, nbytes) in loads.items():
             for name, ops in variants.items():
-                fn = ops[op]
-                err = rel_error(fn(*op_args), reference[op])
-                ms = time_ms(lambda: fn(*op_args), device, args.warmup, args.repeats)
-                gbs = nbytes / (ms * 1e-3) / 1e9
-                rows.append(Row(op, name, b, "fwd", ms, gbs, gbs / peak if peak else None, err))
-                report(rows[-1])
-                if op == "chain":
-                    gargs = grad_args(op_args)
-
-                    def step() -> None:
-                        out = fn(*gargs)
-                        torch.autograd.grad(out.abs().sum(), [a for a in gargs if isinstance(a, torch.Tensor)
-                                                                and a.requires_grad])
-
-                    ms = time_ms(step, device, args.warmup, args.repeats)
-                    rows.append(Row(op, name, b, "fwd+bwd", ms, 3 * nbytes / (ms * 1e-3) / 1e9, None, None))
+                try:
+                    rows.extend(measure_op(ops[op], op, name, b, op_args, nbytes, reference[op], peak, device, args))
+                except Exception as exc:  # one failing variant is a result, not the end of the run
+                    rows.append(Row(op, name, b, "fwd", float("nan"), float("nan"), None, None,
+                                    f"{type(exc).__name__}: {exc}".splitlines()[0][:200]))
                     report(rows[-1])
     return rows
 
@@ -245,12 +272,25 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
              f"runs after {meta['warmup']} warm-up. GB/s = minimum HBM traffic / time "
              f"(fwd+bwd: 3x the forward traffic); peak {meta['peak_gbs'] or 'unknown'} GB/s. "
              "rel.err = max|out - torch eager| / max|torch eager|.", "",
-             "| op | batch | mode | variant | ms | GB/s | % peak | rel.err |",
-             "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |"]
+             "x torch = best torch time (eager or compile) / cupy kernels time.", "",
+             "| op | batch | mode | variant | ms | GB/s | % peak | rel.err | x torch |",
+             "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    gains = speedups(rows)
     for r in rows:
+        if r.error:
+            lines.append(f"| {r.op} | {r.batch} | {r.mode} | {r.variant} | failed: {r.error} | | | | |")
+            continue
         peak = f"{100 * r.peak_fraction:.0f}" if r.peak_fraction is not None else ""
         err = f"{r.rel_error:.1e}" if r.rel_error is not None else ""
-        lines.append(f"| {r.op} | {r.batch} | {r.mode} | {r.variant} | {r.ms:.3f} | {r.gbs:.0f} | {peak} | {err} |")
+        gain = gains.get((r.op, r.batch, r.mode)) if r.variant == "cupy kernels" else None
+        lines.append(f"| {r.op} | {r.batch} | {r.mode} | {r.variant} | {r.ms:.3f} | {r.gbs:.0f} | {peak} | {err} | "
+                     f"{'' if gain is None else f'{gain:.2f}'} |")
+    chain = {k: v for k, v in gains.items() if k[0] == "chain"}
+    if chain:
+        worst = min(chain.values())
+        lines += ["", f"Target (issue 6): k-space chain >= 3x the best torch version: "
+                  + ", ".join(f"B={b} {m} {v:.2f}x" for (_, b, m), v in sorted(chain.items()))
+                  + f": {'met' if worst >= 3 else 'missed'}."]
     return "\n".join(lines) + "\n"
 
 
