@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,17 @@ def machine() -> dict[str, Any]:
         "loadavg": os.getloadavg(),
         "torch": torch.__version__,
     }
+
+
+def slug(text: str) -> str:
+    """Lower-case file-name slug of a device name: `NVIDIA H100 80GB HBM3` -> `nvidia_h100_80gb_hbm3`."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); no-op on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def write_results(stem: str, payload: dict[str, Any], markdown: str, out_dir: Path | None = None) -> Path:

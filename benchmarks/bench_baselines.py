@@ -26,7 +26,6 @@ failure of ours (or any failure in a dry run) makes the exit status 1 after writ
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from _common import machine, scores, simulated_slices, undersample, write_results
+from _common import machine, scores, simulated_slices, slug, undersample, write_results
 from bart_cfl import bart_available, kspace_to_bart, read_cfl, run_bart, write_cfl
 from recon import ops
 from recon.baselines.cs import fista_l1_wavelet, pdhg_tv
@@ -72,11 +71,6 @@ def timed(fn: Callable[[], Any], sync: Sync = None) -> tuple[Any, float]:
 def crop_mag(image: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
     """`|image|` cropped to `crop`, `(1, h, w)` float32."""
     return center_crop(torch.from_numpy(np.abs(image)).reshape(1, *image.shape[-2:]), crop).numpy().astype(np.float32)
-
-
-def slug(text: str) -> str:
-    """Lower-case file-name slug: `NVIDIA H100 80GB HBM3` -> `nvidia_h100_80gb_hbm3`."""
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
 @dataclass

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from typing import Any, Callable
 
 import torch
 
+from _common import slug
 from recon.ops import torch_backend as tb
 
 RESULTS = Path(__file__).parent / "results"
@@ -187,10 +187,6 @@ def peak_bandwidth_gbs() -> float | None:
         if key in name:
             return value
     return None
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
 
 
 # --------------------------------------------------------------------------- main

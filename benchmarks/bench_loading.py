@@ -41,7 +41,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import tempfile
 import time
@@ -51,14 +50,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from _common import slug, sync
 from recon import ops
 from recon.data import SliceDataset, VarNetTransform
-from recon.fft import center_crop
 from recon.io import build_header, write_fastmri_volume
 from recon.masks import create_mask_func
 from recon.metrics import SSIMLoss
 from recon.models import VarNet
-from recon.train import TrainConfig, build_model
+from recon.train import TrainConfig, batch_loss, build_model
 from recon.train.data import TrainSample, TrainSlices, collate, list_h5
 
 RESULTS = Path(__file__).parent / "results"
@@ -195,32 +194,6 @@ def compare(args: argparse.Namespace, out_dir: Path) -> None:
     print(f"wrote {out_dir / 'loading'}.json and .md")
 
 
-def slug(text: str) -> str:
-    """`NVIDIA H100 80GB HBM3` -> `nvidia_h100_80gb_hbm3`."""
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued work (CUDA); no-op on the CPU."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def to_device(batch: TrainSample, device: torch.device) -> TrainSample:
-    """A collated batch with its tensors copied to `device` (asynchronously from pinned memory).
-
-    The fields are those `recon.train.loop` moves; the loop itself copies them with a blocking
-    `.to(device)` inline, as it has no such helper.
-    """
-    return batch._replace(
-        masked_kspace=batch.masked_kspace.to(device, non_blocking=True),
-        mask=batch.mask.to(device, non_blocking=True),
-        num_low_frequencies=batch.num_low_frequencies.to(device, non_blocking=True),
-        target=batch.target.to(device, non_blocking=True),
-        max_value=batch.max_value.to(device, non_blocking=True),
-    )
-
-
 class Trainer:
     """The training loop's optimizer step (accumulate 1) and an inference step on one VarNet."""
 
@@ -232,9 +205,7 @@ class Trainer:
     def train_step(self, batch: TrainSample) -> float:
         """Forward, crop, SSIM loss, backward, Adam step; returns the loss (a sync, as in the loop)."""
         self.model.train()
-        pred = center_crop(self.model(batch.masked_kspace, batch.mask, batch.num_low_frequencies),
-                           batch.target.shape[-2:])
-        loss = self.loss_fn(pred.unsqueeze(1), batch.target.unsqueeze(1), batch.max_value)
+        loss = batch_loss(self.model, batch, self.loss_fn)
         loss.backward()
         value = float(loss.detach())
         self.optimizer.step()
@@ -305,7 +276,7 @@ def feed(args: argparse.Namespace, out_dir: Path) -> None:
                               create_mask_func(config.mask_type, config.center_fractions, config.accelerations),
                               config.seed)
         trainer = Trainer(build_model(config).to(device), config)
-        sample = to_device(collate([dataset[(0, 0)]]), device)
+        sample = collate([dataset[(0, 0)]]).to(device)
         backend = ops.backend_for(sample.masked_kspace)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -321,8 +292,8 @@ def feed(args: argparse.Namespace, out_dir: Path) -> None:
             row: dict[str, Any] = {"num_workers": workers, "warmup_batches": warmup, "timed_batches": args.steps}
             loader = make_loader(dataset, keys, workers, device, args.prefetch)
             try:
-                row["loader_slices_per_s"] = time_stream(loader, lambda b: to_device(b, device), device, warmup)
-                row["fed_slices_per_s"] = time_stream(loader, lambda b: trainer.train_step(to_device(b, device)),
+                row["loader_slices_per_s"] = time_stream(loader, lambda b: b.to(device), device, warmup)
+                row["fed_slices_per_s"] = time_stream(loader, lambda b: trainer.train_step(b.to(device)),
                                                       device, warmup)
             except RuntimeError as err:
                 row["error"] = str(err).splitlines()[0]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from typing import Any, Callable
 import fastmri.models
 import torch
 
+from _common import slug, sync
 from recon import ops
 from recon.models import VarNet
 
@@ -48,30 +48,18 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def median_time(fn: Callable[[], None], warmup: int, repeats: int, device: torch.device) -> float:
     """Median wall seconds of `fn()` over `repeats` runs after `warmup` untimed runs."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def gpu_slug(device: torch.device) -> str:
-    """File-name-safe name of the device (`nvidia_h100_80gb_hbm3`, `cpu`)."""
-    if device.type != "cuda":
-        return "cpu"
-    return re.sub(r"[^a-z0-9]+", "_", torch.cuda.get_device_name(device).lower()).strip("_")
 
 
 def make_inputs(size: dict[str, int], acceleration: int, device: torch.device) -> dict[str, Any]:
@@ -148,13 +136,13 @@ def infer_volume(run: Runner, kspace: torch.Tensor, mask: torch.Tensor, nlow: in
             i += chunk[0]
 
 
-def measure(name: str, run: Runner, data: dict[str, Any], reference: torch.Tensor | None, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    """Timings, peak memory and output difference of one variant."""
+def measure(name: str, run: Runner, data: dict[str, Any], reference: torch.Tensor | None, args: argparse.Namespace,
+            device: torch.device) -> tuple[dict[str, Any], torch.Tensor]:
+    """Timings, peak memory and output difference of one variant, and its slice output."""
     k1, mask, nlow = data["kspace"][:1], data["mask"], data["nlow"]
     row: dict[str, Any] = {"variant": name}
     with torch.no_grad():
         out = run(k1, mask, nlow).float()
-    row["output"] = out
     if reference is not None:
         row["rel_diff_vs_fastmri_fp32"] = float((out - reference).norm() / reference.norm())
 
@@ -180,7 +168,7 @@ def measure(name: str, run: Runner, data: dict[str, Any], reference: torch.Tenso
     row["train_step_s"] = median_time(step, args.warmup, args.repeats, device)
     if device.type == "cuda":
         row["train_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-    return row
+    return row, out
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -204,7 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"{name}: skipped ({runner})", flush=True)
             continue
         try:
-            row = measure(name, runner, data, reference, args, device)
+            row, out = measure(name, runner, data, reference, args, device)
         except Exception as exc:  # a failed variant is a result to report, not the end of the run
             traceback.print_exc()
             rows.append({"variant": name, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
@@ -214,8 +202,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
         if name == "fastmri-fp32":
-            reference = row["output"]
-        del row["output"]
+            reference = out
         rows.append(row)
         print(json.dumps(row), flush=True)
     ref_row = next((r for r in rows if r["variant"] == "fastmri-fp32" and "infer_slice_s" in r), None)
@@ -310,7 +297,8 @@ def main() -> None:
     result["command"] = "python benchmarks/bench_varnet.py " + " ".join(sys.argv[1:])
     out_dir = args.out_dir or RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = args.name or f"varnet_{gpu_slug(torch.device(args.device))}"
+    device = torch.device(args.device)
+    name = args.name or f"varnet_{slug(torch.cuda.get_device_name(device)) if device.type == 'cuda' else 'cpu'}"
     (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / f"{name}.md").write_text(markdown(result))
     print(markdown(result))

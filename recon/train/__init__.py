@@ -4,6 +4,6 @@ The `recon train` subcommand calls `add_arguments(parser)` and `train(config_fro
 """
 
 from recon.train.config import TrainConfig, add_arguments, config_from_args
-from recon.train.loop import build_model, train, validate
+from recon.train.loop import batch_loss, build_model, train, validate
 
-__all__ = ["TrainConfig", "add_arguments", "build_model", "config_from_args", "train", "validate"]
+__all__ = ["TrainConfig", "add_arguments", "batch_loss", "build_model", "config_from_args", "train", "validate"]

@@ -37,6 +37,11 @@ class TrainSample(NamedTuple):
     fname: str
     slice_num: int
 
+    def to(self, device: torch.device) -> "TrainSample":
+        """This sample (or collated batch) with its tensors on `device`; the copies are
+        asynchronous where the tensors sit in pinned memory."""
+        return TrainSample(*(v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for v in self))
+
 
 @dataclass(frozen=True)
 class _SliceRef:

@@ -66,6 +66,14 @@ def _digest(tensors: list[torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
+def batch_loss(model: torch.nn.Module, batch: TrainSample, loss_fn: SSIMLoss) -> torch.Tensor:
+    """The training loss of a collated batch already on the model's device: VarNet forward,
+    center crop to the target, SSIM loss with the files' `max` as data range."""
+    pred = model(batch.masked_kspace, batch.mask, batch.num_low_frequencies)
+    pred = center_crop(pred, batch.target.shape[-2:])
+    return loss_fn(pred.unsqueeze(1), batch.target.unsqueeze(1), batch.max_value)
+
+
 @torch.no_grad()
 def validate(model: VarNet, volumes: ValVolumes, info: DistInfo, device: torch.device) -> dict[str, float]:
     """Mean per-volume SSIM/PSNR/NMSE; each volume is reconstructed whole on one rank."""
@@ -196,11 +204,7 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
                     last_micro = micro == config.accumulate - 1
                     sync = net.no_sync() if info.enabled and not last_micro else contextlib.nullcontext()
                     with sync:
-                        pred = net(batch.masked_kspace.to(device, non_blocking=True), batch.mask.to(device, non_blocking=True),
-                                   batch.num_low_frequencies.to(device, non_blocking=True))
-                        pred = center_crop(pred, batch.target.shape[-2:])
-                        loss = loss_fn(pred.unsqueeze(1), batch.target.to(device, non_blocking=True).unsqueeze(1),
-                                       batch.max_value.to(device, non_blocking=True)) / config.accumulate
+                        loss = batch_loss(net, batch.to(device), loss_fn) / config.accumulate
                         loss.backward()
                     loss_value += float(loss.detach())
                     log.sample({"global_step": global_step + 1, "fname": batch.fname, "slice": batch.slice_num,
