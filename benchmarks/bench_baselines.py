@@ -45,7 +45,7 @@ from recon.baselines.cs import fista_l1_wavelet, pdhg_tv
 from recon.baselines.espirit import espirit_calib
 from recon.baselines.methods import DEFAULTS
 from recon.baselines.sense import cg_sense, data_scale
-from recon.fft import center_crop
+from recon.core import center_crop
 from recon.simulate.dataset import REPORT_SEED
 
 LAM = {name: float(opts["lam"]) for name, opts in DEFAULTS.items()}

@@ -27,7 +27,7 @@ from recon import ops
 from recon.baselines.cs import fista_l1_wavelet, pdhg_tv
 from recon.baselines.espirit import espirit_calib
 from recon.baselines.sense import cg_sense, data_scale
-from recon.fft import center_crop
+from recon.core import center_crop
 from recon.metrics import ssim
 from recon.simulate import PRESETS
 from recon.simulate.dataset import TUNE_SEED, simulate_dataset

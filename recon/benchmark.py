@@ -41,6 +41,7 @@ class BenchmarkJob:
     max_slices: int | None = None
     mask_type: str = "random"
     batch_size: int = 8
+    backend: str | None = None
 
     def __call__(self, path: Path) -> dict[str, Any]:
         path = Path(path)
@@ -60,10 +61,10 @@ class BenchmarkJob:
         for acc in self.accelerations:
             data = undersample(kspace, info, acc, None, self.mask_type)
             for name in self.methods:
-                method = build_method(name, self.method_options.get(name, {}))
+                method = build_method(name, {"device": str(device), **self.method_options.get(name, {})})
                 _sync(device)
                 start = time.perf_counter()
-                images = run_method(method, data, device, self.batch_size)
+                images = run_method(method, data, device, self.batch_size, self.backend)
                 _sync(device)
                 seconds = time.perf_counter() - start
                 scores = volume_metrics(target, images)
@@ -191,6 +192,7 @@ def run_benchmark(
     max_slices: int | None = None,
     mask_type: str = "random",
     batch_size: int = 8,
+    backend: str | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     progress: bool = True,
@@ -200,7 +202,7 @@ def run_benchmark(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files, missing = expand_inputs(data)
-    job = BenchmarkJob(list(methods), [float(a) for a in accelerations], dict(method_options or {}), device, max_slices, mask_type, batch_size)
+    job = BenchmarkJob(list(methods), [float(a) for a in accelerations], dict(method_options or {}), device, max_slices, mask_type, batch_size, backend)
     results = missing + run_batch(job, files, workers=workers, scheduler=scheduler, progress=progress, desc="benchmark")
     rows = [row for r in results if r.status == "ok" for row in r.result["rows"]]
     summary = summarize(rows)

@@ -78,11 +78,9 @@ def _sim_preset(name: str) -> Any:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from recon import ops
     from recon.reconstruct import ReconstructJob
     from recon.runner import expand_inputs, run_batch, summary_table, write_summary
 
-    ops.set_backend(args.backend)
     out = Path(args.out)
     files, missing = expand_inputs(args.inputs)
     job = ReconstructJob(
@@ -94,6 +92,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         mask_type=args.mask,
         fmt=args.format,
         device=args.device,
+        backend=args.backend,
         batch_size=args.batch_size,
         skip_existing=args.skip_existing,
         keep_identity=args.keep_identity,
@@ -127,10 +126,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from recon import ops
     from recon.benchmark import run_benchmark
 
-    ops.set_backend(args.backend)
     methods = _names(args.methods)
     doc = run_benchmark(
         args.data,
@@ -142,6 +139,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         max_slices=args.max_slices,
         mask_type=args.mask,
         batch_size=args.batch_size,
+        backend=args.backend,
         workers=args.workers,
         scheduler=args.scheduler,
         progress=not args.quiet,

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 
+from recon.core import center_crop
+
 ArrayLike = np.ndarray | torch.Tensor
 
 
@@ -63,15 +65,6 @@ def ssim(gt: ArrayLike, pred: ArrayLike, maxval: float | None = None) -> float:
     return float((total / gt.shape[0])[0])
 
 
-def _center_crop(x: np.ndarray, size: int) -> np.ndarray:
-    """Crop the last two axes to (size, size) around the center (fastMRI's offsets)."""
-    h, w = x.shape[-2], x.shape[-1]
-    if not (0 < size <= h and 0 < size <= w):
-        raise ValueError(f"cannot center-crop an image of shape {(h, w)} to {(size, size)}")
-    top, left = (h - size) // 2, (w - size) // 2
-    return x[..., top : top + size, left : left + size]
-
-
 def volume_metrics(gt: ArrayLike, pred: ArrayLike) -> dict[str, float]:
     """{"ssim", "psnr", "nmse"} of a volume after fastMRI evaluate's crop.
 
@@ -82,7 +75,7 @@ def volume_metrics(gt: ArrayLike, pred: ArrayLike) -> dict[str, float]:
     if gt.ndim != 3 or pred.ndim != 3:
         raise ValueError(f"expected volumes (slices, h, w), got {gt.shape} and {pred.shape}")
     size = gt.shape[-1]
-    gt, pred = _center_crop(gt, size), _center_crop(pred, size)
+    gt, pred = center_crop(gt, (size, size)), center_crop(pred, (size, size))
     _check_volumes(gt, pred)
     return {"ssim": ssim(gt, pred), "psnr": psnr(gt, pred), "nmse": nmse(gt, pred)}
 

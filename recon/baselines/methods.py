@@ -16,7 +16,7 @@ import torch
 from recon.baselines.cs import l1_wavelet_recon, tv_recon
 from recon.baselines.espirit import espirit_calib
 from recon.baselines.sense import sense_recon
-from recon.fft import center_crop
+from recon.core import center_crop
 
 Solver = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, int], torch.Tensor]
 
@@ -41,11 +41,11 @@ class BaselineMethod:
         self.device = None if device is None else torch.device(device)
         self.espirit = dict(espirit or {})
 
-    def maps_for(self, kspace: torch.Tensor, mask: torch.Tensor, num_low: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
-        """The batch's maps, or ESPIRiT maps from its ACS columns (no fully sampled data)."""
-        if maps is not None:
-            return maps.to(kspace.device, torch.complex64)
-        return espirit_calib(kspace, mask, num_low.cpu(), **self.espirit)
+    def maps_for(self, batch: Any, device: torch.device) -> torch.Tensor:
+        """The batch's maps, or ESPIRiT maps from its calibration region (no fully sampled data)."""
+        if batch.maps is not None:
+            return batch.maps.to(device, torch.complex64)
+        return espirit_calib(batch.calibration_data.to(device, torch.complex64), batch.calib, **self.espirit)
 
     @torch.no_grad()
     def __call__(self, batch: Any) -> torch.Tensor:
@@ -54,7 +54,7 @@ class BaselineMethod:
         device = self.device or home
         kspace = batch.masked_kspace.to(device, torch.complex64)
         mask = batch.mask.to(device).bool()
-        maps = self.maps_for(kspace, mask, torch.as_tensor(batch.num_low_frequencies), batch.maps)
+        maps = self.maps_for(batch, device)
         image = self.solver(kspace, maps, mask, self.lam, self.iters)
         return center_crop(image.abs()[:, 0], batch.crop_size).float().to(home)
 

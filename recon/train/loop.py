@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from recon.fft import center_crop
+from recon.core import center_crop
 from recon.masks import create_mask_func
 from recon.metrics import SSIMLoss, volume_metrics
 from recon.models.checkpoint import load_state_dict, save_model
