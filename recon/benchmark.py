@@ -23,7 +23,7 @@ import torch
 from recon.evaluation import read_target
 from recon.io import InputError, atomic_path
 from recon.io.fastmri import FastMRIVolume
-from recon.metrics import volume_metrics
+from recon.metrics import mean_pm, spread, volume_metrics
 from recon.reconstruct import build_method, read_kspace, resolve_device, run_method, undersample
 from recon.runner import expand_inputs, run_batch, summary_table
 
@@ -98,7 +98,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"acceleration": acc, "method": method, "volumes": len(items)}
         for m in (*METRICS, "seconds_per_slice"):
             vals = np.array([it[m] for it in items], dtype=np.float64)
-            row[m], row[f"{m}_std"] = float(vals.mean()), float(vals.std())
+            row[m], row[f"{m}_std"] = float(vals.mean()), spread(vals)
         out.append(row)
     return out
 
@@ -112,8 +112,8 @@ def report_markdown(summary: Sequence[dict[str, Any]], note: str = "") -> str:
         lines += [f"## {acc:g}x", "", "| method | volumes | SSIM | PSNR (dB) | NMSE | s/slice |", "|---|---|---|---|---|---|"]
         for r in (r for r in summary if r["acceleration"] == acc):
             lines.append(
-                f"| {r['method']} | {r['volumes']} | {r['ssim']:.4f} ± {r['ssim_std']:.4f} | "
-                f"{r['psnr']:.2f} ± {r['psnr_std']:.2f} | {r['nmse']:.4f} ± {r['nmse_std']:.4f} | "
+                f"| {r['method']} | {r['volumes']} | {mean_pm(r['ssim'], r['ssim_std'], '.4f')} | "
+                f"{mean_pm(r['psnr'], r['psnr_std'], '.2f')} | {mean_pm(r['nmse'], r['nmse_std'], '.4f')} | "
                 f"{r['seconds_per_slice']:.3f} |"
             )
         lines.append("")
@@ -125,8 +125,8 @@ def format_table(summary: Sequence[dict[str, Any]]) -> str:
     lines = [f"{'accel':>5}  {'method':<12} {'vols':>4}  {'SSIM':>15}  {'PSNR (dB)':>13}  {'NMSE':>15}  {'s/slice':>8}"]
     for r in summary:
         lines.append(
-            f"{r['acceleration']:>4g}x  {r['method']:<12} {r['volumes']:>4}  {r['ssim']:.4f} ± {r['ssim_std']:.4f}  "
-            f"{r['psnr']:5.2f} ± {r['psnr_std']:5.2f}  {r['nmse']:.4f} ± {r['nmse_std']:.4f}  {r['seconds_per_slice']:8.3f}"
+            f"{r['acceleration']:>4g}x  {r['method']:<12} {r['volumes']:>4}  {mean_pm(r['ssim'], r['ssim_std'], '.4f'):>15}  "
+            f"{mean_pm(r['psnr'], r['psnr_std'], '5.2f'):>13}  {mean_pm(r['nmse'], r['nmse_std'], '.4f'):>15}  {r['seconds_per_slice']:8.3f}"
         )
     return "\n".join(lines)
 
@@ -164,7 +164,7 @@ def save_figures(preview: dict[str, Any], summary: Sequence[dict[str, Any]], out
     width = 0.8 / max(1, len(accelerations))
     for i, acc in enumerate(accelerations):
         vals = [next((r["ssim"] for r in summary if r["method"] == m and r["acceleration"] == acc), np.nan) for m in methods]
-        errs = [next((r["ssim_std"] for r in summary if r["method"] == m and r["acceleration"] == acc), 0.0) for m in methods]
+        errs = [next((r["ssim_std"] or 0.0 for r in summary if r["method"] == m and r["acceleration"] == acc), 0.0) for m in methods]
         ax.bar(np.arange(len(methods)) + i * width, vals, width, yerr=errs, label=f"{acc:g}x")
     ax.set_xticks(np.arange(len(methods)) + width * (len(accelerations) - 1) / 2, methods)
     ax.set_ylabel("SSIM")

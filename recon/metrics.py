@@ -15,6 +15,8 @@ borders), averaged over all pixels and batch items.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -63,6 +65,17 @@ def ssim(gt: ArrayLike, pred: ArrayLike, maxval: float | None = None) -> float:
     for s in range(gt.shape[0]):
         total = total + structural_similarity(gt[s], pred[s], data_range=maxval)
     return float((total / gt.shape[0])[0])
+
+
+def spread(values: Sequence[float]) -> float | None:
+    """Sample standard deviation across volumes (ddof = 1, as fastMRI's runstats), None below 2."""
+    vals = np.asarray(values, dtype=np.float64)
+    return float(vals.std(ddof=1)) if vals.size >= 2 else None
+
+
+def mean_pm(mean: float, std: float | None, fmt: str, factor: float = 1.0) -> str:
+    """`mean ± factor·std` formatted with `fmt`; the mean alone when there is no spread (n < 2)."""
+    return format(mean, fmt) + ("" if std is None else " ± " + format(factor * std, fmt))
 
 
 def volume_metrics(gt: ArrayLike, pred: ArrayLike) -> dict[str, float]:

@@ -37,9 +37,8 @@ def calibration_kernels(calib: torch.Tensor, kernel_width: int, thresh: float, n
     """Row space of the calibration (block Hankel) matrix above `thresh * s_max`.
 
     With `noise_factor > 0` a singular value must also exceed `noise_factor` times the noise
-    bulk's edge (`noise_singular_value` x `1 + sqrt(n / m)`): on low-SNR data the noise bulk reaches `thresh * s_max`
-    and noise directions would enter the kernels (a simulated fat-suppressed 15-coil slice
-    kept 394 of 540 at 0.02, and its maps failed).
+    bulk's edge (`noise_singular_value` x `1 + sqrt(n / m)`): on low-SNR data the noise bulk
+    reaches `thresh * s_max`, and noise directions would otherwise enter the kernels.
 
     calib: `(C, h, w)` complex calibration k-space. Returns `(n, C, k, k)` complex kernels
     (the right singular vectors, as rows of `V^H`, in SigPy's block layout).
@@ -179,8 +178,7 @@ def fitted_kernel_width(kernel_width: int, acs_width: int) -> int:
 
     A kernel nearly as wide as the ACS region fits only one or two positions across it, so the
     calibration matrix cannot separate the signal subspace from noise and the eigenvalue crop
-    then zeroes most of the maps (at 8x on a 186-column matrix: 7 ACS columns, 12% of the
-    image kept with a 6-wide kernel). The width is capped at half the region, rounded up, and
+    then zeroes most of the maps. The width is capped at half the region, rounded up, and
     never below 3 (a region narrower than that is rejected by `calibration_kernels`).
     """
     return min(kernel_width, max(3, (acs_width + 1) // 2))

@@ -2,9 +2,7 @@
 
 Each factory returns a callable `ReconBatch -> (B, h, w)` float32 magnitude images at the RSS
 target's scale (unit-RSS ESPIRiT maps make `|x| ~ RSS`), center-cropped to `crop_size`.
-Maps come from the batch or are estimated by ESPIRiT from its ACS columns. Default
-weights and iteration counts come from `benchmarks/sweep_baselines.py` (tuning split,
-normalized k-space; see `benchmarks/results/sweep_baselines_small.md`).
+Maps come from the batch or are estimated by ESPIRiT from its calibration region.
 """
 
 from __future__ import annotations
@@ -20,10 +18,10 @@ from recon.core import center_crop
 
 Solver = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, int], torch.Tensor]
 
-#: Chosen by benchmarks/sweep_baselines.py (results/sweep_baselines_small.md): best mean SSIM
-#: on the simulated tuning split at 4x and 8x; lam is on the normalized scale (`data_scale`).
-#: Few iterations for sense / cs are deliberate: at 8x more iterations amplify noise (early
-#: stopping regularizes); TV peaks near 100 iterations (its PDHG has converged by then).
+#: lam on the normalized scale (`data_scale`). sense / cs stop early on purpose: their
+#: iteration count regularizes (more iterations amplify noise at high acceleration); TV runs
+#: until its PDHG has converged. How they were chosen: `benchmarks/sweep_baselines.py` and
+#: `benchmarks/results/`.
 DEFAULTS: dict[str, dict[str, float | int]] = {
     "sense": {"lam": 0.1, "iters": 10},
     "cs": {"lam": 0.003, "iters": 10},
