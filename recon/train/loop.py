@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -119,10 +119,12 @@ class _Logger:
             if k not in ("epoch", "global_step") and isinstance(v, float):
                 self.scalar(f"val/{k}", v, record["global_step"])
 
-    def sample(self, record: dict[str, Any]) -> None:
+    def sample(self, record: Callable[[], dict[str, Any]]) -> None:
+        """Append `record()` to the sample log; `record` is not called when sample logging is off
+        (the parameter digest is a device-to-host copy of every weight)."""
         if self.samples is not None:
             with self.samples.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(record()) + "\n")
 
     def close(self) -> None:
         if self.writer is not None:
@@ -207,13 +209,13 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
                         loss = batch_loss(net, batch.to(device), loss_fn) / config.accumulate
                         loss.backward()
                     loss_value += float(loss.detach())
-                    log.sample({"global_step": global_step + 1, "fname": batch.fname, "slice": batch.slice_num,
-                                "mask": _digest([batch.mask])})
+                    log.sample(lambda: {"global_step": global_step + 1, "fname": batch.fname, "slice": batch.slice_num,
+                                        "mask": _digest([batch.mask])})
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 global_step += 1
                 log.scalar("train/loss", loss_value, global_step)
-                log.sample({"global_step": global_step, "params": _digest(list(model.parameters()))})
+                log.sample(lambda: {"global_step": global_step, "params": _digest(list(model.parameters()))})
                 bar.set_postfix(loss=f"{loss_value:.4f}")
                 done = config.max_steps is not None and global_step >= config.max_steps
                 periodic = bool(config.checkpoint_every) and global_step % config.checkpoint_every == 0
