@@ -216,6 +216,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+        "matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
         "preset": args.preset,
         "model": cfg,
         "input": {k: size[k] for k in ("coils", "rows", "cols", "slices")} | {"acceleration": args.acceleration},
@@ -237,7 +239,9 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Model {m}; input {inp['coils']} coils x {inp['rows']} x {inp['cols']}, {inp['acceleration']}x, "
         f"volume = {inp['slices']} slices; identical weights in every variant; median of {result['repeats']} runs "
-        f"after {result['warmup']} warm-ups ({result['threads']} CPU threads). Speed-ups are fastmri-fp32 time / variant time.",
+        f"after {result['warmup']} warm-ups ({result['threads']} CPU threads). Speed-ups are fastmri-fp32 time / variant time."
+        + (" fp32 rows use torch's defaults: cuDNN convolutions may run in TF32 (`cudnn.allow_tf32` is on)."
+           if result.get("cudnn_allow_tf32") and result["device"].startswith("cuda") else ""),
         "",
         "| variant | slice (ms) | volume (s) | train step (ms) | train peak (GiB) | x slice | x volume | x train | rel. diff vs fastmri |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
