@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> list[Row]:
         from recon.ops import cupy_backend
 
         if not cupy_backend.available():
-            raise SystemExit("CuPy is missing or sees no GPU: pip install 'recon[gpu]'")
+            raise SystemExit("CuPy is missing or sees no GPU: pip install 'recon[cuda12]' or 'recon[cuda13]', matching torch.version.cuda")
         variants = {"cupy kernels": backend_ops(cupy_backend), **variants}
     variants = {name: with_chain(ops) for name, ops in variants.items()}
     peak = None if args.dry_run else peak_bandwidth_gbs()

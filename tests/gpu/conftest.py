@@ -21,7 +21,7 @@ def _cupy_skip_reason() -> str | None:
     try:
         import cupy  # noqa: F401
     except ImportError as exc:
-        return f"CuPy is not installed ({exc}); pip install 'recon[gpu]'"
+        return f"CuPy is not installed ({exc}); pip install 'recon[cuda12]' or 'recon[cuda13]' (torch.version.cuda)"
     from recon.ops import cupy_backend
 
     if not cupy_backend.available():
