@@ -29,6 +29,20 @@ def _cupy_skip_reason() -> str | None:
     return None
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """The device the GPU tests ran on, for the log of a GPU run."""
+    if not torch.cuda.is_available():
+        return f"tests/gpu: {_cuda_skip_reason()}"
+    try:
+        import cupy
+
+        cupy_version = cupy.__version__
+    except ImportError:
+        cupy_version = "not installed"
+    return (f"tests/gpu: {torch.cuda.get_device_name()}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
+            f"CuPy {cupy_version}")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     cuda_reason = _cuda_skip_reason()
     cupy_reason = cuda_reason or _cupy_skip_reason()
