@@ -1,8 +1,9 @@
 """The GPU validation kit (`scripts/gpu_validate`) works before a GPU window opens.
 
 `quick --dry-run` runs every part of the device plan on the CPU at tiny sizes as a real
-subprocess (about 40 s of CPU: seven processes that each import torch), and its four output
-files are checked; the time limit, the budget and the usage errors are checked directly.
+subprocess (about 40 s of CPU, 1-2 min wall on 2 busy cores: seven processes that each import
+torch), and its four output files are checked; the time limit, the budget, the judging of a
+part's outcome and the usage errors are checked directly (about 20 s).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 import tarfile
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from defusedxml import ElementTree
@@ -46,9 +48,12 @@ def _run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_quick_dry_run_writes_the_four_files_with_every_part(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    res = _run("quick", str(out), "--dry-run")
+    # CPU times say nothing of the GPU's: a budget far above the ~2 min this takes on 2 busy cores
+    # keeps a loaded CI machine from skipping parts.
+    res = _run("quick", str(out), "--dry-run", "--budget", "840")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     files = sorted(p.name for p in out.iterdir())
     assert files == sorted(_driver().OUT_FILES) and len(files) <= 8
@@ -133,3 +138,38 @@ def test_every_plan_names_known_parts_and_the_wheels_carry_no_cuda_build() -> No
     listed = re.findall(r"\S+==\S+", block.group(1))
     assert listed, "no pinned wheels found in scripts/gpu_wheels"
     assert not [w for w in listed if re.match(r"(cupy|nvidia-|torch|triton)", w, re.I)], listed
+
+
+def test_a_part_is_judged_by_what_it_wrote_not_only_its_exit_code(tmp_path: Path) -> None:
+    driver = _driver()
+    bench = driver.Part("varnet", "", 10, "bench", ["x"], ["x"])
+    tests = driver.Part("tests", "", 10, "pytest", ["x"], ["x"])
+    memcheck = driver.Part("memcheck", "", 10, "memcheck", ["x"], None)
+
+    def judged(part: Any, files: dict[str, str], rc: int = 0, dry: bool = False, log: str = "") -> tuple[str, str]:
+        res = tmp_path / f"res{len(list(tmp_path.iterdir()))}"
+        res.mkdir()
+        for name, text in files.items():
+            (res / name).write_text(text)
+        out = driver.judge(part, rc, False, res, set(), dry, log)
+        return out.status, out.reason
+
+    ok_rows = json.dumps({"rows": [{"variant": "a", "infer_slice_s": 1.0}]})
+    assert judged(bench, {"v.json": ok_rows})[0] == "ok"
+    assert judged(bench, {})[0] == "failed"
+    assert judged(bench, {"v.json": json.dumps({"rows": [{"variant": "a", "error": "RuntimeError: x"}]})})[0] == "failed"
+    skipped = json.dumps({"rows": [{"variant": "recon-cupy-fp32", "skipped": "CuPy is not installed"}]})
+    assert judged(bench, {"v.json": skipped})[0] == "failed"
+    assert judged(bench, {"v.json": skipped}, dry=True)[0] == "ok"
+    assert judged(bench, {"v.json": ok_rows}, rc=1)[0] == "failed"
+
+    xml = '<testsuites><testsuite tests="{}" failures="0" errors="0" skipped="{}"/></testsuites>'
+    assert judged(tests, {"t.xml": xml.format(3, 0)})[0] == "ok"
+    assert judged(tests, {"t.xml": xml.format(3, 3)})[0] == "failed"
+    assert judged(tests, {"t.xml": xml.format(3, 3)}, dry=True)[0] == "ok"
+    assert judged(tests, {"t.xml": xml.format(0, 0)})[0] == "failed"
+    assert judged(tests, {})[0] == "failed"
+
+    assert judged(memcheck, {}, log="========= ERROR SUMMARY: 0 errors") == ("ok", "ERROR SUMMARY: 0 errors")
+    assert judged(memcheck, {}, rc=3, log="========= ERROR SUMMARY: 2 errors")[0] == "failed"
+    assert judged(memcheck, {}, rc=255, log="Device not supported")[0] == "skipped"
