@@ -90,17 +90,15 @@ def test_quick_dry_run_writes_the_four_files_with_every_part(tmp_path: Path) -> 
         elif name.endswith(".xml"):
             assert ElementTree.fromstring(data).iter("testcase"), name
     env = json.loads(members[next(n for n in members if n.startswith("env_"))])
-    assert env["dry_run"] and env["modules"]["torch"] and env["cuda_available"] is False
+    assert env["dry_run"] and not env["modules"]["torch"].startswith("MISSING") and "cuda_available" in env
 
 
 def test_a_part_over_its_limit_is_stopped_with_its_children(tmp_path: Path) -> None:
     driver = _driver()
     pidfile = tmp_path / "child.pid"
-    code = ("import subprocess, sys, time; "
-            f"p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
-            f"open({str(pidfile)!r}, 'w').write(str(p.pid)); print('started', flush=True); time.sleep(120)")
+    script = f"sleep 120 & echo $! > '{pidfile}'; echo started; sleep 120"  # a shell starts in ms, even on a busy machine
     log = io.StringIO()
-    rc, timed_out = driver.run_command([sys.executable, "-c", code], 3.0, dict(os.environ), log)
+    rc, timed_out = driver.run_command(["sh", "-c", script], 5.0, dict(os.environ), log)
     assert timed_out and rc is not None and rc < 0
     assert "started" in log.getvalue()
     child = int(pidfile.read_text())
