@@ -274,3 +274,50 @@ def test_classical_method_options_reach_the_solver() -> None:
     assert float((decoupled - plain).norm() / plain.norm()) < 1e-2
     with pytest.raises(ValueError, match="unknown restart 'bogus'"):
         get_method("cs", iters=2, restart="bogus")(batch)
+
+
+def _layer_order() -> list[str]:
+    """The modules of docs/architecture.md's layers table, top to bottom."""
+    text = (Path(__file__).parents[1] / "docs" / "architecture.md").read_text()
+    table = text.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    order: list[str] = []
+    for line in table.splitlines():
+        if line.startswith("| `recon."):
+            first = line.split("|")[1]
+            order += [name.strip("` ") for name in first.split(",")]
+    return order
+
+
+def _rank(module: str, order: list[str]) -> int | None:
+    matches = [i for i, name in enumerate(order) if module == name or module.startswith(name + ".")]
+    return max(matches, key=lambda i: len(order[i])) if matches else None
+
+
+def test_modules_import_only_layers_above_them() -> None:
+    """Every `recon` module imports (also lazily, inside functions; type-checking-only imports
+    aside) only modules of its own layer or of layers above it in docs/architecture.md's table."""
+    import ast
+
+    order = _layer_order()
+    root = Path(__file__).parents[1] / "recon"
+    violations = []
+    for path in sorted(root.rglob("*.py")):
+        module = ".".join(("recon", *path.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
+        own = _rank(module, order)
+        if own is None:  # the package itself, __main__
+            continue
+        tree = ast.parse(path.read_text())
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test) for n in ast.walk(block)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [f"{node.module}.{a.name}" for a in node.names] if node.module == "recon" else [node.module]
+            for name in names:
+                other = _rank(name, order) if name.startswith("recon.") else None
+                if other is not None and other > own:
+                    violations.append(f"{module} imports {name}")
+    assert len(order) > 15 and not violations, violations
