@@ -35,11 +35,17 @@ def batch_norm(a: torch.Tensor) -> torch.Tensor:
     return batch_dot(a, a).sqrt()
 
 
-def _relative_change_below(x: torch.Tensor, x_old: torch.Tensor, tol: float) -> bool:
-    """Whether `||x - x_old|| <= tol ||x||` for every batch item (False when `tol <= 0`)."""
+def _relative_change_below(x: torch.Tensor, x_old: torch.Tensor, tol: float, exclude: torch.Tensor | None = None) -> bool:
+    """Whether `||x - x_old|| <= tol ||x||` for every batch item (False when `tol <= 0`).
+
+    Items flagged in `exclude` (a step that was rejected, so `x = x_old`) do not count as met.
+    """
     if tol <= 0:
         return False
-    return bool((batch_norm(x - x_old) <= tol * batch_norm(x)).all())
+    met = batch_norm(x - x_old) <= tol * batch_norm(x)
+    if exclude is not None:
+        met = met & ~exclude
+    return bool(met.all())
 
 
 def max_eigenvalue(normal_op: Operator, shape: tuple[int, ...], device: torch.device, iters: int = 30, seed: int = 0) -> torch.Tensor:
@@ -122,7 +128,8 @@ def fista(
     * None: plain FISTA (SigPy's `GradientMethod(accelerate=True)`).
 
     Stopping rule: after `max_iter` iterations, once every item satisfies
-    `||x_k - x_{k-1}|| <= tol ||x_k||`, or when `callback` returns True.
+    `||x_k - x_{k-1}|| <= tol ||x_k||` (a rejected step does not count), or when `callback`
+    returns True.
     """
     if restart == "function" and objective is None:
         raise ValueError("fista: restart='function' needs the objective")
@@ -138,12 +145,12 @@ def fista(
         x = prox(step, z - step * gradient(z))
         t_old = t
         t = (1 + (1 + 4 * t_old**2).sqrt()) / 2
-        reset = None
+        reset = rejected = None
         if restart == "gradient":
             reset = batch_dot(z - x, x - x_old) > 0
         elif restart == "function":
             f_new = objective(x).reshape(batch_shape)
-            reset = f_new > f_old
+            reset = rejected = f_new > f_old
             x = torch.where(reset, x_old, x)
             f_old = torch.where(reset, f_old, f_new)
         momentum = ((t_old - 1) / t).to(x.real.dtype)
@@ -152,7 +159,7 @@ def fista(
             t = torch.where(reset, torch.ones_like(t), t)
             z = torch.where(reset, x, z)
         stop = callback(it, x) if callback is not None else None
-        if stop or _relative_change_below(x, x_old, tol):
+        if stop or _relative_change_below(x, x_old, tol, rejected):
             break
     return x
 
