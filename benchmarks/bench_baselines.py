@@ -46,14 +46,16 @@ from _common import machine, scores, simulated_slices, slug, undersample, write_
 from bart_cfl import bart_available, kspace_to_bart, read_cfl, run_bart, write_cfl
 from recon import ops
 from recon.acquisition import centered_region
-from recon.baselines.cs import fista_l1_wavelet, pdhg_tv
-from recon.baselines.espirit import espirit_calib
-from recon.baselines.methods import DEFAULTS
-from recon.baselines.sense import cg_sense, data_scale
+from recon.calib import espirit_calib
+from recon.methods import cs, cs_tv, sense
+from recon.methods.classical import data_scale
+from recon.methods.cs import fista_l1_wavelet
+from recon.methods.cs_tv import pdhg_tv
+from recon.methods.sense import cg_sense
 from recon.core import center_crop
 from recon.simulate.dataset import REPORT_SEED
 
-LAM = {name: float(opts["lam"]) for name, opts in DEFAULTS.items()}
+LAM = {"sense": float(sense.DEFAULTS["lam"]), "cs": float(cs.DEFAULTS["lam"]), "cs-tv": float(cs_tv.DEFAULTS["lam"])}
 SSIM_TOLERANCE = 1e-3
 #: (GPU tool, its CPU twin) whose SSIMs must agree in CUDA mode.
 TWINS = (("ours-cuda", "ours-cpu"), ("sigpy-cupy", "sigpy"))
