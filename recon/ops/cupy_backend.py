@@ -45,8 +45,17 @@ def available() -> bool:
         return False
 
 
+# The kernel runtime (`_cupy_kernels` when None) and the device types the kernels take. The CPU
+# test harness (tests/kernel_harness) sets a host copy of `_cupy_kernels` bound to a CuPy stand-in
+# and adds "cpu", so this module's code runs the real kernel source on the host.
+_runtime: ModuleType | None = None
+_KERNEL_DEVICES: tuple[str, ...] = ("cuda",)
+
+
 def _k() -> ModuleType:
     """The CuPy kernel helpers (imported on first use: needs CuPy)."""
+    if _runtime is not None:
+        return _runtime
     from recon.ops import _cupy_kernels
 
     return _cupy_kernels
@@ -56,7 +65,7 @@ def _kernel_ok(*tensors: torch.Tensor) -> bool:
     """Whether all tensors are CUDA tensors of one complex dtype the kernels have."""
     dtype = tensors[0].dtype
     return dtype in (torch.complex64, torch.complex128) and all(
-        t.is_cuda and t.dtype == dtype for t in tensors
+        t.device.type in _KERNEL_DEVICES and t.dtype == dtype for t in tensors
     )
 
 
@@ -357,7 +366,7 @@ def fft2c(x: torch.Tensor) -> torch.Tensor:
     """Centered orthonormal 2-D FFT over the last two axes (any leading axes)."""
     if not (_kernel_ok(x) and x.ndim >= 2):
         return _tb.fft2c(x)
-    with torch.cuda.device(x.device):
+    with _k().device_guard(x):
         return _CenteredFFT.apply(x, False)
 
 
@@ -365,7 +374,7 @@ def ifft2c(k: torch.Tensor) -> torch.Tensor:
     """Centered orthonormal 2-D inverse FFT over the last two axes (any leading axes)."""
     if not (_kernel_ok(k) and k.ndim >= 2):
         return _tb.ifft2c(k)
-    with torch.cuda.device(k.device):
+    with _k().device_guard(k):
         return _CenteredFFT.apply(k, True)
 
 
@@ -379,7 +388,7 @@ def sens_expand(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     """Coil k-space `fft2c(maps * x)`: image `(B,1,H,W)`, maps `(B,C,H,W)` -> `(B,C,H,W)`."""
     if not _sens_layout_ok(x, maps):
         return _tb.sens_expand(x, maps)
-    with torch.cuda.device(x.device):
+    with _k().device_guard(x):
         return _SensExpand.apply(x, maps)
 
 
@@ -388,7 +397,7 @@ def sens_reduce(k: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     ok = k.ndim == 4 and maps.ndim == 4 and k.shape[-2:] == maps.shape[-2:] and _kernel_ok(k, maps)
     if not ok:
         return _tb.sens_reduce(k, maps)
-    with torch.cuda.device(k.device):
+    with _k().device_guard(k):
         return _SensReduce.apply(k, maps)
 
 
@@ -411,7 +420,7 @@ def soft_dc(k: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor, eta: torch.Te
     eta_ok = eta.numel() == 1 and not eta.is_complex() and eta.device == k.device
     if not (eta_ok and _dc_layout_ok(k, k0, mask)):
         return _tb.soft_dc(k, k0, mask, eta)
-    with torch.cuda.device(k.device):
+    with _k().device_guard(k):
         return _SoftDC.apply(k, k0, mask.bool(), eta)
 
 
@@ -419,7 +428,7 @@ def hard_dc(k: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     """Hard data consistency: measured samples `k0` where sampled, `k` elsewhere."""
     if not _dc_layout_ok(k, k0, mask):
         return _tb.hard_dc(k, k0, mask)
-    with torch.cuda.device(k.device):
+    with _k().device_guard(k):
         return _HardDC.apply(k, k0, mask.bool())
 
 
@@ -427,7 +436,7 @@ def normal(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     """SENSE normal operator `A^H A x = sens_reduce(mask * sens_expand(x, maps), maps)`."""
     if not _sens_layout_ok(x, maps):
         return _tb.normal(x, maps, mask)
-    with torch.cuda.device(x.device):
+    with _k().device_guard(x):
         kspace = _SensExpand.apply(x, maps)
         if not _dc_layout_ok(kspace, kspace, mask):
             return _tb.sens_reduce(_tb.hard_dc(torch.zeros_like(kspace), kspace, mask), maps)
@@ -438,5 +447,5 @@ def rss(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """Root sum of squares of magnitudes along `dim`."""
     if not _kernel_ok(x):
         return _tb.rss(x, dim)
-    with torch.cuda.device(x.device):
+    with _k().device_guard(x):
         return _RSS.apply(x, dim)
