@@ -49,8 +49,8 @@ def _rel_err(got: torch.Tensor, ref: torch.Tensor) -> float:
 class Input:
     """A leaf tensor (gradients are taken w.r.t. it) and the view of it an op receives."""
 
-    def __init__(self, value: torch.Tensor, layout: str) -> None:
-        self.value = value
+    def __init__(self, value: torch.Tensor, layout: str, grad: bool = True) -> None:
+        self.value, self.grad = value, grad
         v = value
         if layout == "strided_coils" and v.ndim == 4:
             leaf = torch.zeros(v.shape[0], 2 * v.shape[1], *v.shape[2:], dtype=v.dtype)
@@ -74,7 +74,8 @@ class Input:
             self.leaf, self.view = v, lambda t: t
 
     def make(self, grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        leaf = self.leaf.clone().requires_grad_(grad and self.leaf.is_floating_point() or grad and self.leaf.is_complex())
+        differentiable = self.leaf.is_floating_point() or self.leaf.is_complex()
+        leaf = self.leaf.clone().requires_grad_(grad and self.grad and differentiable)
         return leaf, self.view(leaf)
 
 
@@ -107,9 +108,10 @@ def op_case(op: str, dtype: torch.dtype, size: tuple[int, int], layout: str, see
         k = inp(B, C, h, w)
         maps = inp(1 if bc else B, C, h, w)
         return cb.sens_reduce, tb.sens_reduce, [k, maps]
-    if op == "normal":
+    if op in ("normal", "normal_fixed_maps"):
         x = inp(B, 1, h, w)
         maps = inp(1 if bc else B, C, h, w)
+        maps.grad = op == "normal"  # fixed maps take the fused kernel pipeline
         mask = Input(_mask(g, 1 if bc else B, 1, 1 if bc else h, w), "contiguous")
         return cb.normal, tb.normal, [x, maps, mask]
     if op.startswith("soft_dc") or op == "hard_dc":
@@ -134,7 +136,7 @@ def op_case(op: str, dtype: torch.dtype, size: tuple[int, int], layout: str, see
     raise ValueError(op)
 
 
-OPS = ["fft2c", "ifft2c", "sens_expand", "sens_reduce", "normal", "soft_dc", "soft_dc_float",
+OPS = ["fft2c", "ifft2c", "sens_expand", "sens_reduce", "normal", "normal_fixed_maps", "soft_dc", "soft_dc_float",
        "soft_dc_tensor1", "hard_dc", "rss_1", "rss_0", "rss_-1"]
 
 
@@ -211,7 +213,7 @@ def test_ubsan_variant_runs_every_kernel() -> None:
             check(op, dtype, (6, 7), "broadcast")
         ran |= {k for k, _, _ in host.stats.launches}
     kernels = {f"{k}_{s}" for k in ["modulate", "expand_premod", "coil_reduce_postmod", "soft_dc",
-                                      "soft_dc_backward", "hard_dc", "mask_select", "rss", "rss_backward"]
+                                      "soft_dc_backward", "hard_dc", "mask_select", "mask_scale", "rss", "rss_backward"]
                for s in ["c64", "c128"]}
     assert kernels <= ran, kernels - ran
 
@@ -260,3 +262,105 @@ def test_unmutated_source_passes_the_mutation_workload() -> None:
     for op in ["soft_dc", "sens_expand", "hard_dc"]:
         with host_kernels(Variant(order="forward", seed=1)):
             check(op, torch.complex64, (6, 10), "contiguous")
+
+
+# --------------------------------------------------------------------------- the issue's findings
+
+
+def test_conjugate_strided_inputs_stay_in_bounds() -> None:
+    """Issue 19: `maps = big.conj()[:, ::2]`, `x = img.conj()[:, :1]` were read past their buffers."""
+    g = torch.Generator().manual_seed(4)
+    big = torch.randn(2, 6, 8, 10, dtype=torch.complex64, generator=g)
+    img = torch.randn(2, 3, 8, 10, dtype=torch.complex64, generator=g)
+    kspace = torch.randn(2, 3, 8, 10, dtype=torch.complex64, generator=g)
+    maps, x = big.conj()[:, ::2], img.conj()[:, :1]
+    for order in ORDERS:
+        with host_kernels(Variant(order=order)):
+            got_e = cb.sens_expand(x, maps)
+            got_r = cb.sens_reduce(kspace, maps)
+        assert _rel_err(got_e, tb.sens_expand(x, maps)) < 2e-5
+        assert _rel_err(got_r, tb.sens_reduce(kspace, maps)) < 2e-5
+
+
+def test_float_eta_keeps_complex128_precision() -> None:
+    """Issue 19: a Python-float eta was rounded to float32 for complex128 data (error 1.9e-9)."""
+    g = torch.Generator().manual_seed(5)
+    k, k0 = (torch.randn(1, 2, 6, 8, dtype=torch.complex128, generator=g) for _ in range(2))
+    mask = torch.rand(1, 1, 1, 8, generator=g) < 0.5
+    eta = 0.1234567890123
+    with host_kernels():
+        got = cb.soft_dc(k, k0, mask, eta)
+    assert _rel_err(got, tb.soft_dc(k, k0, mask, eta)) < 1e-15
+
+
+@pytest.mark.parametrize("eta_shape, want", [((1,), torch.complex128), ((), torch.complex64)])
+def test_soft_dc_output_dtype_follows_torch_promotion(eta_shape: tuple[int, ...], want: torch.dtype) -> None:
+    """Issue 19: a (1,) float64 eta with complex64 data gave complex64; torch promotes to complex128."""
+    g = torch.Generator().manual_seed(6)
+    k, k0 = (torch.randn(1, 2, 6, 8, dtype=torch.complex64, generator=g) for _ in range(2))
+    mask = torch.rand(1, 1, 1, 8, generator=g) < 0.5
+    eta = torch.full(eta_shape, 0.3, dtype=torch.float64, requires_grad=True)
+    ref = tb.soft_dc(k, k0, mask, eta)
+    assert ref.dtype == want
+    with host_kernels() as host:
+        got = cb.soft_dc(k, k0, mask, eta)
+        (geta,) = torch.autograd.grad(got.real.sum(), eta)
+    assert host.stats.launches and got.dtype == want
+    assert _rel_err(got, ref.detach()) < 1e-6  # torch forms k - k0 in complex64 before promoting
+    (geta_ref,) = torch.autograd.grad(ref.real.sum(), eta)
+    assert geta.dtype == eta.dtype and geta.shape == eta.shape
+    assert _rel_err(geta, geta_ref) < 1e-5
+
+
+@pytest.mark.parametrize("threads", [512, 1024, 64])
+def test_other_power_of_two_block_sizes_give_the_same_eta_gradient(threads: int) -> None:
+    """Issue 19: the shared reduction buffer was fixed at 256 doubles; 512 threads overflowed it."""
+    with host_kernels(Variant(ubsan=True)) as host:
+        cb._runtime.THREADS = threads  # type: ignore[union-attr]
+        check("soft_dc", torch.complex64, (40, 36), "contiguous")
+    assert host.stats.launches
+
+
+def test_block_size_that_breaks_the_reduction_is_a_compile_error() -> None:
+    """A non-power-of-two RECON_THREADS (the halving loop would drop partial sums) does not compile."""
+    with host_kernels() as host:
+        cb._runtime.THREADS = 96  # type: ignore[union-attr]
+        with pytest.raises(CompileError, match="power of two"):
+            cb.soft_dc(*[torch.ones(1, 1, 2, 2, dtype=torch.complex64)] * 2, torch.ones(1, 1, 1, 2, dtype=torch.bool), 0.5)
+    assert not host.stats.launches
+
+
+def test_a_launch_with_another_block_size_traps() -> None:
+    """The kernels check blockDim against RECON_THREADS, so a launcher/kernel mismatch cannot pass silently."""
+    with host_kernels():
+        rt = cb._runtime
+        assert rt is not None
+        fn = rt.module("dc").get_function("hard_dc_c64")
+        k = torch.zeros(1, 1, 2, 2, dtype=torch.complex64)
+        mask = torch.ones(1, 1, 2, 2, dtype=torch.bool)
+        out = torch.empty_like(k)
+        args = tuple(rt.as_cupy(t) for t in (k, k)) + (rt.as_cupy(mask), *(rt.i64(s) for s in mask.stride()),
+                                                       rt.as_cupy(out), *(rt.i32(s) for s in k.shape))
+        fn((1,), (rt.THREADS,), args)
+        with pytest.raises(KernelError, match="trap"):
+            fn((1,), (rt.THREADS // 2,), args)
+
+
+def test_double_backward_is_supported_or_refused_clearly() -> None:
+    """fft2c/hard_dc differentiate twice; the fused backward steps refuse a second backward, by name."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(1, 1, 6, 7, dtype=torch.complex128, generator=g)
+    maps = torch.randn(1, 2, 6, 7, dtype=torch.complex128, generator=g)
+    results = []
+    for fn in (cb.fft2c, tb.fft2c):
+        xx = x.clone().requires_grad_()
+        with host_kernels():
+            (gx,) = torch.autograd.grad(fn(xx).abs().pow(2).sum(), xx, create_graph=True)
+            (ggx,) = torch.autograd.grad(gx.abs().sum(), xx)
+        results.append(ggx)
+    assert _rel_err(results[0], results[1]) < 1e-12
+    xx = x.clone().requires_grad_()
+    with host_kernels():
+        (gx,) = torch.autograd.grad(cb.sens_expand(xx, maps).abs().sum(), xx, create_graph=True)
+        with pytest.raises(RuntimeError, match="expand_backward.*no autograd formula"):
+            gx.abs().sum().backward()

@@ -23,6 +23,9 @@ def host_kernels(variant: Variant | None = None) -> Iterator[HostCuda]:
     """
     host = HostCuda(variant)
     runtime = load_kernels_module(host)
+    stack = contextlib.ExitStack()
+    for op in cupy_backend.KERNEL_OPS:  # CPU tensors take the kernel implementation, not the torch reference
+        stack.enter_context(op.set_kernel_enabled("cpu", False))
     saved = (cupy_backend._runtime, cupy_backend._KERNEL_DEVICES)
     det, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     fill = torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]
@@ -30,7 +33,8 @@ def host_kernels(variant: Variant | None = None) -> Iterator[HostCuda]:
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.utils.deterministic.fill_uninitialized_memory = True  # type: ignore[attr-defined]
     try:
-        yield host
+        with stack:
+            yield host
     finally:
         cupy_backend._runtime, cupy_backend._KERNEL_DEVICES = saved
         torch.use_deterministic_algorithms(det, warn_only=warn)
