@@ -116,7 +116,9 @@ def _dims(shape: torch.Size) -> tuple[Any, ...]:
 
 
 def _none_like(t: torch.Tensor) -> torch.Tensor:
-    """The empty tensor a custom op returns for an output that was not asked for."""
+    """An empty tensor: what a custom op returns for an output that was not asked for, and the
+    pointer a kernel gets for a buffer its flags say it does not touch (the CPU harness maps it
+    between guard pages, so touching it faults)."""
     return t.new_empty((0,))
 
 
@@ -206,9 +208,9 @@ def _coil_reduce(
     k = _k()
     b, c, h, w = img.shape
     me, msb, msc = _planes(maps, img.shape)
-    xe, xsb, _ = _planes(x, torch.Size((b, 1, h, w))) if want_maps and x is not None else (img, 0, 0)
-    out_sum = img.new_empty((b, 1, h, w)) if want_sum else img
-    out_maps = torch.empty_like(img) if want_maps else img
+    xe, xsb, _ = _planes(x, torch.Size((b, 1, h, w))) if want_maps and x is not None else (_none_like(img), 0, 0)
+    out_sum = img.new_empty((b, 1, h, w)) if want_sum else _none_like(img)
+    out_maps = torch.empty_like(img) if want_maps else _none_like(img)
     flags = (1 if want_sum else 0) | (2 if want_maps else 0)
     with k.torch_stream():
         k.launch(k.module("sens"), f"coil_reduce_postmod_{k.suffix(img.dtype)}", b * h * w,
@@ -254,7 +256,7 @@ def _eta_args(eta: torch.Tensor | None, eta_value: float, like: torch.Tensor) ->
     """(pointer, from-pointer flag, value) kernel arguments for eta; a tensor eta stays on the device."""
     k = _k()
     if eta is None:
-        return like, k.i32(0), k.real_scalar(like.dtype, eta_value)
+        return like.new_empty((0,), dtype=_real(like.dtype)), k.i32(0), k.real_scalar(like.dtype, eta_value)
     e = eta.detach().reshape(()).to(_real(like.dtype))  # a no-op when eta already has the real dtype
     return e, k.i32(1), k.real_scalar(like.dtype, 0.0)
 
@@ -276,17 +278,17 @@ def _soft_dc_bwd_impl(g: torch.Tensor, kspace: torch.Tensor, k0: torch.Tensor, m
                       want_eta: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     k = _k()
     g = _dense(g)
-    kc = _dense(kspace) if want_eta else g
-    k0c = _dense(k0.expand(g.shape)) if want_eta else g
-    gk = torch.empty_like(g) if want_k else g
-    gk0 = torch.empty_like(g) if want_k0 else g
+    kc = _dense(kspace) if want_eta else _none_like(g)
+    k0c = _dense(k0.expand(g.shape)) if want_eta else _none_like(g)
+    gk = torch.empty_like(g) if want_k else _none_like(g)
+    gk0 = torch.empty_like(g) if want_k0 else _none_like(g)
     geta = torch.zeros(1, dtype=torch.float64, device=g.device) if want_eta else _none_like(g)
     flags = (1 if want_k else 0) | (2 if want_k0 else 0) | (4 if want_eta else 0)
     with k.torch_stream():
         k.launch(k.module("dc"), f"soft_dc_backward_{k.suffix(g.dtype)}", g.numel(),
                  (g, kc, k0c, *_mask_args(mask, g.shape), *_eta_args(eta, eta_value, g), gk, gk0,
-                  geta if want_eta else g, *_dims(g.shape), k.i32(flags)))
-    return (gk if want_k else _none_like(g)), (gk0 if want_k0 else _none_like(g)), geta
+                  geta, *_dims(g.shape), k.i32(flags)))
+    return gk, gk0, geta
 
 
 def _hard_dc_impl(kspace: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -303,13 +305,13 @@ def _hard_dc_impl(kspace: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) ->
 def _mask_select_impl(g: torch.Tensor, mask: torch.Tensor, keep: bool, drop: bool) -> tuple[torch.Tensor, torch.Tensor]:
     k = _k()
     g = _dense(g)
-    out_keep = torch.empty_like(g) if keep else g
-    out_drop = torch.empty_like(g) if drop else g
+    out_keep = torch.empty_like(g) if keep else _none_like(g)
+    out_drop = torch.empty_like(g) if drop else _none_like(g)
     flags = (1 if keep else 0) | (2 if drop else 0)
     with k.torch_stream():
         k.launch(k.module("dc"), f"mask_select_{k.suffix(g.dtype)}", g.numel(),
                  (g, *_mask_args(mask, g.shape), out_keep, out_drop, *_dims(g.shape), k.i32(flags)))
-    return (out_keep if keep else _none_like(g)), (out_drop if drop else _none_like(g))
+    return out_keep, out_drop
 
 
 def _normal_impl(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -354,6 +356,8 @@ def _rss_bwd_impl(g: torch.Tensor, x: torch.Tensor, out: torch.Tensor, dim: int)
 
 
 # --------------------------------------------------------------------------- CPU references
+# Conjugates are taken with conj_physical: inside a custom op traced by AOTAutograd the lazy
+# conjugate bit of `t.conj()` is not honoured by the following multiply (opcheck caught it).
 
 
 def _pre_inverse(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
@@ -373,14 +377,14 @@ def _ref_fft(x: torch.Tensor, inverse: bool) -> torch.Tensor:
 def _ref_expand_bwd(g: torch.Tensor, x: torch.Tensor, maps: torch.Tensor, want_x: bool,
                     want_maps: bool) -> tuple[torch.Tensor, torch.Tensor]:
     img = _tb.ifft2c(g)
-    gx = (maps.conj() * img).sum(dim=1, keepdim=True) if want_x else _none_like(g)
-    gmaps = (x.conj() * img).contiguous() if want_maps else _none_like(g)
+    gx = (torch.conj_physical(maps) * img).sum(dim=1, keepdim=True) if want_x else _none_like(g)
+    gmaps = (torch.conj_physical(x) * img).contiguous() if want_maps else _none_like(g)
     return gx, gmaps
 
 
 def _ref_reduce(kspace: torch.Tensor, maps: torch.Tensor, keep_img: bool) -> tuple[torch.Tensor, torch.Tensor]:
     shape = torch.broadcast_shapes(kspace.shape, maps.shape)
-    out = _tb.sens_reduce(kspace, maps)
+    out = (torch.conj_physical(maps) * _tb.ifft2c(kspace)).sum(dim=1, keepdim=True)
     if not keep_img:
         return out, _none_like(out)
     h, w = shape[-2], shape[-1]
@@ -393,7 +397,7 @@ def _ref_reduce_bwd(g: torch.Tensor, maps: torch.Tensor, img: torch.Tensor, want
     gk = _tb.sens_expand(g, maps).contiguous() if want_k else _none_like(g)
     if want_maps:
         h, w = img.shape[-2], img.shape[-1]
-        gmaps = (img * _post_inverse(h, w, img) * g.conj()).contiguous()
+        gmaps = (img * _post_inverse(h, w, img) * torch.conj_physical(g)).contiguous()
     else:
         gmaps = _none_like(g)
     return gk, gmaps
@@ -436,7 +440,9 @@ def _ref_mask_select(g: torch.Tensor, mask: torch.Tensor, keep: bool, drop: bool
 
 
 def _ref_normal(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return _tb.normal(x, maps, mask)
+    kspace = _tb.sens_expand(x, maps)
+    kspace = torch.where(mask.bool(), kspace, torch.zeros((), dtype=kspace.dtype, device=kspace.device))
+    return (torch.conj_physical(maps) * _tb.ifft2c(kspace)).sum(dim=1, keepdim=True)
 
 
 def _ref_rss(x: torch.Tensor, dim: int) -> torch.Tensor:
