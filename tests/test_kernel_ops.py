@@ -129,3 +129,23 @@ def test_backward_calls_convert_each_tensor_once_per_op() -> None:
     assert host.stats.launches
     # expand_backward + reduce_backward: two op calls; no tensor is converted more than once in either
     assert max(host.stats.dlpack_by_tensor.values()) <= 2
+
+
+@needs_gxx
+def test_launches_per_op_are_as_designed() -> None:
+    """The fusion stays in place: passes per op call (kernels + cuFFT calls), counted without executing."""
+    from tests.kernel_harness import Variant, host_kernels
+
+    x, maps, k, k0 = _c(1, 1, 6, 8), _c(1, 3, 6, 8, seed=1), _c(1, 3, 6, 8, seed=2), _c(1, 3, 6, 8, seed=3)
+    mask = torch.ones(1, 1, 1, 8, dtype=torch.bool)
+    expected = {
+        "normal": (lambda: cb.normal(x, maps, mask), ["expand_premod", "mask_scale", "coil_reduce_postmod"], 2),
+        "sens_expand": (lambda: cb.sens_expand(x, maps), ["expand_premod", "modulate"], 1),
+        "sens_reduce": (lambda: cb.sens_reduce(k, maps), ["modulate", "coil_reduce_postmod"], 1),
+        "soft_dc": (lambda: cb.soft_dc(k, k0, mask, 0.5), ["soft_dc"], 0),
+    }
+    for name, (call, kernels, ffts) in expected.items():
+        with host_kernels(Variant(execute=False)) as host:
+            call()
+        assert [n.rsplit("_", 1)[0] for n, _, _ in host.stats.launches] == kernels, name
+        assert len(host.stats.ffts) == ffts, name

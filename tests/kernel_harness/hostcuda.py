@@ -72,6 +72,7 @@ class Variant:
     seed: int = 0
     ubsan: bool = False
     mutate: Callable[[str], str] | None = None
+    execute: bool = True  # False: record launches and bytes only (traffic benchmark at full size)
 
 
 @dataclass
@@ -199,6 +200,9 @@ class _Function:
                 want = _SCALARS[f"{code}{size}"]
                 if type(a) is not want:
                     raise KernelError(f"{self.name}: parameter {i} is {want.__name__}, got {type(a).__name__}")
+        if not self.cuda.variant.execute:
+            self._record(args, self.signature)
+            return
         groups: list[dict[str, Any]] = []  # overlapping views share one buffer (in-place arguments)
         for lo, hi, i in sorted(spans):
             if groups and lo < groups[-1]["hi"]:
@@ -238,8 +242,11 @@ class _Function:
             for gr in groups:
                 if "map" in gr:
                     gr["map"].close()
-        read = sum(_span(args[i].tensor) for i in range(len(args)) if self.signature[i][0] == "r")
-        written = sum(_span(args[i].tensor) for i in range(len(args)) if self.signature[i][0] == "w")
+        self._record(args, self.signature)
+
+    def _record(self, args: tuple[Any, ...], signature: list[tuple[str, int]]) -> None:
+        read = sum(_span(a.tensor) for a, (code, _) in zip(args, signature) if code == "r" and isinstance(a, ndarray))
+        written = sum(_span(a.tensor) for a, (code, _) in zip(args, signature) if code == "w" and isinstance(a, ndarray))
         self.cuda.stats.launches.append((self.name, read, written))
 
     def _describe_fault(self, groups: list[dict[str, Any]]) -> str:
@@ -349,10 +356,12 @@ class HostCuda:
             t = a.tensor
             if not t.is_contiguous():
                 raise KernelError("cuFFT stand-in: the backend hands cuFFT contiguous arrays only")
+            self.stats.ffts.append(("inverse" if inverse else "forward", _span(t)))
+            if not self.variant.execute:
+                return a
             a_np = t.numpy()  # NumPy's pocketfft: no torch op, so per-call copy counts see only the backend's
             fn = np.fft.ifft2 if inverse else np.fft.fft2
             res = fn(a_np, axes=axes, norm=norm)
-            self.stats.ffts.append(("inverse" if inverse else "forward", _span(t)))
             if overwrite_x:
                 a_np[...] = res
                 return a
