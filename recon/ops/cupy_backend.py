@@ -220,8 +220,17 @@ def _coil_reduce(
     return (out_sum if want_sum else None), (out_maps if want_maps else None)
 
 
+def _fused(name: str, *args: Any) -> torch.Tensor | None:
+    """The cuFFT-callback prototype's result (RECON_FFT_FUSION=callbacks on a GPU with
+    nvmath-python), or None: the plain kernels run."""
+    from recon.ops import fft_fusion
+
+    return getattr(fft_fusion, name)(*args) if fft_fusion.enabled() else None
+
+
 def _expand_impl(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-    return _expand(x, maps, torch.broadcast_shapes(x.shape, maps.shape))
+    fused = _fused("sens_expand", x, maps)
+    return fused if fused is not None else _expand(x, maps, torch.broadcast_shapes(x.shape, maps.shape))
 
 
 def _expand_bwd_impl(g: torch.Tensor, x: torch.Tensor, maps: torch.Tensor, want_x: bool,
@@ -233,6 +242,9 @@ def _expand_bwd_impl(g: torch.Tensor, x: torch.Tensor, maps: torch.Tensor, want_
 
 
 def _reduce_impl(kspace: torch.Tensor, maps: torch.Tensor, keep_img: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    fused = None if keep_img else _fused("sens_reduce", kspace, maps)
+    if fused is not None:
+        return fused, _none_like(fused)
     shape = torch.broadcast_shapes(kspace.shape, maps.shape)
     with _k().torch_stream():
         img = _inverse_unmodulated(kspace.expand(shape))
@@ -319,6 +331,9 @@ def _normal_impl(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> tor
     k = _k()
     shape = torch.broadcast_shapes(x.shape, maps.shape)
     h, w = shape[-2], shape[-1]
+    fused = _fused("normal", x, maps, mask, _normal_phase(h, w))
+    if fused is not None:
+        return fused
     f = _normal_phase(h, w) / math.sqrt(h * w)
     with k.torch_stream():
         ks = _expand_premod(x, maps, shape)
