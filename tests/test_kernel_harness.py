@@ -224,6 +224,7 @@ def test_ubsan_variant_runs_every_kernel() -> None:
 MUTATIONS = {
     "deleted __syncthreads": ("partial[threadIdx.x] = local;\n        __syncthreads();", "partial[threadIdx.x] = local;\n"),
     "off-by-one loop bound": ("i < (n); i +=", "i <= (n); i +="),
+    "off-by-one output index": ("out[i] = c_mul(v, f);", "out[i + 1] = c_mul(v, f);"),
     "wrong coil stride of maps": ("maps[b * msb + c * msc + p], x[", "maps[b * msb + c * msb + p], x["),
     "wrong column stride of the mask": ("* msw", "* msh"),
 }
