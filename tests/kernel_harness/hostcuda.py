@@ -125,7 +125,10 @@ def compile_library(code: str, options: tuple[str, ...], ubsan: bool) -> _Librar
     kernels = re.findall(r'extern\s+"C"\s+void\s+(\w+)\s*\(', pre.stdout)
     full = code + '\n#include "runner.h"\n' + "".join(f"HK_EXPORT({k})\n" for k in kernels)
     out = _BUILD_DIR / f"k_{key}.so"
-    flags = ["-O0", "-g0", "-shared", "-fPIC", "-U_FORTIFY_SOURCE", "-fno-strict-aliasing",
+    # Hidden visibility and no GNU_UNIQUE symbols: each variant's `__shared__` statics (template
+    # function statics) stay its own, instead of being merged process-wide with another variant's.
+    flags = ["-O0", "-g0", "-shared", "-fPIC", "-U_FORTIFY_SOURCE", "-fno-strict-aliasing", "-fvisibility=hidden",
+             "-fvisibility-inlines-hidden", "-fno-gnu-unique",
              "-include", str(HERE / "shim.h")]
     if ubsan:
         flags += ["-fsanitize=undefined", "-fsanitize-undefined-trap-on-error", "-fno-sanitize-recover=all"]

@@ -66,9 +66,10 @@ void __syncthreads() {
     swapcontext(&hk::fibers[hk::cur].ctx, &hk::main_ctx);
 }
 
-extern "C" void* hk_fault_addr() { return hk::fault_addr; }
-extern "C" int hk_fault_signal() { return hk::fault_sig; }
-extern "C" unsigned long long hk_barrier_count() { return hk::barrier_count; }
+#define HK_API extern "C" __attribute__((visibility("default")))
+HK_API void* hk_fault_addr() { return hk::fault_addr; }
+HK_API int hk_fault_signal() { return hk::fault_sig; }
+HK_API unsigned long long hk_barrier_count() { return hk::barrier_count; }
 
 static int hk_run(void (*thunk)(void**), void** args, const long long* cfg) {
     for (int i = 0; i < 6; ++i)
@@ -186,8 +187,8 @@ template <typename... A> const char* signature(void (*)(A...)) {
     static void hk_thunk_##NAME(void** a) {                                                    \
         hk::call(NAME, a, std::make_index_sequence<hk::Arity<decltype(NAME)>::n>{});           \
     }                                                                                          \
-    extern "C" int hk_launch_##NAME(void** a, const long long* cfg) { return hk_run(hk_thunk_##NAME, a, cfg); } \
-    extern "C" const char* hk_signature_##NAME() { return hk::signature(NAME); }
+    HK_API int hk_launch_##NAME(void** a, const long long* cfg) { return hk_run(hk_thunk_##NAME, a, cfg); }     \
+    HK_API const char* hk_signature_##NAME() { return hk::signature(NAME); }
 
 namespace hk {
 template <typename F> struct Arity;
