@@ -116,6 +116,41 @@ def test_deterministic_and_distinct() -> None:
     assert a.kspace.shape != c.kspace.shape or not np.allclose(a.kspace, c.kspace)
 
 
+def test_band_limit_keeps_the_central_coefficients_of_the_fine_grid() -> None:
+    import torch
+
+    from recon.fft import fft2c, ifft2c
+    from recon.simulate.mni152 import band_limited_kspace
+
+    rng = np.random.default_rng(3)
+    k = (rng.standard_normal((2, 12, 10)) + 1j * rng.standard_normal((2, 12, 10))).astype(np.complex64)
+    padded = np.zeros((2, 24, 20), np.complex64)
+    padded[:, 6:18, 5:15] = k
+    fine = ifft2c(torch.from_numpy(padded)) * 2.0  # band-limited image on the 2x finer grid
+    np.testing.assert_allclose(band_limited_kspace(fine, (12, 10), 2), k, atol=1e-5)
+    coarse = ifft2c(torch.from_numpy(k)).numpy()
+    np.testing.assert_allclose(fine.numpy()[:, ::2, ::2], coarse, atol=1e-5)  # same object, same scale
+    # Content beyond the coarse band is dropped, not folded back as sampling the fine image would.
+    sharp = torch.zeros((1, 24, 20), dtype=torch.complex64)
+    sharp[0, 8:16, 7:13] = 1.0
+    decimated = fft2c(sharp[:, ::2, ::2]).numpy()
+    assert not np.allclose(band_limited_kspace(sharp, (12, 10), 2), decimated, atol=1e-3)
+
+
+def test_plane_sampling_equals_scipy_3d_spline_interpolation() -> None:
+    from scipy import ndimage
+
+    from recon.simulate.mni152 import spline_plane_sample
+
+    rng = np.random.default_rng(0)
+    coeffs = ndimage.spline_filter(rng.random((20, 22, 9)), order=3, mode="mirror")
+    for normal, pos in [(2, 0.3), (2, 7.9), (1, 0.0), (0, 19.0), (2, -0.5), (2, 8.6), (1, 21.2)]:
+        pts = rng.uniform(-2.0, 24.0, (3, 50))
+        pts[normal] = pos
+        ref = ndimage.map_coordinates(coeffs, pts, order=3, mode="mirror", prefilter=False)
+        np.testing.assert_allclose(spline_plane_sample(coeffs, normal, pts), ref, atol=1e-12)
+
+
 def test_config_rejects_a_synthesis_grid_no_finer_than_kspace() -> None:
     with pytest.raises(ValueError, match="upsample"):
         MNIConfig(upsample=1)

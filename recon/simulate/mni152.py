@@ -276,6 +276,38 @@ def _raised_cosine(x: np.ndarray, lo: float, hi: float, width: float) -> np.ndar
     return (0.5 - 0.5 * np.cos(np.pi * up)) * (0.5 - 0.5 * np.cos(np.pi * down))
 
 
+def spline_plane_sample(coeffs: np.ndarray, normal: int, coords: np.ndarray) -> np.ndarray:
+    """Cubic B-spline interpolation (scipy `map_coordinates`, order 3, mirror) of a 3-D volume at
+    points that all share one coordinate along the `normal` axis; 4x cheaper than in 3-D.
+
+    `coeffs` are the 3-D spline coefficients (`ndimage.spline_filter`); the normal direction is
+    contracted first with the four cubic B-spline weights, leaving the 2-D coefficients of the plane.
+    `coords` (3, ...) as for `map_coordinates`; `coords[normal]` must be constant.
+    """
+    pos = float(coords[normal].flat[0])
+    n = coeffs.shape[normal]
+    i0 = math.floor(pos)
+    f = pos - i0
+    weights = ((1 - f) ** 3 / 6, (3 * f**3 - 6 * f**2 + 4) / 6, (-3 * f**3 + 3 * f**2 + 3 * f + 1) / 6, f**3 / 6)
+    plane = np.zeros([d for a, d in enumerate(coeffs.shape) if a != normal], dtype=np.float64)
+    period = max(2 * (n - 1), 1)
+    for j, wj in zip(range(i0 - 1, i0 + 3), weights):
+        k = j % period
+        k = period - k if k >= n else k  # scipy's "mirror": reflect about the edge samples
+        plane += wj * np.take(coeffs, k, axis=normal)
+    rest = [a for a in range(3) if a != normal]
+    return ndimage.map_coordinates(plane, coords[rest], order=3, mode="mirror", prefilter=False)
+
+
+def upsample_maps(maps: np.ndarray, up: int) -> np.ndarray:
+    """Bilinear upsampling (C, rows, W) -> (C, up*rows, up*W) of smooth coil maps (complex64)."""
+    t = torch.from_numpy(np.ascontiguousarray(maps))
+    stacked = torch.cat([t.real, t.imag])[None]
+    big = torch.nn.functional.interpolate(stacked, scale_factor=up, mode="bilinear", align_corners=False)[0]
+    c = maps.shape[0]
+    return torch.complex(big[:c], big[c:]).numpy()
+
+
 def _plane_coordinates(geom: Geometry, offset_mm: float, shape: tuple[int, int], pixel_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Template voxel coordinates (3, rows, cols) of the fine grid, and the in-plane z (mm) grid."""
     rows, cols = shape
@@ -295,6 +327,19 @@ def _plane_coordinates(geom: Geometry, offset_mm: float, shape: tuple[int, int],
     coords[axis_r] = geom.center[axis_r] - pr
     coords[axis_c] = geom.center[axis_c] - pc
     return coords, coords[2]
+
+
+def band_limited_kspace(fine: torch.Tensor, shape: tuple[int, int], up: int) -> np.ndarray:
+    """k-space (..., rows, W) of an image given on a grid `up` times finer over the same FOV.
+
+    The centred orthonormal FFT of the fine image, cropped to its central `shape` coefficients
+    and divided by `up` (the orthonormal scale of `up**2` times more samples): the ideal band
+    limit, so a band-limited fine image gives exactly the k-space of its coarse samples.
+    """
+    rows, cols = shape
+    k = fft2c(fine)
+    r0, c0 = (k.shape[-2] - rows) // 2, (k.shape[-1] - cols) // 2
+    return (k[..., r0 : r0 + rows, c0 : c0 + cols] / float(up)).numpy()
 
 
 class MNIVolume(NamedTuple):
@@ -368,7 +413,8 @@ def simulate_mni152_volume(
         coords, zgrid = _plane_coordinates(geom, float(off), (Hf, Wf), pf)
         local = coords.copy()
         local[2] -= lo
-        frac = {n: np.clip(ndimage.map_coordinates(coeffs[n], local, order=3, mode="mirror", prefilter=False), 0.0, 1.0) for n in coeffs}
+        normal = PLANES[geom.orientation][0]
+        frac = {n: np.clip(spline_plane_sample(coeffs[n], normal, local), 0.0, 1.0) for n in coeffs}
         mag = sum(frac[n] * np.float32(signal[n]) for n in frac)
         mag = np.power(np.clip(mag, 0.0, None), geom.gamma)
         fine_tex = texture_fields(rng, (Hf, Wf), scales_px[:1])[0]
@@ -377,14 +423,12 @@ def simulate_mni152_volume(
         mag = (mag * window).astype(np.float32)
         t = float(off) / 100.0
         obj = mag * np.exp(1j * background_phase(phase_coeffs, Hf, Wf, t))
-        maps = knee_coil_maps(layout, Hf, Wf, 1.2 * t)
+        maps = upsample_maps(knee_coil_maps(layout, H, W, 1.2 * t), up)
         if norm is None:
             body = np.sum([frac[n] for n in frac], axis=0) > 0.5
             norm = float(np.median(np.sqrt((np.abs(maps) ** 2).sum(0))[body])) if body.any() else 1.0
         coil_img = torch.from_numpy((maps * obj.astype(np.complex64)) * np.float32(cfg.scale / norm))
-        k_fine = fft2c(coil_img)
-        r0, c0 = (Hf - H) // 2, (Wf - W) // 2
-        clean[s] = (k_fine[:, r0 : r0 + H, c0 : c0 + W] / float(up)).numpy()
+        clean[s] = band_limited_kspace(coil_img, (H, W), up)
 
     clean_target = center_crop(rss(ifft2c(torch.from_numpy(clean)), dim=1), (h, w)).numpy()
     body = clean_target > 0.1 * float(np.percentile(clean_target, 99))
