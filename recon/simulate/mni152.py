@@ -11,11 +11,12 @@ Anatomy comes from the MNI ICBM152 2009a template shipped in `recon/simulate/dat
 3. Geometry and augmentation: axial, coronal or sagittal plane; in-plane flips, rotation up to
    +-10 degrees, independent scaling of both axes (aspect ratio), random field-of-view position
    (crops), a gamma intensity curve and a weak multiplicative tissue texture.
-4. Anti-inverse-crime synthesis: the object, coil maps (`recon.simulate.coils`) and smooth phase
-   are evaluated on a grid twice as fine as the k-space grid in both directions (template
-   resampled by cubic splines), Fourier transformed there, and only the central (rows, W)
-   coefficients are kept: an ideal band limit, so the data are not made by the discrete
-   operator a reconstruction inverts.
+4. Anti-inverse-crime synthesis: the object (template resampled by cubic splines) and its smooth
+   phase are evaluated on a grid twice as fine as the k-space grid in both directions and
+   multiplied by the coil maps (`recon.simulate.coils`, computed on the k-space grid and
+   upsampled bilinearly: they are smooth), Fourier transformed there, and only the central
+   (rows, W) coefficients are kept: an ideal band limit, so the data are not made by the
+   discrete operator a reconstruction inverts.
 5. Complex Gaussian noise at a stated SNR (mean object RSS / per-coil noise std), zero padding
    columns declared in the header, `reconstruction_rss` from the noisy k-space.
 
@@ -447,7 +448,7 @@ def simulate_mni152_volume(
         "acquisition": acquisition,
         "max": float(target.max()),
         "norm": float(np.linalg.norm(target)),
-        "patient_id": fake_patient_id(("mni152", seed, index)),
+        "patient_id": fake_patient_id((152, seed, index)),
         "simulated": "recon.simulate.mni152 (MNI ICBM152 2009a template anatomy, synthesized contrast and coils; not a scan)",
         "source": "mni152",
         "split": split,
