@@ -59,10 +59,22 @@ def _add_mask_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from recon.simulate import simulate_dataset
+    if args.source == "mni152":
+        from recon.simulate.mni152 import MNI_PRESETS, simulate_mni152_dataset
 
-    config = _sim_preset(args.preset)
-    paths = simulate_dataset(args.out_dir, args.volumes, args.slices, args.coils, args.seed, config=config)
+        if args.preset not in MNI_PRESETS:
+            raise SystemExit(f"recon simulate: unknown preset {args.preset!r}; available: {', '.join(MNI_PRESETS)}")
+        seed = 4000 if args.seed is None else args.seed
+        try:
+            paths = simulate_mni152_dataset(args.out_dir, args.volumes, args.slices, args.coils, seed, config=MNI_PRESETS[args.preset])
+        except ValueError as err:
+            raise SystemExit(f"recon simulate: {err}") from None
+    else:
+        from recon.simulate import simulate_dataset
+
+        config = _sim_preset(args.preset)
+        seed = 3000 if args.seed is None else args.seed
+        paths = simulate_dataset(args.out_dir, args.volumes, args.slices, args.coils, seed, config=config)
     for p in paths:
         print(p)
     return 0
@@ -179,8 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--volumes", type=int, default=4)
     p.add_argument("--slices", type=int, default=4)
     p.add_argument("--coils", type=int, default=8)
-    p.add_argument("--seed", type=int, default=3000, help="first volume seed (train/tune/report splits use disjoint seeds)")
+    p.add_argument("--seed", type=int, help="dataset seed; its range is the split: train 1000-, tune 2000-, report 3000-, accept 4000- (default 3000 knee, 4000 mni152)")
     p.add_argument("--preset", default="small", help="size preset (small: fast demo size; knee: 640 x ~368 like fastMRI knee)")
+    p.add_argument("--source", default="knee", choices=["knee", "mni152"], help="knee: simulated knee phantom (default); mni152: real anatomy from the MNI ICBM152 template")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("reconstruct", help="reconstruct fastMRI HDF5 or ISMRMRD files")

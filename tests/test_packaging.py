@@ -25,6 +25,13 @@ def test_wheel_ships_kernels(tmp_path: Path) -> None:
     )
     wheels = list(dist.glob("recon-*.whl"))
     assert len(wheels) == 1
+    import zipfile
+
+    shipped = set(zipfile.ZipFile(wheels[0]).namelist())
+    from recon.simulate.mni152 import TEMPLATE_FILES
+
+    for name in [*(n for n, _ in TEMPLATE_FILES.values()), "NOTICE.txt"]:
+        assert f"recon/simulate/data/mni152/{name}" in shipped, f"the wheel lacks the MNI152 file {name}"
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"

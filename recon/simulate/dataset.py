@@ -12,15 +12,19 @@ from recon.simulate.volume import SimConfig, simulate_volume
 TRAIN_SEED = 1000
 TUNE_SEED = 2000
 REPORT_SEED = 3000
+#: Acceptance split (issue 21): nothing is trained or tuned on it, and no number was reported on it
+#: before the split was frozen.
+ACCEPT_SEED = 4000
 SEED_RANGES: dict[str, range] = {
     "train": range(TRAIN_SEED, TRAIN_SEED + 1000),
     "tune": range(TUNE_SEED, TUNE_SEED + 1000),
     "report": range(REPORT_SEED, REPORT_SEED + 1000),
+    "accept": range(ACCEPT_SEED, ACCEPT_SEED + 1000),
 }
 
 
 def seed_split(seed: int) -> str | None:
-    """Name of the split ("train", "tune", "report") that owns `seed`, or None outside all."""
+    """Name of the split ("train", "tune", "report", "accept") that owns `seed`, or None outside all."""
     for name, r in SEED_RANGES.items():
         if seed in r:
             return name

@@ -1,0 +1,93 @@
+"""Noise level of Cartesian multi-coil k-space, estimated from the data itself.
+
+With 2x readout oversampling the outermost readout rows of k-space carry almost no object
+signal, so their samples are (nearly) pure receiver noise. For complex Gaussian noise with
+E|n|^2 = sigma^2 the magnitude |n| is Rayleigh-distributed with median sigma * sqrt(ln 2), so
+`sigma = median(|k|) / sqrt(ln 2)` over those samples is a robust estimate: the few samples that
+still hold signal shift a median far less than a mean.
+
+Only sampled columns count: a column is sampled when it is in `mask` (when given) and not
+identically zero (the zero padding declared in `encodingLimits`, or undersampling applied by
+zero-filling, holds no noise).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Default fraction of the readout rows used at each end of k-space (1/16 each side = 1/8 in all).
+EDGE_FRACTION = 1.0 / 16.0
+
+
+def sampled_columns(kspace: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Boolean (W,) of the phase-encode columns that hold data: in `mask` and not all zero.
+
+    Args:
+        kspace: (..., rows, W) complex k-space; any leading axes (slices, coils).
+        mask: optional (W,) or broadcastable sampling mask; nonzero = sampled.
+    """
+    k = np.asarray(kspace)
+    nonzero = np.any(k.reshape(-1, k.shape[-2], k.shape[-1]) != 0, axis=(0, 1))
+    if mask is not None:
+        m = np.asarray(mask).reshape(-1)
+        if m.shape[0] != k.shape[-1]:
+            raise ValueError(f"mask has {m.shape[0]} columns, k-space has {k.shape[-1]}")
+        nonzero &= m != 0
+    return nonzero
+
+
+def edge_rows(rows: int, edge_fraction: float = EDGE_FRACTION) -> np.ndarray:
+    """Indices of the outer readout rows: `max(2, round(rows * edge_fraction))` at each end."""
+    if not 0.0 < edge_fraction < 0.5:
+        raise ValueError(f"edge_fraction must be in (0, 0.5), got {edge_fraction}")
+    n = max(2, int(round(rows * edge_fraction)))
+    if 2 * n >= rows:
+        raise ValueError(f"{rows} readout rows are too few for an edge band of {n} rows per side")
+    return np.concatenate([np.arange(n), np.arange(rows - n, rows)])
+
+
+def estimate_noise_sigma(
+    kspace: np.ndarray,
+    mask: np.ndarray | None = None,
+    edge_fraction: float = EDGE_FRACTION,
+    per_coil: bool = False,
+    coil_axis: int = -3,
+) -> float | np.ndarray:
+    """Robust complex noise std sigma (E|n|^2 = sigma^2 per sample) of multi-coil k-space.
+
+    Args:
+        kspace: (..., C, rows, W) complex k-space, readout along `rows` (2x oversampled as in
+            fastMRI files), e.g. a (slices, coils, rows, W) volume or one (coils, rows, W) slice.
+        mask: optional (W,) sampling mask; unsampled and all-zero columns are ignored.
+        edge_fraction: fraction of readout rows used at each end.
+        per_coil: return one sigma per coil (shape (C,)) instead of one pooled value.
+        coil_axis: the coil axis (used only with `per_coil`).
+
+    Returns:
+        sigma in the units of `kspace`: a float, or a (C,) float64 array with `per_coil`.
+
+    Raises:
+        ValueError: no sampled column, or all edge samples exactly zero (no noise to measure).
+    """
+    k = np.asarray(kspace)
+    if k.ndim < 2 or not np.iscomplexobj(k):
+        raise ValueError(f"need complex k-space with at least 2 axes, got {k.dtype} {k.shape}")
+    cols = sampled_columns(k, mask)
+    if not cols.any():
+        raise ValueError("no sampled, nonzero k-space column to estimate the noise from")
+    rows = edge_rows(k.shape[-2], edge_fraction)
+    edge = np.abs(k[..., rows, :][..., cols])
+    scale = math.sqrt(math.log(2.0))
+    if per_coil:
+        axis = coil_axis % k.ndim
+        moved = np.moveaxis(edge, axis, 0).reshape(edge.shape[axis], -1)
+        sig = np.median(moved, axis=1).astype(np.float64) / scale
+        if not np.all(sig > 0):
+            raise ValueError("k-space edge samples of some coil are all zero: no noise to measure")
+        return sig
+    sigma = float(np.median(edge)) / scale
+    if not sigma > 0:
+        raise ValueError("k-space edge samples are all zero: no noise to measure")
+    return sigma
