@@ -119,7 +119,7 @@ def test_deterministic_and_distinct() -> None:
 def test_band_limit_keeps_the_central_coefficients_of_the_fine_grid() -> None:
     import torch
 
-    from recon.fft import fft2c, ifft2c
+    from recon.core import fft2c, ifft2c
     from recon.simulate.mni152 import band_limited_kspace
 
     rng = np.random.default_rng(3)

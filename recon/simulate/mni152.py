@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from recon.fft import center_crop, fft2c, ifft2c, rss
+from recon.core import center_crop, fft2c, ifft2c, rss
 from recon.io.fastmri import write_fastmri_volume
 from recon.io.header import build_header
 from recon.simulate.coils import background_phase, coil_layout, draw_phase_coeffs, knee_coil_maps
