@@ -9,6 +9,7 @@ reconstructed as acquired otherwise. ISMRMRD raw files keep their true sampling.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,9 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from recon import methods
+from recon import checks, methods
 from recon.io.fastmri import FastMRIVolume, VolumeInfo
+from recon.io.sanity import check_memory
 from recon.masks import apply_mask, make_mask, seed_from_filename
 
 DEFAULT_CENTER_FRACTIONS = {4.0: 0.08, 8.0: 0.04}
@@ -82,11 +84,27 @@ def undersample(
     return Undersampled(np.asarray(masked, dtype=np.complex64), np.asarray(mask, dtype=bool), int(nlow), info.crop_size, meta)
 
 
-def read_kspace(vol: FastMRIVolume) -> np.ndarray:
-    """All slices of a fastMRI volume as `(S, C, H, W)` complex64 (checked for NaN/Inf per slice)."""
-    slices = [vol.kspace(i) for i in range(len(vol))]
-    data = np.stack(slices).astype(np.complex64, copy=False)
-    return data[:, None] if data.ndim == 3 else data
+#: Peak bytes of a file-based reconstruction per complex64 byte of its k-space: the volume read,
+#: its masked copy, and the method's working set of one batch.
+FASTMRI_MEMORY_FACTOR = 3
+
+
+def read_kspace(vol: FastMRIVolume, slices: range | None = None, max_memory: int | None = None) -> np.ndarray:
+    """Slices (default all) of a fastMRI volume as `(S, C, H, W)` complex64, read one slice at a time
+    into a preallocated array (each checked for NaN/Inf).
+
+    Before anything is read, the memory a reconstruction of these slices needs is compared with
+    `max_memory` (default: the available memory) and the file is refused when it does not fit.
+    """
+    info = vol.info
+    picked = range(len(vol)) if slices is None else slices
+    shape = (len(picked), info.num_coils, *info.shape[-2:])
+    check_memory(vol.path, FASTMRI_MEMORY_FACTOR * 8 * int(np.prod(shape, dtype=np.int64)),
+                 f"reading {len(picked)} slice(s) of k-space {shape[1:]}", max_memory)
+    out = np.empty(shape, dtype=np.complex64)
+    for j, i in enumerate(picked):
+        out[j] = vol.kspace(i).reshape(shape[1:])
+    return out
 
 
 def _batches(n: int, size: int) -> Iterator[slice]:
@@ -142,17 +160,27 @@ def build_method(name: str, options: dict[str, Any] | None = None) -> methods.Me
     return _cached_method(name, json.dumps(options or {}, sort_keys=True, default=str))
 
 
-def output_path(out_dir: Path, src: Path, fmt: str) -> Path:
-    """Where the reconstruction of `src` goes: `out/<name>.h5`, `<stem>.nii.gz`, `<stem>_dicom/`, `<stem>.png`."""
+def output_path(out_dir: Path, src: Path, fmt: str, suffix: str = "") -> Path:
+    """Where the reconstruction of `src` goes: `out/<name>.h5`, `<stem>.nii.gz`, `<stem>_dicom/`, `<stem>.png`.
+
+    `suffix` (e.g. `_rep1` for a chosen ISMRMRD repetition) goes after the stem.
+    """
+    stem = src.stem + suffix
     if fmt == "h5":
-        return out_dir / src.name
+        return out_dir / f"{stem}{src.suffix}"
     if fmt == "nii":
-        return out_dir / f"{src.stem}.nii.gz"
+        return out_dir / f"{stem}.nii.gz"
     if fmt == "dcm":
-        return out_dir / f"{src.stem}_dicom"
+        return out_dir / f"{stem}_dicom"
     if fmt == "png":
-        return out_dir / f"{src.stem}.png"
+        return out_dir / f"{stem}.png"
     raise ValueError(f"unknown output format {fmt!r}; expected h5, nii, dcm or png")
+
+
+def _suffix(choice: dict[str, int | None]) -> str:
+    """`{"repetition": 1, "contrast": None}` -> `_rep1` (output-name suffix of an ISMRMRD choice)."""
+    names = {"repetition": "rep", "contrast": "contrast", "set": "set"}
+    return "".join(f"_{names[k]}{v}" for k, v in choice.items() if v is not None)
 
 
 @dataclass
@@ -170,25 +198,82 @@ class ReconstructJob:
     batch_size: int = 8
     skip_existing: bool = False
     keep_identity: bool = False
+    max_memory: int | None = None
+    repetition: int | None = None
+    contrast: int | None = None
+    set_index: int | None = None
+
+    def _choice(self) -> dict[str, int | None]:
+        return {"repetition": self.repetition, "contrast": self.contrast, "set": self.set_index}
+
+    def target(self, path: Path, choice: dict[str, int | None] | None = None) -> Path:
+        """The output path of input `path` for one ISMRMRD (repetition, contrast, set) choice.
+
+        A counter chosen on the command line, or one of several in the file, adds `_rep<N>`,
+        `_contrast<N>` or `_set<N>` to the name, so no two images of one file share an output.
+        """
+        return output_path(Path(self.out_dir), Path(path), self.fmt, _suffix(self._choice() if choice is None else choice))
+
+    def variants(self, path: Path) -> list[dict[str, int | None]]:
+        """The images one input holds: for ISMRMRD one per (repetition, contrast, set) present
+        (or the chosen ones), so none is dropped; for fastMRI files one."""
+        from recon.io import ismrmrd as raw
+
+        if not raw.is_ismrmrd(path):
+            return [{}]
+        present = raw.counter_values(path)
+        axes: list[list[tuple[str, int | None]]] = []
+        for name, chosen in self._choice().items():
+            values = present.get(name, [0])
+            if chosen is not None:
+                axes.append([(name, chosen)])
+            elif len(values) > 1:
+                axes.append([(name, v) for v in values])
+        return [dict(combo) for combo in itertools.product(*axes)]
 
     def __call__(self, path: Path) -> dict[str, Any]:
         path = Path(path)
-        target = output_path(Path(self.out_dir), path, self.fmt)
-        if self.skip_existing and target.exists():
-            return {"skipped": True, "reason": "output exists", "output": str(target)}
-        data, acquisition, geometry, identity = self._load(path)
+        done: list[dict[str, Any]] = []
+        warnings: list[str] = []
+        for choice in self.variants(path):
+            target = self.target(path, choice)
+            if self.skip_existing and target.exists():
+                done.append({"skipped": True, "output": str(target)})
+                continue
+            done.append(self._one(path, target, choice, warnings))
+        made = [d for d in done if not d.get("skipped")]
+        if not made:
+            return {"skipped": True, "reason": "output exists", "output": done[0]["output"]}
+        out = dict(made[0])
+        if len(done) > 1:
+            out["outputs"] = [d["output"] for d in done]
+        if warnings:
+            out["warnings"] = list(dict.fromkeys(warnings))
+        return out
+
+    def _one(self, path: Path, target: Path, choice: dict[str, int | None], warnings: list[str]) -> dict[str, Any]:
+        """Load, check, reconstruct, check and write one image of `path` (one ISMRMRD choice)."""
+        data, acquisition, geometry, identity = self._load(path, warnings, choice)
+        checks.check_input(path, data.kspace, data.mask, data.num_low_frequencies, self.method)
         device = resolve_device(self.device)
         method = build_method(self.method, self.method_options)
         images = run_method(method, data, device, self.batch_size)
+        images = checks.check_images(path, images, self.method, data.kspace.shape[0])
         attrs = {**data.meta, "method": self.method, "acquisition": acquisition}
-        outputs = self._write(path, target, images, data.mask, attrs, geometry, identity)
+        outputs = self._write(path, target, images, data.mask, attrs, geometry, identity, choice)
         return {"output": str(outputs[0]), "slices": int(images.shape[0]), **{k: v for k, v in attrs.items() if v is not None}}
 
-    def _load(self, path: Path) -> tuple[Undersampled, str | None, Any, dict[str, Any]]:
+    def _ignored_options(self, what: str) -> list[str]:
+        given = [name for name, value in (("--acceleration", self.acceleration), ("--center-fraction", self.center_fraction)) if value is not None]
+        return [f"{', '.join(given)} ignored: {what} keeps its own sampling"] if given else []
+
+    def _load(self, path: Path, warnings: list[str], choice: dict[str, int | None]) -> tuple[Undersampled, str | None, Any, dict[str, Any]]:
         from recon.io import ismrmrd as raw
 
         if raw.is_ismrmrd(path):
-            scan = raw.read_ismrmrd(path)
+            scan = raw.read_ismrmrd(path, repetition=choice.get("repetition"), contrast=choice.get("contrast"),
+                                    set_index=choice.get("set"), max_memory=self.max_memory)
+            warnings += self._ignored_options("prospectively undersampled ISMRMRD data")
             acceleration = float(scan.mask.size) / max(1, int(scan.mask.sum()))
             data = Undersampled(
                 scan.kspace * scan.mask + np.complex64(0),
@@ -200,7 +285,9 @@ class ReconstructJob:
             return data, scan.meta.get("protocol_name"), scan.geometry, dict(scan.identity)
         with FastMRIVolume(path) as vol:
             info = vol.info
-            kspace = read_kspace(vol)
+            kspace = read_kspace(vol, max_memory=self.max_memory)
+        if info.mask is not None:
+            warnings += self._ignored_options("a file with its own mask (prospective / challenge data)")
         data = undersample(kspace, info, self.acceleration, self.center_fraction, self.mask_type)
         identity = {"patient_id": info.attrs.get("patient_id")} if "patient_id" in info.attrs else {}
         return data, info.attrs.get("acquisition"), None, identity
@@ -214,6 +301,7 @@ class ReconstructJob:
         attrs: dict[str, Any],
         geometry: Any,
         identity: dict[str, Any],
+        choice: dict[str, int | None],
     ) -> list[Path]:
         if self.fmt == "h5":
             from recon.io.fastmri import write_reconstruction
@@ -234,4 +322,4 @@ class ReconstructJob:
         from recon.io.writers import write_output
 
         meta = {**attrs, "identity": identity, "montage": True}
-        return list(write_output(Path(self.out_dir) / src.stem, images.astype(np.float32), self.fmt, geometry=geometry, meta=meta, keep_identity=self.keep_identity))
+        return list(write_output(target.parent / (src.stem + _suffix(choice)), images.astype(np.float32), self.fmt, geometry=geometry, meta=meta, keep_identity=self.keep_identity))

@@ -1,0 +1,103 @@
+"""Checks on what goes into a method and on every image that comes out of one.
+
+A method given degenerate input (all-zero k-space, a mask with no sampled column, an ACS region
+without signal or narrower than the method needs) returns NaN or all-zero images rather than
+failing; a silently wrong image is worse than an error, so the input is refused before the method
+runs (`check_input`) and every output volume is refused unless each slice is finite and not all
+zero (`check_images`). Both raise `InputError` naming the file, the method, the slice and the cause.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from recon.io.errors import InputError
+
+#: Methods that calibrate coil maps (ESPIRiT) or sensitivities (VarNet) from the ACS columns.
+ACS_METHODS = ("varnet", "sense", "cs", "cs-tv")
+#: Methods whose ESPIRiT calibration needs at least this many ACS columns (its smallest kernel).
+MIN_ACS = {"sense": 3, "cs": 3, "cs-tv": 3, "varnet": 1}
+#: Smallest image matrix (rows, cols) a method can work on (VarNet's U-Nets pool 4 times).
+MIN_MATRIX = {"varnet": (16, 16), "sense": (8, 8), "cs": (8, 8), "cs-tv": (8, 8)}
+
+
+def acs_range(mask: np.ndarray, num_low_frequencies: int) -> tuple[int, int]:
+    """`[start, stop)` of the ACS columns: fastMRI's placement for `num_low_frequencies > 0`,
+    else the contiguous run of sampled columns around `W // 2` (empty when the center is not sampled)."""
+    mask = np.asarray(mask, dtype=bool).reshape(-1)
+    width = mask.size
+    if num_low_frequencies > 0:
+        start = (width - num_low_frequencies + 1) // 2
+        return start, start + int(num_low_frequencies)
+    center = width // 2
+    if not mask[center]:
+        return center, center
+    left, right = center, center + 1
+    while left > 0 and mask[left - 1]:
+        left -= 1
+    while right < width and mask[right]:
+        right += 1
+    return left, right
+
+
+def check_input(path: str | os.PathLike[str], kspace: np.ndarray, mask: np.ndarray, num_low_frequencies: int, method: str) -> None:
+    """InputError when `method` cannot give a meaningful image from this masked k-space.
+
+    kspace: `(S, C, H, W)` complex64, zero where not sampled. mask: `(W,)` bool.
+    """
+    mask = np.asarray(mask, dtype=bool).reshape(-1)
+    width = mask.size
+    if not mask.any():
+        raise InputError(path, f"{method}: the mask samples no column of {width}")
+    rows, cols = kspace.shape[-2:]
+    need = MIN_MATRIX.get(method)
+    if need is not None and (rows < need[0] or cols < need[1]):
+        raise InputError(path, f"{method}: matrix {rows}x{cols} is too small for this method (needs at least {need[0]}x{need[1]})")
+    flat = kspace.reshape(kspace.shape[0], -1)
+    for s in range(kspace.shape[0]):
+        if not np.any(flat[s]):
+            raise InputError(path, f"{method}: slice {s}: the sampled k-space is all zero")
+    if method not in ACS_METHODS:
+        return
+    start, stop = acs_range(mask, num_low_frequencies)
+    needed = MIN_ACS.get(method, 1)
+    if stop - start < needed:
+        raise InputError(
+            path,
+            f"{method}: {stop - start} ACS (fully sampled center) columns; the method needs at least {needed} "
+            "(raise --center-fraction or lower --acceleration)",
+        )
+    acs = kspace[..., start:stop].reshape(kspace.shape[0], -1)
+    for s in range(kspace.shape[0]):
+        if not np.any(acs[s]):
+            raise InputError(path, f"{method}: slice {s}: no signal in the ACS columns {start}..{stop - 1}")
+
+
+def check_images(path: str | os.PathLike[str], images: Any, method: str, slices: int | None = None) -> np.ndarray:
+    """`images` `(S, h, w)` as float32 numpy, or InputError: wrong shape, NaN/Inf, an all-zero slice."""
+    arr = np.asarray(images)
+    if arr.ndim != 3 or min(arr.shape) < 1:
+        raise InputError(path, f"{method}: output has shape {arr.shape}; expected (slices, h, w) with every size >= 1")
+    if slices is not None and arr.shape[0] != slices:
+        raise InputError(path, f"{method}: output has {arr.shape[0]} slices for {slices} input slices")
+    flat = arr.reshape(arr.shape[0], -1)
+    for s in range(arr.shape[0]):
+        bad = ~np.isfinite(flat[s])
+        if bad.any():
+            kind = "NaN" if np.isnan(flat[s]).any() else "Inf"
+            raise InputError(path, f"{method}: slice {s}: {int(bad.sum())} of {flat[s].size} pixels are {kind}; no output written")
+        if not np.any(flat[s]):
+            cause = " (no coil sensitivity found in the ACS: no signal above noise, or the matrix is too small)" if method in ("sense", "cs", "cs-tv") else ""
+            raise InputError(path, f"{method}: slice {s}: the image is all zero{cause}; no output written")
+    return arr.astype(np.float32, copy=False)
+
+
+def finite_kspace(path: str | os.PathLike[str], kspace: np.ndarray, what: str = "k-space") -> None:
+    """InputError naming the first slice of `kspace` `(S, ...)` that holds NaN or Inf."""
+    flat = np.asarray(kspace).reshape(kspace.shape[0], -1)
+    for s in range(flat.shape[0]):
+        if not np.isfinite(flat[s]).all():
+            raise InputError(path, f"{what} of slice {s} contains NaN or Inf")
