@@ -101,3 +101,30 @@ def finite_kspace(path: str | os.PathLike[str], kspace: np.ndarray, what: str = 
     for s in range(flat.shape[0]):
         if not np.isfinite(flat[s]).all():
             raise InputError(path, f"{what} of slice {s} contains NaN or Inf")
+
+
+def check_training_batch(batch: Any) -> None:
+    """InputError naming the file and slice of the first unusable sample of a collated batch.
+
+    batch: `recon.train.data.TrainSample` with a leading B axis (masked_kspace `(B, C, H, W)`,
+    target `(B, h, w)`, max_value `(B,)`, fname and slice_num lists). NaN/Inf anywhere, an
+    all-zero masked k-space or a non-positive `max` turn into a NaN loss and NaN weights.
+    """
+    import torch
+
+    k = batch.masked_kspace.reshape(batch.masked_kspace.shape[0], -1)
+    t = batch.target.reshape(batch.target.shape[0], -1)
+    finite_k = torch.isfinite(torch.view_as_real(k)).flatten(1).all(1) if k.is_complex() else torch.isfinite(k).all(1)
+    nonzero = (k != 0).any(1)
+    finite_t = torch.isfinite(t).all(1)
+    maxv = torch.as_tensor(batch.max_value).reshape(-1)
+    for i in range(k.shape[0]):
+        where = f"slice {batch.slice_num[i]}"
+        if not bool(finite_k[i]):
+            raise InputError(batch.fname[i], f"{where}: k-space contains NaN or Inf; remove the file or slice from the training data")
+        if not bool(nonzero[i]):
+            raise InputError(batch.fname[i], f"{where}: the masked k-space is all zero; remove the file or slice from the training data")
+        if not bool(finite_t[i]):
+            raise InputError(batch.fname[i], f"{where}: the target contains NaN or Inf")
+        if not (bool(torch.isfinite(maxv[i])) and float(maxv[i]) > 0):
+            raise InputError(batch.fname[i], f"attribute 'max' is {float(maxv[i])}; expected a finite value > 0 (the SSIM data range)")

@@ -341,8 +341,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(args.debug or os.environ.get("RECON_DEBUG"))
+    previous = os.environ.get("RECON_DEBUG")
     if args.debug:
-        os.environ["RECON_DEBUG"] = "1"
+        os.environ["RECON_DEBUG"] = "1"  # per-file failures in the runner print their traceback too
+    try:
+        return _run(args, debug)
+    finally:
+        if previous is None:
+            os.environ.pop("RECON_DEBUG", None)
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
+    """`args.func(args)` with every error turned into one stderr line and an exit code."""
     try:
         return int(args.func(args) or 0)
     except UsageError as err:

@@ -51,7 +51,7 @@ def save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor])
 def save_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write JSON atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def save_model(
