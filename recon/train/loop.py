@@ -230,7 +230,7 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
                     with sync:
                         loss = batch_loss(net, batch.to(device), loss_fn) / config.accumulate
                         if not bool(torch.isfinite(loss)):
-                            raise _stopped(ckpt, global_step, f"non-finite loss ({float(loss)}) on {_slices(batch)}")
+                            raise _stopped(ckpt, global_step, f"non-finite loss ({float(loss.detach())}) on {_slices(batch)}")
                         loss.backward()
                     loss_value += float(loss.detach())
                     log.sample({"global_step": global_step + 1, "fname": batch.fname, "slice": batch.slice_num,
