@@ -60,6 +60,7 @@ def _check_method_options(args: argparse.Namespace, methods: Sequence[str]) -> N
     validate.at_least(args.lam, 0, "--lam")
     validate.at_least(args.batch_size, 1, "--batch-size", integer=True)
     validate.at_least(args.workers, 0, "--workers", integer=True)
+    validate.device(args.device)
     if "varnet" in methods:
         validate.checkpoint(args.checkpoint)
 

@@ -87,6 +87,26 @@ def parse_methods(text: str, known: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def device(text: str) -> str:
+    """`--device`: auto, cpu, cuda or cuda:N, and CUDA only where it exists."""
+    if text == "auto":
+        return text
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {text!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {text}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise UsageError(f"--device {text!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return text
+
+
 def memory(text: str | None) -> int | None:
     """`--max-memory` as bytes (None = the machine's available memory at read time)."""
     if text is None:

@@ -91,11 +91,13 @@ def write_ismrmrd(
     recon: tuple[int, int] | None = None,
     nan_line: int | None = None,
     undersample: int = 1,
+    counter: str = "repetition",
 ) -> Path:
     """A fully sampled (or every `undersample`-th line plus 8 ACS lines) Cartesian ISMRMRD file.
 
     `enc` / `recon` override the header's matrices (the data stay rows x cols); `nan_line` puts
-    one NaN sample into that phase-encode line; repetition r scales the object by 1 + r.
+    one NaN sample into that phase-encode line; index r of `counter` (repetition, contrast or
+    set) scales the object by 1 + r.
     """
     enc = enc or (rows, cols)
     recon = recon or (rows, cols)
@@ -112,6 +114,6 @@ def write_ismrmrd(
                     line[0, rows // 2] = np.nan
                 acq = ismrmrd.Acquisition.from_array(line, center_sample=rows // 2)
                 acq.idx.kspace_encode_step_1 = e
-                acq.idx.repetition = r
+                setattr(acq.idx, counter, r)
                 dset.append_acquisition(acq)
     return path

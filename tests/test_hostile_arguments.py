@@ -37,6 +37,8 @@ NOWHERE = "/nonexistent/never-opened.h5"
         (["--batch-size", "0"], "--batch-size must be an integer >= 1"),
         (["--max-memory", "lots"], "--max-memory"),
         (["--repetition", "-1"], "--repetition must be an integer >= 0"),
+        (["--device", "gpu9"], "--device 'gpu9' is not a device"),
+        (["--workers", "-1"], "--workers must be an integer >= 0"),
     ],
 )
 def test_reconstruct_options(options: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -99,3 +101,17 @@ def test_bad_checkpoints_refused_once_up_front(tmp_path: Path, capsys: pytest.Ca
     missing = tmp_path / "none.safetensors"
     refused(capsys, ["benchmark", "--data", str(folder), "--out", str(out), "--methods", "zero-filled,varnet", "--checkpoint", str(missing), "--quiet"],
             [str(missing), "not found"], [folder], absent=[out])
+
+
+@pytest.mark.parametrize(
+    "options, needle",
+    [
+        (["--accelerations", "0", "8"], "accelerations must be a finite number > 1"),
+        (["--center-fractions", "0.5", "0.04"], "below 1/acceleration"),
+        (["--lr", "-1"], "lr must be a finite number > 0"),
+        (["--sample-rate", "0"], "sample_rate must be in (0, 1]"),
+    ],
+)
+def test_train_options(options: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    refused(capsys, ["train", "--data", NOWHERE, "--out", str(out), *options], ["<command line>", needle], absent=[out])

@@ -168,3 +168,13 @@ def test_dask_worker_errors_reach_summary_and_exit_code(tmp_path: Path, capsys: 
     rc, err, files = runs["dask"]
     assert rc == 1 and len(err) == 1 and "zero.h5" in err[0] and "all zero" in err[0]
     assert [s for _, s, _ in files] == ["ok", "failed"]
+
+
+@pytest.mark.parametrize("counter, option, name", [("contrast", "--contrast", "contrast"), ("set", "--set", "set")])
+def test_ismrmrd_contrasts_and_sets_are_separate_outputs(counter: str, option: str, name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_ismrmrd(tmp_path / "in" / "multi.h5", repetitions=2, counter=counter)
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(src), "--out", str(out), "--quiet"]) == 0
+    assert sorted(p.name for p in out.glob("*.h5")) == [f"multi_{name}0.h5", f"multi_{name}1.h5"]
+    conv = tmp_path / "conv.h5"
+    refused(capsys, ["convert", str(src), str(conv)], [str(src), f"holds 2 {counter} indices", f"{option} N"], [src], absent=[conv])

@@ -64,7 +64,7 @@ def test_fastmri_file_claiming_10000_slices(tmp_path: Path) -> None:
     before = digest([src])
     claimed = 10000 * 64 * 640 * 368 * 8
     rc, err, rss, seconds = _run(["benchmark", "--data", str(src), "--methods", "zero-filled", "--accelerations", "4",
-                                  "--max-slices", "1", "--out", str(tmp_path / "bench"), "--quiet"], tmp_path)
+                                  "--max-slices", "1", "--out", str(tmp_path / "bench"), "--quiet", "--device", "cpu"], tmp_path)
     print(f"\nbenchmark --max-slices 1 on a file claiming {claimed / GIB:.0f} GiB: rc {rc}, peak RSS {rss / GIB:.2f} GiB, {seconds:.1f} s")
     assert rc == 0, err
     assert rss < GIB
