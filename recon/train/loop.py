@@ -222,6 +222,7 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
             stopped = False
             for step in bar:
                 loss_value = 0.0
+                bad_loss = ""
                 for micro in range(config.accumulate):
                     batch: TrainSample = next(batches)
                     check_training_batch(batch)
@@ -229,14 +230,15 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
                     sync = net.no_sync() if info.enabled and not last_micro else contextlib.nullcontext()
                     with sync:
                         loss = batch_loss(net, batch.to(device), loss_fn) / config.accumulate
-                        if not bool(torch.isfinite(loss)):
-                            raise _stopped(ckpt, global_step, f"non-finite loss ({float(loss.detach())}) on {_slices(batch)}")
+                        if not bool(torch.isfinite(loss.detach())):
+                            bad_loss = f"non-finite loss ({float(loss.detach())}) on {_slices(batch)}"
                         loss.backward()
                     loss_value += float(loss.detach())
                     log.sample({"global_step": global_step + 1, "fname": batch.fname, "slice": batch.slice_num,
                                 "mask": _digest([batch.mask])})
-                if not _finite_grads(model):
-                    raise _stopped(ckpt, global_step, "non-finite gradients")
+                # checked after the gradients are all-reduced, so every DDP rank stops together
+                if bad_loss or not _finite_grads(model):
+                    raise _stopped(ckpt, global_step, bad_loss or "non-finite gradients")
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 global_step += 1
