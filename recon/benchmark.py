@@ -61,8 +61,9 @@ class BenchmarkJob:
         device = resolve_device(self.device)
         rows: list[dict[str, Any]] = []
         preview: dict[str, Any] = {"target": target[target.shape[0] // 2].tolist(), "images": {}}
-        for acc in self.accelerations:
-            data = undersample(kspace, info, acc, self.center_fraction, self.mask_type)
+        for i, acc in enumerate(self.accelerations):
+            last = i == len(self.accelerations) - 1  # the volume is not needed after the last mask: mask it in place
+            data = undersample(kspace, info, acc, self.center_fraction, self.mask_type, inplace=last)
             for name in self.methods:
                 method = build_method(name, self.method_options.get(name, {}))
                 _sync(device)

@@ -60,10 +60,12 @@ def undersample(
     acceleration: float | None = None,
     center_fraction: float | None = None,
     mask_type: str = "random",
+    inplace: bool = False,
 ) -> Undersampled:
     """Apply the file's own mask, a file-name-seeded retrospective mask, or none.
 
-    kspace: `(S, C, H, W)` complex64 (single-coil files get `C = 1`).
+    kspace: `(S, C, H, W)` complex64 (single-coil files get `C = 1`). `inplace` masks `kspace`
+    itself instead of a copy (one volume less at peak, for callers that no longer need it).
     """
     width = kspace.shape[-1]
     if info.mask is not None:
@@ -72,16 +74,32 @@ def undersample(
         mask[:left] = False
         mask[right:] = False
         meta = {"acceleration": info.acceleration, "center_fraction": None, "mask_type": "file"}
-        return Undersampled(kspace * mask + np.complex64(0), mask, 0, info.crop_size, meta)
+        return Undersampled(_masked(kspace, mask, inplace), mask, 0, info.crop_size, meta)
     if acceleration is None:
         mask = np.ones(width, dtype=bool)
         meta = {"acceleration": 1.0, "center_fraction": None, "mask_type": "none"}
         return Undersampled(kspace, mask, width, info.crop_size, meta)
     cf = default_center_fraction(acceleration) if center_fraction is None else float(center_fraction)
     mask, nlow = make_mask(mask_type, width, [acceleration], [cf], seed=seed_from_filename(info.path.name))
-    masked, mask = apply_mask(kspace, mask, info.padding)
+    if inplace:
+        mask = np.asarray(mask, dtype=bool).copy()
+        left, right = info.padding
+        mask[: max(left, 0)] = False
+        mask[max(right, 0) :] = False
+        masked = _masked(kspace, mask, True)
+    else:
+        masked, mask = apply_mask(kspace, mask, info.padding)
     meta = {"acceleration": float(acceleration), "center_fraction": cf, "mask_type": mask_type}
     return Undersampled(np.asarray(masked, dtype=np.complex64), np.asarray(mask, dtype=bool), int(nlow), info.crop_size, meta)
+
+
+def _masked(kspace: np.ndarray, mask: np.ndarray, inplace: bool) -> np.ndarray:
+    """`kspace * mask + 0` (the +0 turns -0.0 into +0.0, as fastMRI's apply_mask), optionally in place."""
+    if not inplace:
+        return kspace * mask + np.complex64(0)
+    kspace *= mask.astype(np.float32)
+    kspace += np.complex64(0)
+    return kspace
 
 
 #: Peak bytes of a file-based reconstruction per complex64 byte of its k-space: the volume read,
@@ -288,7 +306,7 @@ class ReconstructJob:
             kspace = read_kspace(vol, max_memory=self.max_memory)
         if info.mask is not None:
             warnings += self._ignored_options("a file with its own mask (prospective / challenge data)")
-        data = undersample(kspace, info, self.acceleration, self.center_fraction, self.mask_type)
+        data = undersample(kspace, info, self.acceleration, self.center_fraction, self.mask_type, inplace=True)
         identity = {"patient_id": info.attrs.get("patient_id")} if "patient_id" in info.attrs else {}
         return data, info.attrs.get("acquisition"), None, identity
 
