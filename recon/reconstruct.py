@@ -21,6 +21,7 @@ import torch
 from recon import checks, methods
 from recon.io.fastmri import FastMRIVolume, VolumeInfo
 from recon.io.sanity import check_memory
+from recon.validate import not_inputs
 from recon.masks import apply_mask, make_mask, seed_from_filename
 
 DEFAULT_CENTER_FRACTIONS = {4.0: 0.08, 8.0: 0.04}
@@ -255,6 +256,7 @@ class ReconstructJob:
         warnings: list[str] = []
         for choice in self.variants(path):
             target = self.target(path, choice)
+            not_inputs([target], [path])
             if self.skip_existing and target.exists():
                 done.append({"skipped": True, "output": str(target)})
                 continue
