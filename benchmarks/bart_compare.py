@@ -27,8 +27,9 @@ import torch
 
 from _common import machine, scores, undersample, write_results
 from bart_cfl import bart_available, kspace_to_bart, read_cfl, run_bart, write_cfl
+from recon.acquisition import centered_region
 from recon.baselines.espirit import fitted_kernel_width
-from recon.fft import center_crop
+from recon.core import center_crop
 from recon.methods import ReconBatch, get_method
 from recon.simulate import PRESETS
 from recon.simulate.dataset import REPORT_SEED, simulate_dataset
@@ -81,7 +82,7 @@ def main() -> int:
             data = undersample(path, accel)
             target, crop, nlow = data["target"], data["crop"], data["nlow"]
             kspace = torch.from_numpy(data["kspace"])
-            batch = ReconBatch(kspace, torch.from_numpy(data["mask"]).reshape(1, 1, 1, -1).expand(kspace.shape[0], 1, 1, -1), torch.full((kspace.shape[0],), nlow), crop)
+            batch = ReconBatch(kspace, torch.from_numpy(data["mask"]).reshape(1, 1, 1, -1).expand(kspace.shape[0], 1, 1, -1), torch.tensor([centered_region(kspace.shape[-1], nlow)] * kspace.shape[0]), crop)
             results: dict[str, tuple[np.ndarray, float]] = {}
             if not rows:
                 for name in ("zero-filled", "sense", "cs", "cs-tv"):

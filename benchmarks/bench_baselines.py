@@ -41,11 +41,12 @@ import torch
 from _common import machine, scores, simulated_slices, slug, undersample, write_results
 from bart_cfl import bart_available, kspace_to_bart, read_cfl, run_bart, write_cfl
 from recon import ops
+from recon.acquisition import centered_region
 from recon.baselines.cs import fista_l1_wavelet, pdhg_tv
 from recon.baselines.espirit import espirit_calib
 from recon.baselines.methods import DEFAULTS
 from recon.baselines.sense import cg_sense, data_scale
-from recon.fft import center_crop
+from recon.core import center_crop
 from recon.simulate.dataset import REPORT_SEED
 
 LAM = {name: float(opts["lam"]) for name, opts in DEFAULTS.items()}
@@ -135,7 +136,7 @@ def run_ours(table: Table, device: torch.device, tool: str, sync: Sync, fallback
     """
     p = table.problem
     kspace, mask = p.kspace.to(device), p.mask.to(device)
-    maps = table.run("espirit", tool, lambda: espirit_calib(kspace, mask, p.nlow), sync, warmup=True)
+    maps = table.run("espirit", tool, lambda: espirit_calib(kspace, centered_region(kspace.shape[-1], p.nlow)), sync, warmup=True)
     if maps is None:
         if fallback_maps is None:
             return None

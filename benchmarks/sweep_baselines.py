@@ -24,10 +24,11 @@ import torch
 
 from _common import machine, undersample, write_results
 from recon import ops
+from recon.acquisition import centered_region
 from recon.baselines.cs import fista_l1_wavelet, pdhg_tv
 from recon.baselines.espirit import espirit_calib
 from recon.baselines.sense import cg_sense, data_scale
-from recon.fft import center_crop
+from recon.core import center_crop
 from recon.metrics import ssim
 from recon.simulate import PRESETS
 from recon.simulate.dataset import TUNE_SEED, simulate_dataset
@@ -64,7 +65,7 @@ def main() -> None:
             target, crop = data["target"], data["crop"]
             zf = center_crop(ops.rss(ops.ifft2c(kspace), 1), crop).numpy()
             zero_filled[accel].append(ssim(target, zf))
-            maps = espirit_calib(kspace, mask, data["nlow"])
+            maps = espirit_calib(kspace, centered_region(kspace.shape[-1], data["nlow"]))
             scale = data_scale(kspace)
             y = kspace / scale
             for method, lams in GRID.items():

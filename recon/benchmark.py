@@ -24,7 +24,7 @@ from recon import checks
 from recon.evaluation import read_target
 from recon.io import InputError, atomic_path
 from recon.io.fastmri import FastMRIVolume
-from recon.metrics import volume_metrics
+from recon.metrics import mean_pm, spread, volume_metrics
 from recon.reconstruct import build_method, read_kspace, resolve_device, run_method, undersample
 from recon.runner import expand_inputs, run_batch, summary_table
 from recon.validate import keep_previous
@@ -43,6 +43,7 @@ class BenchmarkJob:
     max_slices: int | None = None
     mask_type: str = "random"
     batch_size: int = 8
+    backend: str | None = None
     max_memory: int | None = None
     center_fraction: float | None = None
 
@@ -65,11 +66,11 @@ class BenchmarkJob:
             last = i == len(self.accelerations) - 1  # the volume is not needed after the last mask: mask it in place
             data = undersample(kspace, info, acc, self.center_fraction, self.mask_type, inplace=last)
             for name in self.methods:
-                method = build_method(name, self.method_options.get(name, {}))
+                method = build_method(name, {"device": str(device), **self.method_options.get(name, {})})
                 _sync(device)
                 start = time.perf_counter()
-                checks.check_input(path, data.kspace, data.mask, data.num_low_frequencies, name)
-                images = run_method(method, data, device, self.batch_size)
+                checks.check_input(path, data.kspace, data.acquisition.column_mask, data.acquisition.calib, name)
+                images = run_method(method, data, device, self.batch_size, self.backend)
                 _sync(device)
                 seconds = time.perf_counter() - start
                 images = checks.check_images(path, images, f"{name} at {acc:g}x", data.kspace.shape[0])
@@ -104,7 +105,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"acceleration": acc, "method": method, "volumes": len(items)}
         for m in (*METRICS, "seconds_per_slice"):
             vals = np.array([it[m] for it in items], dtype=np.float64)
-            row[m], row[f"{m}_std"] = float(vals.mean()), float(vals.std())
+            row[m], row[f"{m}_std"] = float(vals.mean()), spread(vals)
         out.append(row)
     return out
 
@@ -118,8 +119,8 @@ def report_markdown(summary: Sequence[dict[str, Any]], note: str = "") -> str:
         lines += [f"## {acc:g}x", "", "| method | volumes | SSIM | PSNR (dB) | NMSE | s/slice |", "|---|---|---|---|---|---|"]
         for r in (r for r in summary if r["acceleration"] == acc):
             lines.append(
-                f"| {r['method']} | {r['volumes']} | {r['ssim']:.4f} ± {r['ssim_std']:.4f} | "
-                f"{r['psnr']:.2f} ± {r['psnr_std']:.2f} | {r['nmse']:.4f} ± {r['nmse_std']:.4f} | "
+                f"| {r['method']} | {r['volumes']} | {mean_pm(r['ssim'], r['ssim_std'], '.4f')} | "
+                f"{mean_pm(r['psnr'], r['psnr_std'], '.2f')} | {mean_pm(r['nmse'], r['nmse_std'], '.4f')} | "
                 f"{r['seconds_per_slice']:.3f} |"
             )
         lines.append("")
@@ -131,8 +132,8 @@ def format_table(summary: Sequence[dict[str, Any]]) -> str:
     lines = [f"{'accel':>5}  {'method':<12} {'vols':>4}  {'SSIM':>15}  {'PSNR (dB)':>13}  {'NMSE':>15}  {'s/slice':>8}"]
     for r in summary:
         lines.append(
-            f"{r['acceleration']:>4g}x  {r['method']:<12} {r['volumes']:>4}  {r['ssim']:.4f} ± {r['ssim_std']:.4f}  "
-            f"{r['psnr']:5.2f} ± {r['psnr_std']:5.2f}  {r['nmse']:.4f} ± {r['nmse_std']:.4f}  {r['seconds_per_slice']:8.3f}"
+            f"{r['acceleration']:>4g}x  {r['method']:<12} {r['volumes']:>4}  {mean_pm(r['ssim'], r['ssim_std'], '.4f'):>15}  "
+            f"{mean_pm(r['psnr'], r['psnr_std'], '5.2f'):>13}  {mean_pm(r['nmse'], r['nmse_std'], '.4f'):>15}  {r['seconds_per_slice']:8.3f}"
         )
     return "\n".join(lines)
 
@@ -170,7 +171,7 @@ def save_figures(preview: dict[str, Any], summary: Sequence[dict[str, Any]], out
     width = 0.8 / max(1, len(accelerations))
     for i, acc in enumerate(accelerations):
         vals = [next((r["ssim"] for r in summary if r["method"] == m and r["acceleration"] == acc), np.nan) for m in methods]
-        errs = [next((r["ssim_std"] for r in summary if r["method"] == m and r["acceleration"] == acc), 0.0) for m in methods]
+        errs = [next((r["ssim_std"] or 0.0 for r in summary if r["method"] == m and r["acceleration"] == acc), 0.0) for m in methods]
         ax.bar(np.arange(len(methods)) + i * width, vals, width, yerr=errs, label=f"{acc:g}x")
     ax.set_xticks(np.arange(len(methods)) + width * (len(accelerations) - 1) / 2, methods)
     ax.set_ylabel("SSIM")
@@ -198,6 +199,7 @@ def run_benchmark(
     max_slices: int | None = None,
     mask_type: str = "random",
     batch_size: int = 8,
+    backend: str | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     progress: bool = True,
@@ -209,7 +211,8 @@ def run_benchmark(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files, missing = expand_inputs(data)
-    job = BenchmarkJob(list(methods), [float(a) for a in accelerations], dict(method_options or {}), device, max_slices, mask_type, batch_size, max_memory, center_fraction)
+    job = BenchmarkJob(list(methods), [float(a) for a in accelerations], dict(method_options or {}), device, max_slices, mask_type,
+                       batch_size, backend, max_memory, center_fraction)
     results = missing + run_batch(job, files, workers=workers, scheduler=scheduler, progress=progress, desc="benchmark")
     rows = [row for r in results if r.status == "ok" for row in r.result["rows"]]
     summary = summarize(rows)

@@ -24,29 +24,19 @@ MIN_ACS = {"sense": 3, "cs": 3, "cs-tv": 3, "varnet": 1}
 MIN_MATRIX = {"varnet": (16, 16), "sense": (8, 8), "cs": (8, 8), "cs-tv": (8, 8)}
 
 
-def acs_range(mask: np.ndarray, num_low_frequencies: int) -> tuple[int, int]:
-    """`[start, stop)` of the ACS columns: fastMRI's placement for `num_low_frequencies > 0`,
-    else the contiguous run of sampled columns around `W // 2` (empty when the center is not sampled)."""
-    mask = np.asarray(mask, dtype=bool).reshape(-1)
-    width = mask.size
-    if num_low_frequencies > 0:
-        start = (width - num_low_frequencies + 1) // 2
-        return start, start + int(num_low_frequencies)
-    center = width // 2
-    if not mask[center]:
-        return center, center
-    left, right = center, center + 1
-    while left > 0 and mask[left - 1]:
-        left -= 1
-    while right < width and mask[right]:
-        right += 1
-    return left, right
-
-
-def check_input(path: str | os.PathLike[str], kspace: np.ndarray, mask: np.ndarray, num_low_frequencies: int, method: str) -> None:
+def check_input(
+    path: str | os.PathLike[str],
+    kspace: np.ndarray,
+    mask: np.ndarray,
+    calib: tuple[int, int],
+    method: str,
+    calibration: np.ndarray | None = None,
+) -> None:
     """InputError when `method` cannot give a meaningful image from this masked k-space.
 
-    kspace: `(S, C, H, W)` complex64, zero where not sampled. mask: `(W,)` bool.
+    kspace: `(S, C, H, W)` complex64, zero where not sampled. mask: `(W,)` bool sampled columns.
+    calib: the calibration (ACS) column region `[start, stop)` of the acquisition model.
+    calibration: `(S, C, H, W)` calibration-only data (ISMRMRD), None when the image data serve.
     """
     mask = np.asarray(mask, dtype=bool).reshape(-1)
     width = mask.size
@@ -62,7 +52,7 @@ def check_input(path: str | os.PathLike[str], kspace: np.ndarray, mask: np.ndarr
             raise InputError(path, f"{method}: slice {s}: the sampled k-space is all zero")
     if method not in ACS_METHODS:
         return
-    start, stop = acs_range(mask, num_low_frequencies)
+    start, stop = int(calib[0]), int(calib[1])
     needed = MIN_ACS.get(method, 1)
     if stop - start < needed:
         raise InputError(
@@ -70,9 +60,9 @@ def check_input(path: str | os.PathLike[str], kspace: np.ndarray, mask: np.ndarr
             f"{method}: {stop - start} ACS (fully sampled center) columns; the method needs at least {needed} "
             "(raise --center-fraction or lower --acceleration)",
         )
-    acs = kspace[..., start:stop].reshape(kspace.shape[0], -1)
     for s in range(kspace.shape[0]):
-        if not np.any(acs[s]):
+        signal = np.any(kspace[s, ..., start:stop]) or (calibration is not None and np.any(calibration[s, ..., start:stop]))
+        if not signal:
             raise InputError(path, f"{method}: slice {s}: no signal in the ACS columns {start}..{stop - 1}")
 
 

@@ -101,7 +101,6 @@ def _sim_preset(name: str) -> Any:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from recon import ops
     from recon.reconstruct import ReconstructJob
     from recon.runner import expand_inputs, run_batch, summary_table, write_summary
 
@@ -109,7 +108,6 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     validate.center_fraction(args.center_fraction, acc, args.mask)
     _check_method_options(args, [args.method])
     max_memory = _check_raw_options(args)
-    ops.set_backend(args.backend)
     out = Path(args.out)
     files, missing = expand_inputs(args.inputs)
     job = ReconstructJob(
@@ -121,6 +119,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         mask_type=args.mask,
         fmt=args.format,
         device=args.device,
+        backend=args.backend,
         batch_size=args.batch_size,
         skip_existing=args.skip_existing,
         keep_identity=args.keep_identity,
@@ -190,9 +189,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from recon import ops
     from recon.benchmark import run_benchmark
-
     from recon.methods import available
 
     methods = validate.parse_methods(args.methods, available())
@@ -203,7 +200,6 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     _check_method_options(args, methods)
     max_memory = validate.memory(args.max_memory)
     validate.output_folder(args.out)
-    ops.set_backend(args.backend)
     doc = run_benchmark(
         args.data,
         args.out,
@@ -214,6 +210,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         max_slices=args.max_slices,
         mask_type=args.mask,
         batch_size=args.batch_size,
+        backend=args.backend,
         workers=args.workers,
         scheduler=args.scheduler,
         progress=not args.quiet,

@@ -16,6 +16,7 @@ import json
 import os
 import random
 from collections import OrderedDict
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -28,7 +29,7 @@ from recon.masks import MaskFunc, apply_mask, seed_from_filename
 
 PathLike = str | os.PathLike[str]
 RawSample = tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None", dict[str, Any], str, int]
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 MAX_OPEN_FILES = 64
 
 
@@ -64,13 +65,7 @@ def _info_to_json(info: VolumeInfo) -> dict[str, Any]:
         "num_coils": info.num_coils,
         "shape": list(info.shape),
         "multicoil": info.multicoil,
-        "header": {
-            "encoded_size": list(h.encoded_size),
-            "recon_size": list(h.recon_size),
-            "padding_left": h.padding_left,
-            "padding_right": h.padding_right,
-            "fov_mm": None if h.fov_mm is None else list(h.fov_mm),
-        },
+        "header": {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(h).items()},
         "target_key": info.target_key,
         "mask": None if info.mask is None else info.mask.astype(int).tolist(),
         "acceleration": info.acceleration,
@@ -81,14 +76,7 @@ def _info_to_json(info: VolumeInfo) -> dict[str, Any]:
 
 def _info_from_json(path: Path, d: dict[str, Any]) -> VolumeInfo:
     """Inverse of `_info_to_json`."""
-    h = d["header"]
-    header = HeaderInfo(
-        tuple(h["encoded_size"]),
-        tuple(h["recon_size"]),
-        int(h["padding_left"]),
-        int(h["padding_right"]),
-        None if h["fov_mm"] is None else tuple(h["fov_mm"]),
-    )
+    header = HeaderInfo(**{key: tuple(v) if isinstance(v, list) else v for key, v in d["header"].items()})
     return VolumeInfo(
         path=path,
         num_slices=int(d["num_slices"]),

@@ -18,7 +18,7 @@ import numpy as np
 
 from recon.io import InputError
 from recon.io.fastmri import read_reconstruction
-from recon.metrics import volume_metrics
+from recon.metrics import mean_pm, spread, volume_metrics
 
 METRICS = ("ssim", "psnr", "nmse")
 
@@ -97,7 +97,7 @@ def aggregate(scores: Iterable[VolumeScore]) -> list[dict[str, Any]]:
         for m in METRICS:
             vals = np.array([getattr(s, m) for s in items], dtype=np.float64)
             row[m] = float(vals.mean())
-            row[f"{m}_std"] = float(vals.std())
+            row[f"{m}_std"] = spread(vals)
         rows.append(row)
     return rows
 
@@ -141,16 +141,22 @@ def missing_predictions(targets: Path, predictions: Path) -> list[Path]:
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Plain-text table: mean ± std and fastMRI's mean ± 2·std per group."""
+    """Plain-text table: mean ± std (ddof = 1) and fastMRI's mean ± 2·std per group.
+
+    A group of one volume has no spread; it is printed without a ±.
+    """
     head = f"{'accel':>6} {'acquisition':<12} {'vols':>4}  {'SSIM':>17}  {'PSNR (dB)':>15}  {'NMSE':>17}   fastMRI form (mean ± 2·std)"
     lines = [head]
+
+    def pm(r: dict[str, Any], m: str, fmt: str, width: int, factor: float = 1.0) -> str:
+        return f"{mean_pm(r[m], r[f'{m}_std'], fmt, factor):>{width}}"
+
     for r in rows:
         acc = "-" if r["acceleration"] is None else f"{r['acceleration']:g}x"
-        two = "  ".join(f"{m.upper()} {r[m]:.4f} ± {2 * r[m + '_std']:.4f}" for m in METRICS)
+        two = "  ".join(f"{m.upper()} {pm(r, m, '.4f', 0, 2.0)}" for m in METRICS)
         lines.append(
             f"{acc:>6} {str(r['acquisition']):<12} {r['volumes']:>4}  "
-            f"{r['ssim']:.4f} ± {r['ssim_std']:.4f}  {r['psnr']:6.2f} ± {r['psnr_std']:5.2f}  "
-            f"{r['nmse']:.4f} ± {r['nmse_std']:.4f}   {two}"
+            f"{pm(r, 'ssim', '.4f', 17)}  {pm(r, 'psnr', '.2f', 15)}  {pm(r, 'nmse', '.4f', 17)}   {two}"
         )
     return "\n".join(lines)
 

@@ -1,6 +1,7 @@
 """Registry of reconstruction methods behind one batched interface.
 
-A method takes a `ReconBatch` (masked k-space, mask, ACS width, optional coil maps) and
+A method takes a `ReconBatch` (masked k-space, sampled locations, calibration region from the
+acquisition model, optional calibration data and coil maps) and
 returns magnitude images `(B, h, w)` float32 at the RSS target's scale, center-cropped to
 `crop_size`. The CLI, the benchmark and the runner treat all registered names alike.
 """
@@ -12,24 +13,32 @@ from typing import Callable, NamedTuple, Protocol
 import torch
 
 from recon import ops
-from recon.fft import center_crop
+from recon.core import center_crop
 
 
 class ReconBatch(NamedTuple):
     """A batch of undersampled slices of one volume (or of several of equal shape).
 
     masked_kspace: `(B, C, H, W)` complex64, zero where not sampled.
-    mask: `(B, 1, 1, W)` bool, the sampled phase-encode columns.
-    num_low_frequencies: `(B,)` int64, width of the fully sampled center (ACS); 0 = detect.
-    crop_size: `(h, w)` of the output images (fastMRI reconSpace, usually 320x320).
+    mask: bool, `(B, 1, 1, W)` sampled columns or `(B, 1, H, W)` sampled locations.
+    calib: `(B, 2)` int64 calibration column region `[start, stop)` (`Acquisition.calib`).
+    crop_size: `(h, w)` of the output images (reconSpace; fastMRI: 320x320).
     maps: optional `(B, C, H, W)` complex64 coil sensitivities.
+    calib_kspace: optional `(B, C, H, W)` calibration data when they are not image data
+        (ISMRMRD calibration-only lines); None = calibrate on `masked_kspace`.
     """
 
     masked_kspace: torch.Tensor
     mask: torch.Tensor
-    num_low_frequencies: torch.Tensor
+    calib: torch.Tensor
     crop_size: tuple[int, int]
     maps: torch.Tensor | None = None
+    calib_kspace: torch.Tensor | None = None
+
+    @property
+    def calibration_data(self) -> torch.Tensor:
+        """The k-space to calibrate on (coil maps, kernels)."""
+        return self.masked_kspace if self.calib_kspace is None else self.calib_kspace
 
 
 class Method(Protocol):

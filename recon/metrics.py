@@ -15,11 +15,15 @@ borders), averaged over all pixels and batch items.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
+
+from recon.core import center_crop
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -63,13 +67,15 @@ def ssim(gt: ArrayLike, pred: ArrayLike, maxval: float | None = None) -> float:
     return float((total / gt.shape[0])[0])
 
 
-def _center_crop(x: np.ndarray, size: int) -> np.ndarray:
-    """Crop the last two axes to (size, size) around the center (fastMRI's offsets)."""
-    h, w = x.shape[-2], x.shape[-1]
-    if not (0 < size <= h and 0 < size <= w):
-        raise ValueError(f"cannot center-crop an image of shape {(h, w)} to {(size, size)}")
-    top, left = (h - size) // 2, (w - size) // 2
-    return x[..., top : top + size, left : left + size]
+def spread(values: Sequence[float]) -> float | None:
+    """Sample standard deviation across volumes (ddof = 1, as fastMRI's runstats), None below 2."""
+    vals = np.asarray(values, dtype=np.float64)
+    return float(vals.std(ddof=1)) if vals.size >= 2 else None
+
+
+def mean_pm(mean: float, std: float | None, fmt: str, factor: float = 1.0) -> str:
+    """`mean ± factor·std` formatted with `fmt`; the mean alone when there is no spread (n < 2)."""
+    return format(mean, fmt) + ("" if std is None else " ± " + format(factor * std, fmt))
 
 
 def volume_metrics(gt: ArrayLike, pred: ArrayLike) -> dict[str, float]:
@@ -82,7 +88,7 @@ def volume_metrics(gt: ArrayLike, pred: ArrayLike) -> dict[str, float]:
     if gt.ndim != 3 or pred.ndim != 3:
         raise ValueError(f"expected volumes (slices, h, w), got {gt.shape} and {pred.shape}")
     size = gt.shape[-1]
-    gt, pred = _center_crop(gt, size), _center_crop(pred, size)
+    gt, pred = center_crop(gt, (size, size)), center_crop(pred, (size, size))
     _check_volumes(gt, pred)
     return {"ssim": ssim(gt, pred), "psnr": psnr(gt, pred), "nmse": nmse(gt, pred)}
 

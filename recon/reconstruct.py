@@ -13,12 +13,13 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-from recon import checks, methods
+from recon import checks, methods, ops
+from recon.acquisition import Acquisition, MaskProvenance, retrospective
 from recon.io.fastmri import FastMRIVolume, VolumeInfo
 from recon.io.sanity import check_memory
 from recon.validate import not_inputs
@@ -41,18 +42,16 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 @dataclass
 class Undersampled:
-    """A volume's k-space as it goes into a method.
+    """A volume's k-space as it goes into a method, with its acquisition model.
 
-    kspace: `(S, C, H, W)` complex64, zero where not sampled. mask: `(W,)` bool.
-    num_low_frequencies: ACS width (0 = let the method detect it). crop_size: output `(h, w)`.
-    meta: how it was made (acceleration, center_fraction, mask_type), for the output's attrs.
+    kspace: `(S, C, H, W)` complex64, zero where not sampled. acquisition: where it was sampled,
+    the calibration region, matrices and geometry. calibration: `(S, C, H, W)` calibration-only
+    data (ISMRMRD), None when the image data serve for calibration.
     """
 
     kspace: np.ndarray
-    mask: np.ndarray
-    num_low_frequencies: int
-    crop_size: tuple[int, int]
-    meta: dict[str, Any] = field(default_factory=dict)
+    acquisition: Acquisition
+    calibration: np.ndarray | None = None
 
 
 def undersample(
@@ -68,37 +67,23 @@ def undersample(
     kspace: `(S, C, H, W)` complex64 (single-coil files get `C = 1`). `inplace` masks `kspace`
     itself instead of a copy (one volume less at peak, for callers that no longer need it).
     """
-    width = kspace.shape[-1]
-    if info.mask is not None:
-        mask = np.asarray(info.mask, dtype=bool).copy()
-        left, right = info.padding
-        mask[:left] = False
-        mask[right:] = False
-        meta = {"acceleration": info.acceleration, "center_fraction": None, "mask_type": "file"}
-        return Undersampled(_masked(kspace, mask, inplace), mask, 0, info.crop_size, meta)
-    if acceleration is None:
-        mask = np.ones(width, dtype=bool)
-        meta = {"acceleration": 1.0, "center_fraction": None, "mask_type": "none"}
-        return Undersampled(kspace, mask, width, info.crop_size, meta)
+    base = info.acquisition()
+    if info.mask is not None or acceleration is None:
+        masked = _masked(kspace, base.column_mask, inplace) if info.mask is not None else kspace
+        return Undersampled(masked, base)
     cf = default_center_fraction(acceleration) if center_fraction is None else float(center_fraction)
-    mask, nlow = make_mask(mask_type, width, [acceleration], [cf], seed=seed_from_filename(info.path.name))
-    if inplace:
-        mask = np.asarray(mask, dtype=bool).copy()
-        left, right = info.padding
-        mask[: max(left, 0)] = False
-        mask[max(right, 0) :] = False
-        masked = _masked(kspace, mask, True)
-    else:
-        masked, mask = apply_mask(kspace, mask, info.padding)
-    meta = {"acceleration": float(acceleration), "center_fraction": cf, "mask_type": mask_type}
-    return Undersampled(np.asarray(masked, dtype=np.complex64), np.asarray(mask, dtype=bool), int(nlow), info.crop_size, meta)
+    seed = seed_from_filename(info.path.name)
+    mask, nlow = make_mask(mask_type, base.width, [acceleration], [cf], seed=seed)
+    acq = retrospective(base, mask, int(nlow), MaskProvenance(mask_type, float(acceleration), cf, seed))
+    masked = _masked(kspace, acq.column_mask, True) if inplace else apply_mask(kspace, acq.column_mask)[0]
+    return Undersampled(np.asarray(masked, dtype=np.complex64), acq)
 
 
 def _masked(kspace: np.ndarray, mask: np.ndarray, inplace: bool) -> np.ndarray:
     """`kspace * mask + 0` (the +0 turns -0.0 into +0.0, as fastMRI's apply_mask), optionally in place."""
     if not inplace:
         return kspace * mask + np.complex64(0)
-    kspace *= mask.astype(np.float32)
+    kspace *= np.asarray(mask, dtype=np.float32)
     kspace += np.complex64(0)
     return kspace
 
@@ -126,9 +111,39 @@ def read_kspace(vol: FastMRIVolume, slices: range | None = None, max_memory: int
     return out
 
 
-def _batches(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether `err` is a device allocation failure: torch's CUDA OOM, CuPy's or cuFFT's.
+
+    CuPy is not imported here (it may be absent); its errors are recognized by type name
+    (`cupy.cuda.memory.OutOfMemoryError`, `cupy.cuda.cufft.CuFFTError` with
+    `CUFFT_ALLOC_FAILED`) and by the messages CUDA libraries raise through torch.
+    """
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    name = f"{type(err).__module__}.{type(err).__name__}"
+    text = str(err)
+    if name.startswith("cupy") and ("OutOfMemoryError" in name or "CUFFT_ALLOC_FAILED" in text):
+        return True
+    return isinstance(err, RuntimeError) and ("CUFFT_ALLOC_FAILED" in text or "CUDA out of memory" in text)
+
+
+def slice_batch(data: Undersampled, start: int, stop: int, device: torch.device) -> methods.ReconBatch:
+    """Slices `[start, stop)` of a volume as a `ReconBatch` on `device`, from its acquisition model."""
+    acq = data.acquisition
+    rows, width = data.kspace.shape[-2:]
+    if acq.partial_echo:
+        mask = np.stack([acq.sampling(rows, i) for i in range(start, stop)])[:, None]
+    else:
+        mask = np.stack([acq.slice_columns(i) for i in range(start, stop)])[:, None, None, :]
+    calib = torch.tensor([acq.calib], dtype=torch.int64).expand(stop - start, 2)
+    cal = data.calibration
+    return methods.ReconBatch(
+        masked_kspace=torch.from_numpy(np.ascontiguousarray(data.kspace[start:stop])).to(device),
+        mask=torch.from_numpy(mask).to(device),
+        calib=calib,
+        crop_size=acq.crop_size,
+        calib_kspace=None if cal is None else torch.from_numpy(np.ascontiguousarray(cal[start:stop])).to(device),
+    )
 
 
 def run_method(
@@ -136,36 +151,34 @@ def run_method(
     data: Undersampled,
     device: torch.device,
     batch_size: int = 8,
+    backend: str | None = None,
 ) -> np.ndarray:
     """Reconstruct all slices in batches on `device`; returns `(S, h, w)` float32.
 
-    A CUDA out-of-memory error halves the batch and retries instead of failing.
+    `backend` (`torch`, `cupy`, None = automatic) selects the `recon.ops` backend for this run.
+    A device allocation failure (torch, CuPy or cuFFT) halves the batch and retries.
     """
     num = data.kspace.shape[0]
-    mask = torch.from_numpy(data.mask).to(device).view(1, 1, 1, -1)
     out: list[np.ndarray] = []
     start = 0
     size = max(1, int(batch_size))
-    while start < num:
-        stop = min(start + size, num)
-        k = torch.from_numpy(np.ascontiguousarray(data.kspace[start:stop])).to(device)
-        batch = methods.ReconBatch(
-            masked_kspace=k,
-            mask=mask.expand(stop - start, 1, 1, -1),
-            num_low_frequencies=torch.full((stop - start,), data.num_low_frequencies, dtype=torch.int64),
-            crop_size=tuple(data.crop_size),
-        )
-        try:
-            with torch.no_grad():
-                images = method(batch)
-        except torch.cuda.OutOfMemoryError:
-            if size == 1:
-                raise
-            size = max(1, size // 2)
-            torch.cuda.empty_cache()
-            continue
-        out.append(images.detach().float().cpu().numpy())
-        start = stop
+    with ops.use_backend(backend):
+        while start < num:
+            stop = min(start + size, num)
+            batch = slice_batch(data, start, stop, device)
+            try:
+                with torch.no_grad():
+                    images = method(batch)
+            except Exception as err:
+                if size == 1 or not is_out_of_memory(err):
+                    raise
+                del batch
+                size = max(1, size // 2)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            out.append(images.detach().float().cpu().numpy())
+            start = stop
     return np.concatenate(out, axis=0)
 
 
@@ -182,7 +195,7 @@ def build_method(name: str, options: dict[str, Any] | None = None) -> methods.Me
 def output_path(out_dir: Path, src: Path, fmt: str, suffix: str = "") -> Path:
     """Where the reconstruction of `src` goes: `out/<name>.h5`, `<stem>.nii.gz`, `<stem>_dicom/`, `<stem>.png`.
 
-    `suffix` (e.g. `_rep1` for a chosen ISMRMRD repetition) goes after the stem.
+    `suffix` (e.g. `_rep1` for one ISMRMRD repetition) goes after the stem.
     """
     stem = src.stem + suffix
     if fmt == "h5":
@@ -214,6 +227,7 @@ class ReconstructJob:
     mask_type: str = "random"
     fmt: str = "h5"
     device: str = "auto"
+    backend: str | None = None
     batch_size: int = 8
     skip_existing: bool = False
     keep_identity: bool = False
@@ -273,36 +287,38 @@ class ReconstructJob:
 
     def _one(self, path: Path, target: Path, choice: dict[str, int | None], warnings: list[str]) -> dict[str, Any]:
         """Load, check, reconstruct, check and write one image of `path` (one ISMRMRD choice)."""
-        data, acquisition, geometry, identity = self._load(path, warnings, choice)
-        checks.check_input(path, data.kspace, data.mask, data.num_low_frequencies, self.method)
+        data, acquisition, identity = self._load(path, warnings, choice)
+        checks.check_input(path, data.kspace, data.acquisition.column_mask, data.acquisition.calib, self.method, data.calibration)
         device = resolve_device(self.device)
-        method = build_method(self.method, self.method_options)
-        images = run_method(method, data, device, self.batch_size)
+        method = build_method(self.method, {"device": str(device), **self.method_options})
+        images = run_method(method, data, device, self.batch_size, self.backend)
         images = checks.check_images(path, images, self.method, data.kspace.shape[0])
-        attrs = {**data.meta, "method": self.method, "acquisition": acquisition}
-        outputs = self._write(path, target, images, data.mask, attrs, geometry, identity, choice)
+        attrs = {**data.acquisition.provenance.attrs(), "method": self.method, "acquisition": acquisition}
+        outputs = self._write(path, target, images, data.acquisition, attrs, identity, choice)
         return {"output": str(outputs[0]), "slices": int(images.shape[0]), **{k: v for k, v in attrs.items() if v is not None}}
 
     def _ignored_options(self, what: str) -> list[str]:
         given = [name for name, value in (("--acceleration", self.acceleration), ("--center-fraction", self.center_fraction)) if value is not None]
         return [f"{', '.join(given)} ignored: {what} keeps its own sampling"] if given else []
 
-    def _load(self, path: Path, warnings: list[str], choice: dict[str, int | None]) -> tuple[Undersampled, str | None, Any, dict[str, Any]]:
+    def _load(
+        self, path: Path, warnings: list[str] | None = None, choice: dict[str, int | None] | None = None
+    ) -> tuple[Undersampled, str | None, dict[str, Any]]:
+        """The undersampled volume, its acquisition name and identity; `warnings` collects options
+        that do not apply; `choice` picks the ISMRMRD repetition / contrast / set (default: the job's)."""
         from recon.io import ismrmrd as raw
+
+        warnings = [] if warnings is None else warnings
+        choice = self._choice() if choice is None else choice
 
         if raw.is_ismrmrd(path):
             scan = raw.read_ismrmrd(path, repetition=choice.get("repetition"), contrast=choice.get("contrast"),
                                     set_index=choice.get("set"), max_memory=self.max_memory)
             warnings += self._ignored_options("prospectively undersampled ISMRMRD data")
-            acceleration = float(scan.mask.size) / max(1, int(scan.mask.sum()))
-            data = Undersampled(
-                scan.kspace * scan.mask + np.complex64(0),
-                scan.mask,
-                int(scan.num_low_frequencies),
-                (int(scan.recon_size[0]), int(scan.recon_size[1])),
-                {"acceleration": acceleration, "center_fraction": None, "mask_type": "acquired"},
-            )
-            return data, scan.meta.get("protocol_name"), scan.geometry, dict(scan.identity)
+            acq = scan.acquisition
+            masked = np.stack([scan.kspace[s] * acq.sampling(scan.kspace.shape[-2], s) for s in range(scan.kspace.shape[0])])
+            data = Undersampled(masked + np.complex64(0), acq, scan.calibration)
+            return data, scan.meta.get("protocol_name"), dict(scan.identity)
         with FastMRIVolume(path) as vol:
             info = vol.info
             kspace = read_kspace(vol, max_memory=self.max_memory)
@@ -310,16 +326,15 @@ class ReconstructJob:
             warnings += self._ignored_options("a file with its own mask (prospective / challenge data)")
         data = undersample(kspace, info, self.acceleration, self.center_fraction, self.mask_type, inplace=True)
         identity = {"patient_id": info.attrs.get("patient_id")} if "patient_id" in info.attrs else {}
-        return data, info.attrs.get("acquisition"), None, identity
+        return data, info.attrs.get("acquisition"), identity
 
     def _write(
         self,
         src: Path,
         target: Path,
         images: np.ndarray,
-        mask: np.ndarray,
+        acq: Acquisition,
         attrs: dict[str, Any],
-        geometry: Any,
         identity: dict[str, Any],
         choice: dict[str, int | None],
     ) -> list[Path]:
@@ -330,16 +345,16 @@ class ReconstructJob:
             write_reconstruction(
                 target,
                 images.astype(np.float32),
-                mask=mask,
+                mask=acq.column_mask,
                 acceleration=attrs.get("acceleration"),
                 center_fraction=attrs.get("center_fraction"),
                 mask_type=attrs.get("mask_type"),
                 method=attrs.get("method"),
                 acquisition=attrs.get("acquisition"),
-                extra_attrs=extra,
+                extra_attrs={**(extra or {}), "calib_region": list(acq.calib)},
             )
             return [target]
         from recon.io.writers import write_output
 
         meta = {**attrs, "identity": identity, "montage": True}
-        return list(write_output(target.parent / (src.stem + _suffix(choice)), images.astype(np.float32), self.fmt, geometry=geometry, meta=meta, keep_identity=self.keep_identity))
+        return list(write_output(target.parent / (src.stem + _suffix(choice)), images.astype(np.float32), self.fmt, geometry=None if acq.geometry is None else list(acq.geometry), meta=meta, keep_identity=self.keep_identity))

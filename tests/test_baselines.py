@@ -18,10 +18,11 @@ from recon.baselines.cs import (
     pdhg_tv,
     tv_objective,
 )
+from recon.acquisition import centered_region
 from recon.baselines.espirit import espirit_calib
 from recon.baselines.sense import cg_sense, data_scale, max_eigenvalue, sense_recon
 from recon.baselines.wavelet import Wavelet2D, map_coeffs
-from recon.fft import center_crop
+from recon.core import center_crop
 from recon.methods import ReconBatch, get_method
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -38,7 +39,7 @@ def problem() -> dict:
     mask = column_mask(48, 4, 8)
     kspace = torch.from_numpy(k * mask)[None]
     mask_t = torch.from_numpy(mask)[None, None, None]
-    maps = espirit_calib(kspace, mask_t, 8)
+    maps = espirit_calib(kspace, centered_region(48, 8))
     y = kspace / data_scale(kspace)
     return {"y": y, "maps": maps, "mask": mask_t, "full": torch.from_numpy(k)[None], "img": img}
 
@@ -124,7 +125,7 @@ def test_batched_equals_per_slice_and_scale_invariant(problem: dict) -> None:
     k2, _, _ = phantom_kspace(8, 64, 48, seed=5, noise=5e-3)
     mask = problem["mask"]
     kspace = torch.cat([problem["y"] * 3.0, torch.from_numpy(k2)[None] * mask * 1e-4])
-    maps = torch.cat([problem["maps"], espirit_calib(kspace[1:], mask, 8)])
+    maps = torch.cat([problem["maps"], espirit_calib(kspace[1:], centered_region(48, 8))])
     both = sense_recon(kspace, maps, mask, 0.01, 20)
     for b in range(2):
         single = sense_recon(kspace[b : b + 1], maps[b : b + 1], mask, 0.01, 20)
@@ -138,12 +139,12 @@ def test_registered_methods_beat_zero_filled_at_target_scale(problem: dict, name
     full = problem["full"]
     target = center_crop(ops.rss(ops.ifft2c(full), 1), (48, 40))
     mask = torch.from_numpy(column_mask(48, 4, 12))[None, None, None]
-    batch = ReconBatch(full * mask, mask, torch.tensor([0]), (48, 40))
+    batch = ReconBatch(full * mask, mask, torch.tensor([centered_region(48, 12)]), (48, 40))
     zero = get_method("zero-filled")(batch)
     out = get_method(name, iters=30)(batch)
     assert out.shape == (1, 48, 40) and out.dtype == torch.float32
     err = float((out - target).norm() / target.norm())
     err_zero = float((zero - target).norm() / target.norm())
     assert err < 0.2 and err < err_zero
-    with_maps = get_method(name, iters=30)(batch._replace(maps=espirit_calib(full * mask, mask, 12)))
+    with_maps = get_method(name, iters=30)(batch._replace(maps=espirit_calib(full * mask, centered_region(48, 12))))
     assert torch.allclose(with_maps, out, atol=1e-4 * float(out.max()))

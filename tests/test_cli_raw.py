@@ -6,12 +6,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
+from recon.acquisition import Acquisition
 from recon.cli import main
 from recon.methods import ReconBatch, zero_filled
 from recon.reconstruct import Undersampled, run_method
@@ -44,10 +46,11 @@ def test_sense_on_prospectively_undersampled_ismrmrd(tmp_path: Path) -> None:
         image = f["reconstruction"][()][0]
         mask = f["mask"][()]
         assert f.attrs["mask_type"] == "acquired"
-        assert 1.3 < float(f.attrs["acceleration"]) < 1.8
+        # the generator's off-grid ACS lines are calibration-only: maps, not image data
+        assert float(f.attrs["acceleration"]) == 2.0 and list(f.attrs["calib_region"]) == [20, 44]
     assert image.shape == phantom.shape == (64, 64)
-    assert 0.55 < mask.mean() < 0.75
-    assert _fitted_nmse(image, phantom) < 0.02
+    assert mask.mean() == 0.5
+    assert _fitted_nmse(image, phantom) < 0.04  # measured 0.031 from the image lines alone
     zf = tmp_path / "zf"
     assert main(["reconstruct", str(raw), "--out", str(zf), "--quiet"]) == 0
     with h5py.File(zf / "shepp_rep0.h5", "r") as f:
@@ -105,24 +108,52 @@ def test_bad_raw_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     assert not (tmp_path / "x.h5").exists()
 
 
-class OutOfMemoryAbove:
-    """zero-filled, but raises CUDA's out-of-memory error for batches larger than `limit`."""
+def _torch_oom() -> BaseException:
+    return torch.cuda.OutOfMemoryError("CUDA out of memory (simulated limit)")
 
-    def __init__(self, limit: int) -> None:
+
+class OutOfMemoryAbove:
+    """zero-filled, but raises a device allocation error for batches larger than `limit`."""
+
+    def __init__(self, limit: int, error: Callable[[], BaseException] = _torch_oom) -> None:
         self.limit = limit
+        self.error = error
         self.sizes: list[int] = []
 
     def __call__(self, batch: ReconBatch) -> torch.Tensor:
         self.sizes.append(batch.masked_kspace.shape[0])
         if batch.masked_kspace.shape[0] > self.limit:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated limit)")
+            raise self.error()
         return zero_filled(batch)
+
+
+def _cupy_oom() -> BaseException:
+    cupy = pytest.importorskip("cupy", reason="CuPy not installed")
+    return cupy.cuda.memory.OutOfMemoryError(1 << 30, 0)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [_cupy_oom, lambda: RuntimeError("cuFFT error: CUFFT_ALLOC_FAILED")],
+    ids=["cupy-out-of-memory", "cufft-alloc-failed"],
+)
+def test_cupy_and_cufft_allocation_failures_also_halve_the_batch(error: Callable[[], BaseException]) -> None:
+    rng = np.random.default_rng(1)
+    k = (rng.standard_normal((5, 2, 8, 6)) + 1j * rng.standard_normal((5, 2, 8, 6))).astype(np.complex64)
+    data = Undersampled(k, Acquisition(np.ones(6, dtype=bool), (0, 6), (0, 8), (0, 6), (8, 6, 1), (8, 6, 1)))
+    error()  # skips here when CuPy is missing
+    method = OutOfMemoryAbove(1, error)
+    images = run_method(method, data, torch.device("cpu"), batch_size=4)
+    assert np.array_equal(images, run_method(zero_filled, data, torch.device("cpu")))
+    assert method.sizes[:3] == [4, 2, 1]
+    with pytest.raises(ValueError):  # other errors are not retried
+        run_method(OutOfMemoryAbove(0, lambda: ValueError("bad input")), data, torch.device("cpu"), batch_size=4)
 
 
 def test_out_of_memory_halves_the_batch() -> None:
     rng = np.random.default_rng(0)
     k = (rng.standard_normal((7, 2, 8, 6)) + 1j * rng.standard_normal((7, 2, 8, 6))).astype(np.complex64)
-    data = Undersampled(k, np.ones(6, dtype=bool), 6, (8, 6))
+    data = Undersampled(k, Acquisition(np.ones(6, dtype=bool), (0, 6), (0, 8), (0, 6), (8, 6, 1), (8, 6, 1)))
     method = OutOfMemoryAbove(2)
     images = run_method(method, data, torch.device("cpu"), batch_size=8)
     reference = run_method(zero_filled, data, torch.device("cpu"), batch_size=8)

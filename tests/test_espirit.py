@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from recon import ops
-from recon.baselines.espirit import acs_columns, calibration_kernels, espirit_calib, espirit_maps_from_kernels
+from recon.acquisition import centered_region
+from recon.baselines.espirit import calibration_kernels, espirit_calib, espirit_maps_from_kernels
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _baseline_data import column_mask, phantom_kspace  # noqa: E402
@@ -26,13 +27,19 @@ def _load_cfl_module():
     return module
 
 
-def test_acs_columns_given_and_detected() -> None:
-    mask = torch.from_numpy(column_mask(48, 4, 10))
-    assert acs_columns(mask, 10) == (19, 29)
-    start, stop = acs_columns(mask, 0)
-    assert start <= 19 and stop >= 29 and bool(mask[start:stop].all())
-    with pytest.raises(ValueError):
-        acs_columns(torch.zeros(48, dtype=torch.bool), 0)
+def test_calibration_region_is_taken_as_given() -> None:
+    """ESPIRiT calibrates on exactly the acquisition model's region; an empty one is refused."""
+    k, _, _ = phantom_kspace(seed=2)
+    kt = torch.from_numpy(k)[None]
+    region = centered_region(48, 10)
+    assert region == (19, 29)
+    shifted = kt.clone()
+    shifted[..., : region[0]] = 0
+    shifted[..., region[1] :] = 0
+    assert torch.equal(espirit_calib(kt, region), espirit_calib(shifted, region))
+    for bad in ((20, 20), (40, 50)):
+        with pytest.raises(ValueError, match="calibration region"):
+            espirit_calib(kt, bad)
 
 
 def test_matches_sigpy_on_square_region() -> None:
@@ -58,7 +65,7 @@ def test_coarse_start_matches_full_power_iteration() -> None:
 def test_maps_span_true_sensitivities_from_undersampled_data() -> None:
     k, maps, img = phantom_kspace(seed=2)
     mask = column_mask(48, 4, 10)
-    est = espirit_calib(torch.from_numpy(k * mask)[None], torch.from_numpy(mask)[None], torch.tensor([10]))[0].numpy()
+    est = espirit_calib(torch.from_numpy(k * mask)[None], torch.tensor([centered_region(48, 10)]))[0].numpy()
     inside = np.abs(img) > 0.3
     inner = np.abs((est * maps.conj()).sum(0))
     assert np.median(inner[inside]) > 0.99
@@ -71,7 +78,7 @@ def test_matches_bart_ecalib_up_to_phase(tmp_path: Path) -> None:
     k, _, _ = phantom_kspace(seed=3)
     mask = column_mask(48, 3, 12)
     ku = k * mask
-    ours = espirit_calib(torch.from_numpy(ku)[None], torch.from_numpy(mask)[None], 12, max_iter=100, coarse=1)[0].numpy()
+    ours = espirit_calib(torch.from_numpy(ku)[None], centered_region(48, 12), max_iter=100, coarse=1)[0].numpy()
     cfl.write_cfl(tmp_path / "k", cfl.kspace_to_bart(ku))
     cfl.run_bart("ecalib", "-m1", "-k6", "-t", "0.001", "-c", "0.95", "-r", "64:12", str(tmp_path / "k"), str(tmp_path / "s"))
     ref = cfl.maps_from_bart(cfl.read_cfl(tmp_path / "s"))
@@ -95,7 +102,7 @@ def test_narrow_acs_keeps_the_object_covered(tmp_path: Path) -> None:
     mask, nlow = make_mask("random", kspace.shape[-1], 8, 0.04, 0)
     assert nlow <= 8
     mask_t = torch.from_numpy(mask.astype(bool)).reshape(1, 1, 1, -1)
-    maps = espirit_calib(kspace * mask_t, mask_t, nlow)
+    maps = espirit_calib(kspace * mask_t, centered_region(kspace.shape[-1], nlow))
     image = ops.rss(ops.ifft2c(kspace), 1)[0].numpy()
     covered = (maps[0].abs() ** 2).sum(0).numpy() > 0.5
     tissue = image > 0.2 * image.max()
@@ -119,5 +126,5 @@ def test_noise_rule_keeps_noise_out_of_the_kernels() -> None:
     assert calibration_kernels(pure, 4, 0.02, noise_factor=1.3).shape[0] == 0
     mask = column_mask(48, 4, 10)
     inside = np.abs(img) > 0.3
-    est = espirit_calib(torch.from_numpy(noisy * mask)[None], torch.from_numpy(mask)[None], 10, noise_factor=1.3)[0].numpy()
+    est = espirit_calib(torch.from_numpy(noisy * mask)[None], centered_region(48, 10), noise_factor=1.3)[0].numpy()
     assert np.median(np.abs((est * maps.conj()).sum(0))[inside]) > 0.95

@@ -46,7 +46,8 @@ def test_varnet_nan_output_is_refused_by_the_output_check() -> None:
     k = torch.zeros(1, 4, ROWS, COLS, dtype=torch.complex64)
     mask = torch.zeros(1, 1, 1, COLS, dtype=torch.bool)
     mask[..., COLS // 2 - 2 : COLS // 2 + 2] = True
-    images = get_method("varnet")(ReconBatch(k, mask, torch.tensor([4]), CROP))
+    calib = torch.tensor([[COLS // 2 - 2, COLS // 2 + 2]])
+    images = get_method("varnet", device="cpu")(ReconBatch(k, mask, calib, CROP))
     assert not torch.isfinite(images).all()
     with pytest.raises(InputError, match="varnet: slice 0: .* pixels are NaN; no output written"):
         checks.check_images("x.h5", images.numpy(), "varnet")

@@ -1,15 +1,15 @@
 """Hostile input, memory: files whose headers claim huge matrices, run as real subprocesses.
 
-Each case measures the child's peak RSS (`ru_maxrss` from `os.wait4`) and prints how long the
-refusal or the run took (`pytest -s` shows it); the assertions are on exit code, message and RSS.
+Each case measures the child's peak RSS (`ru_maxrss` from `os.wait4`, see `_LAUNCHER`) and prints
+how long the refusal or the run took (`pytest -s` shows it); the assertions are on exit code, message and RSS.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -23,17 +23,30 @@ REPO = Path(__file__).resolve().parents[1]
 GIB = 2**30
 
 
+#: Runs `python -m recon ARGS` as its own child and writes that child's rusage to REPORT. The
+#: detour matters: Linux carries a process's memory high-water mark across exec, so a child forked
+#: straight from this (large) pytest process would report pytest's RSS, not its own.
+_LAUNCHER = """
+import json, os, sys, time
+report, args = sys.argv[1], sys.argv[2:]
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, "-m", "recon", *args])
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as f:
+    json.dump({"rc": os.waitstatus_to_exitcode(status), "maxrss_kib": usage.ru_maxrss, "seconds": time.perf_counter() - start}, f)
+"""
+
+
 def _run(args: list[str], tmp: Path) -> tuple[int, str, int, float]:
-    """`python -m recon args` as a child: exit code, stderr, peak RSS in bytes, seconds."""
+    """`python -m recon args` as a grandchild: exit code, stderr, its peak RSS in bytes, seconds."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    err_path = tmp / "stderr.txt"
+    err_path, report = tmp / "stderr.txt", tmp / "rusage.json"
     with open(err_path, "w") as err, open(tmp / "stdout.txt", "w") as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "recon", *args], stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err_path.read_text(), usage.ru_maxrss * 1024, seconds
+        subprocess.run([sys.executable, "-c", _LAUNCHER, str(report), *args], stdout=out, stderr=err, env=env, check=False)
+    usage = json.loads(report.read_text())
+    return usage["rc"], err_path.read_text(), usage["maxrss_kib"] * 1024, usage["seconds"]
 
 
 def _huge_fastmri(path: Path, slices: int = 10000, coils: int = 64, rows: int = 640, cols: int = 368) -> int:

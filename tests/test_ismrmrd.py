@@ -12,6 +12,8 @@ import ismrmrd
 import numpy as np
 import pytest
 
+from recon.core import fft2c as _fft2c
+from recon.core import ifft2c as _ifft2c
 from recon.io.errors import InputError
 from recon.io.ismrmrd import is_ismrmrd, read_ismrmrd
 
@@ -23,16 +25,6 @@ READ = np.array([np.cos(0.3), np.sin(0.3), 0.0])
 PHASE = np.array([-np.sin(0.3) * np.cos(0.2), np.cos(0.3) * np.cos(0.2), np.sin(0.2)])
 SLICE = np.cross(READ, PHASE)
 POS0, SPACING = np.array([10.0, -20.0, 30.0]), 6.0
-
-
-def _fft2c(x: np.ndarray) -> np.ndarray:
-    axes = (-2, -1)
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes), axes=axes, norm="ortho"), axes)
-
-
-def _ifft2c(k: np.ndarray) -> np.ndarray:
-    axes = (-2, -1)
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes), axes=axes, norm="ortho"), axes)
 
 
 def _xml(trajectory: str = "cartesian", enc_z: int = 1) -> str:
@@ -66,7 +58,11 @@ def _simulate(
     trajectory: str = "cartesian",
     enc_z: int = 1,
 ) -> dict[str, np.ndarray]:
-    """Write an ISMRMRD file; return the expected gridded k-space, mask and coil images."""
+    """Write an ISMRMRD file; return the expected gridded image and calibration k-space and masks.
+
+    With `undersample`, the odd ACS lines are calibration-only (PARALLEL_CALIBRATION): not image
+    data, expected in the calibration k-space only.
+    """
     rng = np.random.default_rng(0)
     yy, xx = np.meshgrid(np.linspace(-1, 1, H), np.linspace(-1, 1, W), indexing="ij")
     obj = np.stack([(xx**2 / 0.5 + yy**2 / 0.2 < 1) * (1.0 + 0.5 * s) for s in range(S)])
@@ -83,7 +79,9 @@ def _simulate(
 
     cols = [e for e in range(W) if e >= PF_SKIP and (not undersample or e % 2 == 0 or e in ACS)]
     expected = np.zeros((S, C, H, W), complex)
+    calib = np.zeros((S, C, H, W), complex)
     mask = np.zeros(W, bool)
+    cal_only = np.zeros(W, bool)
     with ismrmrd.Dataset(str(path), "dataset", create_if_needed=True) as dset:
         dset.write_xml_header(_xml(trajectory, enc_z).encode())
         noise = cnoise(noise_samples, np.linalg.cholesky(cov)).astype(np.complex64)
@@ -108,32 +106,46 @@ def _simulate(
                         acq.set_flag(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING if e % 2 == 0
                                      else ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)
                     dset.append_acquisition(acq)
+                only = undersample and e in ACS and e % 2 == 1
+                if undersample and e in ACS:
+                    calib[s, :, ECHO_SKIP:, e] = np.mean(copies, axis=0)
+                if only:
+                    cal_only[e] = True
+                    continue
                 expected[s, :, ECHO_SKIP:, e] = np.mean(copies, axis=0)
                 mask[e] = True
-    return {"kspace": expected, "mask": mask, "truth": truth}
+    return {"kspace": expected, "mask": mask, "truth": truth, "calib": calib, "calib_only": cal_only}
 
 
 def test_placement_averaging_mask_and_acs(tmp_path: Path) -> None:
     path = tmp_path / "sim.h5"
     exp = _simulate(path)
     scan = read_ismrmrd(path, prewhiten=False)
+    acq = scan.acquisition
     assert scan.kspace.shape == (S, C, H, W) and scan.kspace.dtype == np.complex64
     np.testing.assert_allclose(scan.kspace, exp["kspace"], atol=1e-5)
-    np.testing.assert_array_equal(scan.mask, exp["mask"])
-    assert not scan.mask[:PF_SKIP].any()  # partial Fourier side left empty
+    np.testing.assert_array_equal(acq.columns, exp["mask"])
+    assert not acq.columns[:PF_SKIP].any()  # partial Fourier side left empty
     assert np.all(scan.kspace[:, :, :ECHO_SKIP] == 0)  # asymmetric echo zero-filled at the start
-    assert scan.num_low_frequencies == len(ACS)
-    assert scan.encoded_size == (H, W, 1) and scan.recon_size == (H_RECON, W, 1)
+    assert acq.readout == (ECHO_SKIP, H) and acq.partial_echo  # ... and known to be unmeasured
+    assert not acq.sampling(H)[:ECHO_SKIP].any() and acq.sampling(H)[ECHO_SKIP:, 8].all()
+    # calibration-only lines are kept apart from the image data, the region is explicit
+    assert acq.calib == (ACS.start, ACS.stop) and acq.num_low_frequencies == len(ACS)
+    np.testing.assert_array_equal(acq.calibration_only, exp["calib_only"])
+    assert scan.calibration is not None
+    np.testing.assert_allclose(scan.calibration[..., ACS.start : ACS.stop], exp["calib"][..., ACS.start : ACS.stop], atol=1e-5)
+    assert acq.encoded_size == (H, W, 1) and acq.recon_size == (H_RECON, W, 1)
+    assert acq.readout_oversampling == pytest.approx(2.0) and acq.provenance.kind == "acquired"
     assert scan.identity["patient_name"] == "Doe^Jane" and scan.meta["protocol_name"] == "SIM_PD"
-    assert not scan.prewhitened and scan.noise_cov is not None
+    assert not acq.prewhitened and acq.noise_cov is not None
 
 
 def test_oblique_geometry_per_slice(tmp_path: Path) -> None:
     path = tmp_path / "sim.h5"
     _simulate(path, averages=1)
     scan = read_ismrmrd(path, prewhiten=False)
-    assert len(scan.geometry) == S
-    for s, g in enumerate(scan.geometry):
+    assert len(scan.acquisition.geometry) == S
+    for s, g in enumerate(scan.acquisition.geometry):
         np.testing.assert_allclose(g.position, POS0 + s * SPACING * SLICE, atol=1e-4)
         np.testing.assert_allclose(g.read_dir, READ, atol=1e-6)
         np.testing.assert_allclose(g.phase_dir, PHASE, atol=1e-6)
@@ -145,7 +157,7 @@ def test_remove_oversampling_crops_readout_in_image_space(tmp_path: Path) -> Non
     _simulate(path, averages=1)
     kept = read_ismrmrd(path, prewhiten=False)
     cropped = read_ismrmrd(path, prewhiten=False, remove_oversampling=True)
-    assert cropped.kspace.shape == (S, C, H_RECON, W) and cropped.oversampling_removed
+    assert cropped.kspace.shape == (S, C, H_RECON, W) and cropped.acquisition.readout_oversampling == 1.0
     start = (H - H_RECON) // 2
     np.testing.assert_allclose(
         _ifft2c(cropped.kspace), _ifft2c(kept.kspace)[:, :, start : start + H_RECON], atol=1e-5
@@ -161,8 +173,8 @@ def test_prewhitening_gives_identity_noise_covariance(tmp_path: Path) -> None:
     _simulate(path, signal=0.0, averages=1, undersample=False, noise_cov=psi, noise_samples=20000)
     raw = read_ismrmrd(path, prewhiten=False)
     white = read_ismrmrd(path, prewhiten=True)
-    assert white.prewhitened
-    np.testing.assert_allclose(white.noise_cov, psi * NOISE_DWELL / DATA_DWELL, atol=0.06)
+    assert white.acquisition.prewhitened
+    np.testing.assert_allclose(white.acquisition.noise_cov, psi * NOISE_DWELL / DATA_DWELL, atol=0.06)
 
     def cov(k: np.ndarray) -> np.ndarray:
         x = k[:, :, ECHO_SKIP:, PF_SKIP:].transpose(1, 0, 2, 3).reshape(C, -1)
@@ -202,7 +214,7 @@ def test_convert_to_fastmri_layout(tmp_path: Path) -> None:
     out = convert_ismrmrd_to_fastmri(src, tmp_path / "out" / "sim_fastmri.h5")
     with h5py.File(out, "r") as f:
         assert f["kspace"].shape == (S, C, H, W)
-        np.testing.assert_array_equal(f["mask"][()].astype(bool), read_ismrmrd(src).mask)
+        np.testing.assert_array_equal(f["mask"][()].astype(bool), read_ismrmrd(src).acquisition.columns)
         assert "reconstruction_rss" not in f
         assert f.attrs["num_low_frequency"] == len(ACS)
         assert "patient_id" not in f.attrs
@@ -245,7 +257,7 @@ def _nmse(x: np.ndarray, ref: np.ndarray) -> float:
 def test_shepp_logan_fully_sampled_matches_phantom(tmp_path: Path) -> None:
     path, phantom, csm = _generate(tmp_path, "-a", "1", "-n", "0")
     scan = read_ismrmrd(path, remove_oversampling=True)
-    assert scan.kspace.shape == (1, 8, 64, 64) and scan.mask.all()
+    assert scan.kspace.shape == (1, 8, 64, 64) and scan.acquisition.columns.all()
     coil = _ifft2c(scan.kspace[0])
     combined = (np.conj(csm) * coil).sum(0) / np.maximum((np.abs(csm) ** 2).sum(0), 1e-12)
     assert _nmse(combined, phantom) < 1e-6
@@ -256,15 +268,19 @@ def test_shepp_logan_fully_sampled_matches_phantom(tmp_path: Path) -> None:
 def test_shepp_logan_undersampled_sense_matches_phantom(
     tmp_path: Path, noise: tuple[str, ...], limit: float
 ) -> None:
-    """-a 2 -w 24: keeps the true sampling and ACS; CG-SENSE with the stored csm.
+    """-a 2 -w 24: keeps the true sampling; CG-SENSE with the stored csm on the image lines.
 
     Measured NMSE: 5e-8 noise-free, 0.05 with the generator's default noise (0.05) and -C.
     """
     path, phantom, csm = _generate(tmp_path, "-a", "2", "-w", "24", *noise)
     scan = read_ismrmrd(path, remove_oversampling=True, prewhiten=False, repetition=0)
-    assert scan.num_low_frequencies == 24
-    assert 0.55 < scan.mask.mean() < 0.75  # every 2nd line plus the calibration block
-    y, m = scan.kspace[0], scan.mask[None, None, :]
+    acq = scan.acquisition
+    assert acq.num_low_frequencies == 24 and acq.calib == (20, 44)
+    # the generator flags the odd ACS lines PARALLEL_CALIBRATION only: calibration data, not image
+    # data, so the image mask is every 2nd line and the calibration block sits in `calibration`
+    assert acq.columns.mean() == 0.5 and acq.calibration_only[21:44:2].all()
+    assert scan.calibration is not None and np.abs(scan.calibration[..., 20:44]).min(axis=(0, 1, 2)).all()
+    y, m = scan.kspace[0], acq.columns[None, None, :]
 
     def normal(x: np.ndarray) -> np.ndarray:
         return (np.conj(csm) * _ifft2c(m * _fft2c(csm * x))).sum(0)

@@ -117,3 +117,25 @@ def test_ssim_loss_gradient_flows_and_descends() -> None:
         stepped = pred - 0.5 * pred.grad / pred.grad.abs().max()
     assert float(loss_fn(stepped, target, torch.ones(2))) < float(loss.detach())
     assert float(loss_fn(target, target, torch.ones(2))) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_aggregation_spread_equals_fastmri_runstats() -> None:
+    """mean ± 2·std across volumes uses the sample std (ddof = 1), as fastMRI's Metrics/runstats."""
+    from recon.evaluation import VolumeScore, aggregate, format_table
+
+    rng = np.random.default_rng(3)
+    ref = fm_evaluate.Metrics(fm_evaluate.METRIC_FUNCS)
+    scores = []
+    for v in range(3):
+        gt = rng.random((2, 32, 32)).astype(np.float32)
+        pred = (gt + 0.05 * (v + 1) * rng.standard_normal(gt.shape)).astype(np.float32)
+        ref.push(gt, pred)
+        got = metrics.volume_metrics(gt, pred)
+        scores.append(VolumeScore(f"v{v}.h5", 4.0, "CORPD_FBK", got["ssim"], got["psnr"], got["nmse"]))
+    row = aggregate(scores)[0]
+    for name, key in (("SSIM", "ssim"), ("PSNR", "psnr"), ("NMSE", "nmse")):
+        assert row[key] == pytest.approx(ref.means()[name], rel=1e-6)
+        assert row[f"{key}_std"] == pytest.approx(ref.stddevs()[name], rel=1e-6)
+    assert row["ssim_std"] != pytest.approx(float(np.std([s.ssim for s in scores])), rel=1e-3)  # not ddof = 0
+    one = aggregate(scores[:1])[0]
+    assert one["ssim_std"] is None and "±" not in format_table([one]).splitlines()[1]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from recon.fft import center_crop, ifft2c, rss
+from recon.core import center_crop, ifft2c, rss
 from recon.masks import apply_mask, make_mask
 from recon.metrics import psnr, ssim
 from recon.simulate import (

@@ -105,3 +105,16 @@ def test_resume_after_sigkill_is_bit_exact(data: Path, tmp_path: Path) -> None:
     assert list(got) == list(want)
     assert all(torch.equal(got[k], want[k]) for k in want)
     assert json.loads((tmp_path / "run" / "checkpoints" / "resume.json").read_text())["global_step"] == 24
+
+
+def test_parameter_digest_only_when_sample_logging_is_on(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-step SHA-256 of all weights is a device-to-host copy: it must not run unless asked."""
+    import recon.train.loop as loop
+
+    calls: list[int] = []
+    real = loop._digest
+    monkeypatch.setattr(loop, "_digest", lambda tensors: calls.append(len(tensors)) or real(tensors))
+    train(_config(data, tmp_path / "quiet", max_steps=2, checkpoint_every=0))
+    assert calls == []
+    train(_config(data, tmp_path / "logged", max_steps=2, checkpoint_every=0, log_samples=True))
+    assert len(calls) == 4  # per step: one mask digest (one micro-batch) and one parameter digest

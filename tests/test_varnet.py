@@ -133,17 +133,17 @@ def test_bad_checkpoint_is_an_input_error(tmp_path) -> None:
 
 
 def test_registered_varnet_method_crops_and_matches_model(tmp_path) -> None:
-    from recon.fft import center_crop
+    from recon.core import center_crop
     from recon.methods import ReconBatch, get_method
     from recon.models.checkpoint import save_model
 
     ours, _ = _pair(seed=13)
     save_model(ours, tmp_path / "m.safetensors")
     k, mask = _sample(batch=3, acs=6, seed=2)
-    batch = ReconBatch(k, mask, torch.tensor([6, 6, 0]), (20, 16))
+    batch = ReconBatch(k, mask, torch.tensor([[9, 15]] * 3), (20, 16))
     method = get_method("varnet", checkpoint=tmp_path / "m.safetensors", device="cpu", batch_size=2)
     out = method(batch)
     assert out.shape == (3, 20, 16) and out.dtype == torch.float32
     with torch.no_grad():
-        want = center_crop(ours(k, mask, torch.tensor([6, 6, 0])), (20, 16))
+        want = center_crop(ours(k, mask, torch.tensor([6, 6, 6])), (20, 16))
     assert _relerr(out, want) < 1e-5

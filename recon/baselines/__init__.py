@@ -5,11 +5,10 @@ All solvers take batched `(B, C, H, W)` complex64 k-space on any device (CPU or 
 """
 
 from recon.baselines.cs import fista_l1_wavelet, l1_wavelet_recon, pdhg_tv, tv_recon
-from recon.baselines.espirit import acs_columns, espirit_calib
+from recon.baselines.espirit import espirit_calib
 from recon.baselines.sense import cg_sense, data_scale, sense_recon
 
 __all__ = [
-    "acs_columns",
     "cg_sense",
     "data_scale",
     "espirit_calib",

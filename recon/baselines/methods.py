@@ -2,9 +2,7 @@
 
 Each factory returns a callable `ReconBatch -> (B, h, w)` float32 magnitude images at the RSS
 target's scale (unit-RSS ESPIRiT maps make `|x| ~ RSS`), center-cropped to `crop_size`.
-Maps come from the batch or are estimated by ESPIRiT from its ACS columns. Default
-weights and iteration counts come from `benchmarks/sweep_baselines.py` (tuning split,
-normalized k-space; see `benchmarks/results/sweep_baselines_small.md`).
+Maps come from the batch or are estimated by ESPIRiT from its calibration region.
 """
 
 from __future__ import annotations
@@ -16,14 +14,14 @@ import torch
 from recon.baselines.cs import l1_wavelet_recon, tv_recon
 from recon.baselines.espirit import espirit_calib
 from recon.baselines.sense import sense_recon
-from recon.fft import center_crop
+from recon.core import center_crop
 
 Solver = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, int], torch.Tensor]
 
-#: Chosen by benchmarks/sweep_baselines.py (results/sweep_baselines_small.md): best mean SSIM
-#: on the simulated tuning split at 4x and 8x; lam is on the normalized scale (`data_scale`).
-#: Few iterations for sense / cs are deliberate: at 8x more iterations amplify noise (early
-#: stopping regularizes); TV peaks near 100 iterations (its PDHG has converged by then).
+#: lam on the normalized scale (`data_scale`). sense / cs stop early on purpose: their
+#: iteration count regularizes (more iterations amplify noise at high acceleration); TV runs
+#: until its PDHG has converged. How they were chosen: `benchmarks/sweep_baselines.py` and
+#: `benchmarks/results/`.
 DEFAULTS: dict[str, dict[str, float | int]] = {
     "sense": {"lam": 0.1, "iters": 10},
     "cs": {"lam": 0.003, "iters": 10},
@@ -41,11 +39,11 @@ class BaselineMethod:
         self.device = None if device is None else torch.device(device)
         self.espirit = dict(espirit or {})
 
-    def maps_for(self, kspace: torch.Tensor, mask: torch.Tensor, num_low: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
-        """The batch's maps, or ESPIRiT maps from its ACS columns (no fully sampled data)."""
-        if maps is not None:
-            return maps.to(kspace.device, torch.complex64)
-        return espirit_calib(kspace, mask, num_low.cpu(), **self.espirit)
+    def maps_for(self, batch: Any, device: torch.device) -> torch.Tensor:
+        """The batch's maps, or ESPIRiT maps from its calibration region (no fully sampled data)."""
+        if batch.maps is not None:
+            return batch.maps.to(device, torch.complex64)
+        return espirit_calib(batch.calibration_data.to(device, torch.complex64), batch.calib, **self.espirit)
 
     @torch.no_grad()
     def __call__(self, batch: Any) -> torch.Tensor:
@@ -54,7 +52,7 @@ class BaselineMethod:
         device = self.device or home
         kspace = batch.masked_kspace.to(device, torch.complex64)
         mask = batch.mask.to(device).bool()
-        maps = self.maps_for(kspace, mask, torch.as_tensor(batch.num_low_frequencies), batch.maps)
+        maps = self.maps_for(batch, device)
         image = self.solver(kspace, maps, mask, self.lam, self.iters)
         return center_crop(image.abs()[:, 0], batch.crop_size).float().to(home)
 

@@ -16,25 +16,21 @@ from typing import Any
 
 import numpy as np
 
+from recon.core import center_crop, ifft2c, rss
+from recon.io.errors import InputError
 from recon.io.ismrmrd import RawScan, read_ismrmrd
 
 
-def _ifft2c(k: np.ndarray) -> np.ndarray:
-    """Centred orthonormal 2-D inverse FFT over the last two axes."""
-    axes = (-2, -1)
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes), axes=axes, norm="ortho"), axes)
-
-
-def rss_target(scan: RawScan) -> np.ndarray:
+def rss_target(scan: RawScan, path: str | os.PathLike[str] = "<scan>") -> np.ndarray:
     """(S, rx, ry) float32 RSS of the coil images, centre-cropped to reconSpace (rx, ry).
 
-    A crop larger than the grid keeps the whole axis.
+    Raises InputError when the recon matrix is larger than the image grid.
     """
-    img = np.sqrt((np.abs(_ifft2c(scan.kspace)) ** 2).sum(axis=1))
-    rows, cols = img.shape[-2:]
-    rx, ry = min(scan.recon_size[0], rows), min(scan.recon_size[1], cols)
-    r0, c0 = (rows - rx) // 2, (cols - ry) // 2
-    return np.ascontiguousarray(img[:, r0 : r0 + rx, c0 : c0 + ry]).astype(np.float32)
+    img = rss(ifft2c(scan.kspace), 1)
+    try:
+        return np.ascontiguousarray(center_crop(img, scan.acquisition.crop_size)).astype(np.float32)
+    except ValueError as err:
+        raise InputError(path, f"reconSpace does not fit the encoded grid ({err})") from None
 
 
 def convert_ismrmrd_to_fastmri(
@@ -60,34 +56,38 @@ def convert_ismrmrd_to_fastmri(
     from recon.io.header import build_header
 
     scan = read_ismrmrd(in_path, **read_options)
+    acq = scan.acquisition
+    left, right = acq.acquirable
+    width = acq.width
     header = build_header(
-        scan.encoded_size,
-        scan.recon_size,
-        scan.enc_limits_center,
-        scan.enc_limits_max,
-        fov_mm=scan.encoded_fov_mm,
-        recon_fov_mm=scan.recon_fov_mm,
+        acq.encoded_size,
+        acq.recon_size,
+        width // 2 - left,
+        right - left - 1,
+        fov_mm=acq.encoded_fov_mm or (1.0, 1.0, 1.0),
+        recon_fov_mm=acq.recon_fov_mm or (1.0, 1.0, 1.0),
         extra={"measurementInformation/protocolName": scan.meta.get("protocol_name", "ISMRMRD")},
     )
-    acquired = np.flatnonzero(scan.mask)
+    mask = acq.column_mask
+    acquired = np.flatnonzero(mask)
     full = acquired.size > 0 and acquired[-1] - acquired[0] + 1 == acquired.size
-    rss = rss_target(scan)
+    target = rss_target(scan, in_path)
     attrs: dict[str, Any] = {
         "acquisition": str(scan.meta.get("protocol_name", "ISMRMRD")),
-        "max": float(rss.max()),
-        "norm": float(np.linalg.norm(rss)),
+        "max": float(target.max()),
+        "norm": float(np.linalg.norm(target)),
     }
     if not full:
-        attrs["acceleration"] = float(scan.mask.size / max(int(scan.mask.sum()), 1))
-        attrs["num_low_frequency"] = int(scan.num_low_frequencies)
+        attrs["acceleration"] = float(mask.size / max(int(mask.sum()), 1))
+        attrs["num_low_frequency"] = int(acq.num_low_frequencies)
     if keep_identity and "patient_id" in scan.identity:
         attrs["patient_id"] = scan.identity["patient_id"]
     write_fastmri_volume(
         out_path,
         scan.kspace,
         header,
-        target=rss if full else None,
+        target=target if full else None,
         attrs=attrs,
-        mask=None if full else scan.mask,
+        mask=None if full else mask,
     )
     return Path(out_path)

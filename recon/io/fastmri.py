@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
+from recon.acquisition import Acquisition, MaskProvenance, run_around
 from recon.io.atomic import atomic_path
 from recon.io.errors import InputError
 from recon.io.sanity import check_fastmri_header
@@ -61,6 +62,45 @@ class VolumeInfo:
     def num_low_frequencies(self) -> int | None:
         """Alias of `num_low_frequency` (the file attribute's fastMRI spelling)."""
         return self.num_low_frequency
+
+    def acquisition(self) -> Acquisition:
+        """The file's sampling as an `Acquisition`.
+
+        Fully sampled files: every column inside the padding is sampled and is calibration
+        data. Test/challenge files: their own `mask` (zeroed outside the padding); the
+        calibration region is the run of sampled columns around `W // 2`, the lines that were
+        actually acquired there.
+        """
+        width = int(self.shape[-1])
+        left, right = max(0, self.padding[0]), min(width, self.padding[1])
+        inside = np.zeros(width, dtype=bool)
+        inside[left:right] = True
+        rows = int(self.shape[-2])
+        header = self.header
+        if self.mask is not None:
+            columns = self.mask & inside
+            calib = run_around(columns, width // 2)
+            acceleration = self.acceleration if self.acceleration is not None else width / max(1, int(columns.sum()))
+            provenance = MaskProvenance("file", float(acceleration))
+        else:
+            columns, calib, provenance = inside, (left, right), MaskProvenance("none", 1.0)
+        enc_fov, recon_fov = header.fov_mm, header.recon_fov_mm
+        if enc_fov is not None and recon_fov is not None and recon_fov[0] > 0:
+            oversampling = enc_fov[0] / recon_fov[0]
+        else:
+            oversampling = rows / max(1, header.recon_size[0])
+        return Acquisition(
+            columns=columns,
+            calib=calib,
+            readout=(0, rows),
+            acquirable=(left, right),
+            encoded_size=(rows, width, 1),
+            recon_size=header.recon_size,
+            readout_oversampling=float(oversampling),
+            encoded_fov_mm=enc_fov,
+            recon_fov_mm=recon_fov,
+            provenance=provenance,
+        )
 
 
 def _plain(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The ISMRMRD XML header of fastMRI files: safe parsing of the fields fastMRI uses, and a builder.
+"""The ISMRMRD XML header (fastMRI files and raw ISMRMRD files): one safe parser, and a builder.
 
 Parsing goes through defusedxml, so entity declarations (the "billion laughs" bomb), external
 entities and DTDs are refused instead of expanded; any such refusal or malformed XML becomes
@@ -10,7 +10,7 @@ Columns outside `[padding_left, padding_right)` are zero padding, not acquired l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Protocol
 from xml.sax.saxutils import escape
 
@@ -24,12 +24,20 @@ ISMRMRD_NS = "http://www.ismrm.org/ISMRMRD"
 
 @dataclass(frozen=True)
 class HeaderInfo:
-    """What the reconstruction needs from an ISMRMRD header.
+    """What the readers need from an ISMRMRD header (fastMRI files and raw ISMRMRD alike).
 
     encoded_size: encodedSpace matrix (x = readout rows incl. oversampling, y = columns W, z).
     recon_size: reconSpace matrix (x, y, z); (x, y) is the crop size of the target image.
-    padding_left, padding_right: acquired columns are `[padding_left, padding_right)`.
+    padding_left, padding_right: acquirable columns are `[padding_left, padding_right)`
+        (fastMRI's rule; `[0, W)` when the header has no encoding limits).
     fov_mm: encodedSpace field of view in millimetres (x, y, z), None when absent.
+    recon_fov_mm: reconSpace field of view (x, y, z), None when absent.
+    trajectory: `encoding/trajectory`, lower case.
+    step1_center, step1_maximum: `encodingLimits/kspace_encoding_step_1` center and maximum.
+    identity: patient identity fields, kept apart so outputs leave them out unless asked.
+    meta: other non-identifying fields (protocol, vendor, field strength, TR, TE).
+    noise_bandwidth: `acquisitionSystemInformation/relativeReceiverNoiseBandwidth`, if given.
+    num_encodings: number of `<encoding>` elements (the first is the imaging one).
     """
 
     encoded_size: tuple[int, int, int]
@@ -37,6 +45,14 @@ class HeaderInfo:
     padding_left: int
     padding_right: int
     fov_mm: tuple[float, float, float] | None
+    recon_fov_mm: tuple[float, float, float] | None = None
+    trajectory: str = "cartesian"
+    step1_center: int | None = None
+    step1_maximum: int | None = None
+    identity: Mapping[str, str] = field(default_factory=dict)
+    meta: Mapping[str, str] = field(default_factory=dict)
+    noise_bandwidth: float | None = None
+    num_encodings: int = 1
 
 
 class Element(Protocol):
@@ -46,18 +62,28 @@ class Element(Protocol):
 
     def find(self, path: str) -> Element | None: ...
 
+    def findall(self, path: str) -> list[Element]: ...
+
 
 def _find(root: Element, path: list[str]) -> Element | None:
     """Element at `path` below root, tags matched in any (or no) namespace."""
     return root.find("/".join(f"{{*}}{tag}" for tag in path))
 
 
-def _text(root: Element, path: list[str], source: str) -> str:
-    """Stripped text at `path`; InputError naming the missing field."""
+def _optional(root: Element, path: list[str]) -> str | None:
+    """Stripped text at `path`, or None when missing or empty."""
     node = _find(root, path)
     if node is None or node.text is None or not node.text.strip():
-        raise InputError(source, f"ISMRMRD header lacks {'/'.join(path)}")
+        return None
     return node.text.strip()
+
+
+def _text(root: Element, path: list[str], source: str) -> str:
+    """Stripped text at `path`; InputError naming the missing field."""
+    text = _optional(root, path)
+    if text is None:
+        raise InputError(source, f"ISMRMRD header lacks {'/'.join(path)}")
+    return text
 
 
 def _int(root: Element, path: list[str], source: str) -> int:
@@ -69,33 +95,55 @@ def _int(root: Element, path: list[str], source: str) -> int:
         raise InputError(source, f"ISMRMRD header field {'/'.join(path)} is not an integer: {text[:40]!r}") from None
 
 
+def _optional_int(root: Element, path: list[str], source: str) -> int | None:
+    """Integer field at `path`, None when missing (InputError when present but not an integer)."""
+    return None if _optional(root, path) is None else _int(root, path, source)
+
+
 def _triple(root: Element, path: list[str], source: str) -> tuple[int, int, int]:
-    """(x, y, z) integers below `path`."""
-    x, y, z = (_int(root, path + [axis], source) for axis in "xyz")
-    return x, y, z
+    """(x, y, z) integers below `path`; a missing z counts as 1."""
+    x, y = (_int(root, path + [axis], source) for axis in "xy")
+    z = _optional_int(root, path + ["z"], source)
+    return x, y, 1 if z is None else z
 
 
-def _fov(root: Element) -> tuple[float, float, float] | None:
-    """encodedSpace fieldOfView_mm (x, y, z), or None when missing or not numeric."""
-    base = ["encoding", "encodedSpace", "fieldOfView_mm"]
+def _fov(root: Element, space: str) -> tuple[float, float, float] | None:
+    """`encoding/<space>/fieldOfView_mm` (x, y, z), or None when missing or not numeric."""
     values: list[float] = []
     for axis in "xyz":
-        node = _find(root, base + [axis])
-        if node is None or node.text is None:
-            return None
+        text = _optional(root, ["encoding", space, "fieldOfView_mm", axis])
         try:
-            values.append(float(node.text))
-        except ValueError:
+            values.append(float(text))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
             return None
     return values[0], values[1], values[2]
 
 
-def parse_header(xml: bytes | str, path: str = "<header>") -> HeaderInfo:
-    """Parse an ISMRMRD header safely into a `HeaderInfo`.
+_IDENTITY = {
+    "patient_name": ["subjectInformation", "patientName"],
+    "patient_id": ["subjectInformation", "patientID"],
+    "patient_birth_date": ["subjectInformation", "patientBirthdate"],
+    "patient_sex": ["subjectInformation", "patientGender"],
+}
+_META = {
+    "protocol_name": ["measurementInformation", "protocolName"],
+    "system_vendor": ["acquisitionSystemInformation", "systemVendor"],
+    "system_model": ["acquisitionSystemInformation", "systemModel"],
+    "field_strength_T": ["acquisitionSystemInformation", "systemFieldStrength_T"],
+    "TR_ms": ["sequenceParameters", "TR"],
+    "TE_ms": ["sequenceParameters", "TE"],
+}
+
+
+def parse_header(xml: bytes | str, path: str = "<header>", *, require_limits: bool = True) -> HeaderInfo:
+    """Parse an ISMRMRD header safely into a `HeaderInfo` (the one parser of the project).
 
     Args:
-        xml: the header text (bytes as stored in fastMRI's `ismrmrd_header` dataset, or str).
+        xml: the header text (bytes as stored in fastMRI's `ismrmrd_header` dataset or in an
+            ISMRMRD file's `xml` dataset, or str).
         path: the file it came from, for error messages.
+        require_limits: fastMRI files must carry `encodingLimits/kspace_encoding_step_1`
+            (their padding comes from it); raw ISMRMRD files may omit it.
 
     Raises:
         InputError: malformed XML, forbidden entities/DTDs, or a needed field missing.
@@ -108,14 +156,42 @@ def parse_header(xml: bytes | str, path: str = "<header>") -> HeaderInfo:
         raise InputError(path, f"unsafe ISMRMRD header refused ({type(err).__name__}: entities/DTD not allowed)") from err
     except SafeET.ParseError as err:
         raise InputError(path, f"ISMRMRD header is not well-formed XML ({err})") from err
+    encodings = root.findall("{*}encoding")
+    if not encodings:
+        raise InputError(path, "ISMRMRD header has no <encoding>")
     encoded = _triple(root, ["encoding", "encodedSpace", "matrixSize"], path)
     recon = _triple(root, ["encoding", "reconSpace", "matrixSize"], path)
     limits = ["encoding", "encodingLimits", "kspace_encoding_step_1"]
-    center = _int(root, limits + ["center"], path)
-    maximum = _int(root, limits + ["maximum"], path)
-    padding_left = encoded[1] // 2 - center
-    padding_right = padding_left + maximum + 1
-    return HeaderInfo(encoded, recon, padding_left, padding_right, _fov(root))
+    read = _int if require_limits else _optional_int
+    center = read(root, limits + ["center"], path)
+    maximum = read(root, limits + ["maximum"], path)
+    if center is None or maximum is None:
+        padding_left, padding_right = 0, encoded[1]
+    else:
+        padding_left = encoded[1] // 2 - center
+        padding_right = padding_left + maximum + 1
+    bandwidth = _optional(root, ["acquisitionSystemInformation", "relativeReceiverNoiseBandwidth"])
+    try:
+        noise_bandwidth = None if bandwidth is None else float(bandwidth)
+    except ValueError:
+        raise InputError(path, f"relativeReceiverNoiseBandwidth is not a number: {bandwidth[:40]!r}") from None
+    identity = {key: v for key, where in _IDENTITY.items() if (v := _optional(root, where)) is not None}
+    meta = {key: v for key, where in _META.items() if (v := _optional(root, where)) is not None}
+    return HeaderInfo(
+        encoded_size=encoded,
+        recon_size=recon,
+        padding_left=padding_left,
+        padding_right=padding_right,
+        fov_mm=_fov(root, "encodedSpace"),
+        recon_fov_mm=_fov(root, "reconSpace"),
+        trajectory=(_optional(root, ["encoding", "trajectory"]) or "cartesian").lower(),
+        step1_center=center,
+        step1_maximum=maximum,
+        identity=identity,
+        meta=meta,
+        noise_bandwidth=noise_bandwidth,
+        num_encodings=len(encodings),
+    )
 
 
 def _space(size: tuple[int, int, int], fov: tuple[float, float, float]) -> str:

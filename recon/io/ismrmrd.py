@@ -6,13 +6,16 @@ the phase encodes (`kspace_encode_step_1`, encoded `y`): the fastMRI layout.
 Placement: a line with encode step `e` goes to column `e - center + W // 2`, where `center`
 is `encodingLimits/kspace_encoding_step_1/center` (so partial Fourier leaves the unacquired
 side zero); its samples go to rows `H // 2 - center_sample + n` (so an asymmetric echo is
-zero-filled at the start of the readout). Repeated lines (averages, calibration lines that
-coincide with imaging lines) are averaged. Calibration-only lines (ACQ_IS_PARALLEL_CALIBRATION)
-are real k-space samples of the same slice and count as acquired.
+zero-filled at the start of the readout, and the acquisition's `readout` extent says which rows
+were measured). Repeated imaging lines (averages) are averaged. Calibration-only lines
+(ACQ_IS_PARALLEL_CALIBRATION without _AND_IMAGING) are kept apart from the image data: they go
+to `RawScan.calibration` and are used only to calibrate (coil maps), never as measured data.
 
 Readout oversampling: `remove_oversampling=False` (the default) keeps the encoded readout,
 as fastMRI files do (640 rows, cropped to reconSpace in image space after reconstruction);
 `True` crops the readout in image space to the recon FOV now (Gadgetron-style).
+
+Everything about the sampling and the grid is in `RawScan.acquisition` (`recon.acquisition`).
 
 Headers and acquisitions are read in bulk with h5py using the `ismrmrd` package's on-disk
 layout and flag constants (one read per dataset, not per acquisition, which matters for
@@ -29,22 +32,22 @@ from typing import Any
 import h5py
 import ismrmrd
 import numpy as np
-from defusedxml import ElementTree
 
+from recon.acquisition import Acquisition, MaskProvenance, run_around
+from recon.core import fftc, ifftc
 from recon.io.errors import InputError
 from recon.io.geometry import SliceGeometry, make_geometry
+from recon.io.header import HeaderInfo, parse_header
 from recon.io.prewhiten import noise_covariance, prewhitening_matrix
 from recon.io.prewhiten import prewhiten as apply_prewhitening
 from recon.io.sanity import check_memory
 
 #: Peak bytes of `_grid` per complex64 byte of the gridded k-space: the complex128 grid (2x)
 #: plus the prewhitened complex128 copy (2x); the final complex64 copy replaces the first.
+#: Calibration-only lines double it (their own complex128 grid and whitened copy).
 GRID_MEMORY_FACTOR = 4
 #: Acquisition counters that split a file into separate images; one value is gridded per read.
 _COUNTERS = ("repetition", "contrast", "set")
-
-_NS = {"m": "http://www.ismrm.org/ISMRMRD"}
-
 
 def _bit(flag: int) -> int:
     """ISMRMRD flag numbers are 1-based bit positions in the 64-bit `flags` field."""
@@ -55,6 +58,7 @@ NOISE = _bit(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)
 CALIBRATION = _bit(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION) | _bit(
     ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING
 )
+CALIBRATION_ONLY = _bit(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)  # without _AND_IMAGING: not image data
 REVERSE = _bit(ismrmrd.ACQ_IS_REVERSE)
 # Acquisitions that are not image lines; distinct bits, so their sum is their OR.
 _NOT_IMAGE = NOISE + sum(
@@ -77,40 +81,21 @@ class RawScan:
     """One ISMRMRD acquisition, gridded.
 
     Attributes:
-        kspace: (S, C, H, W) complex64; H readout rows, W phase-encode columns.
-        mask: (W,) bool, columns actually acquired (in any slice).
-        num_low_frequencies: number of contiguous calibration (ACS) columns around the centre
-            (lines flagged PARALLEL_CALIBRATION[_AND_IMAGING]); without such flags, the
-            contiguous run of acquired columns around W // 2.
-        encoded_size: (x, y, z) encodedSpace matrix (x = readout as stored, after any
-            oversampling removal).
-        recon_size: (x, y, z) reconSpace matrix (the image crop).
-        encoded_fov_mm / recon_fov_mm: (x, y, z) fields of view in mm.
-        enc_limits_center / enc_limits_max: kspace_encoding_step_1 centre and maximum.
-        geometry: one SliceGeometry per slice, on the recon-space image grid.
+        kspace: (S, C, H, W) complex64 image data; H readout rows, W phase-encode columns;
+            zero where not sampled (`acquisition` says where that is).
+        acquisition: sampling, calibration region, matrices, FOV, geometry, noise covariance.
+        calibration: (S, C, H, W) complex64 k-space of the calibration lines when the file has
+            calibration-only lines, else None (the image data then serve for calibration).
         identity: patient identity fields (name, id, birth date, sex) kept apart from the
             rest so that outputs leave them out unless asked.
         meta: other non-identifying header fields (protocol, vendor, field strength, TR, TE).
-        prewhitened: whether noise prewhitening was applied.
-        noise_cov: (C, C) noise covariance at the imaging bandwidth, or None without a noise scan.
-        oversampling_removed: whether the readout was cropped to the recon FOV.
     """
 
     kspace: np.ndarray
-    mask: np.ndarray
-    num_low_frequencies: int
-    encoded_size: tuple[int, int, int]
-    recon_size: tuple[int, int, int]
-    encoded_fov_mm: tuple[float, float, float]
-    recon_fov_mm: tuple[float, float, float]
-    enc_limits_center: int
-    enc_limits_max: int
-    geometry: list[SliceGeometry]
+    acquisition: Acquisition
+    calibration: np.ndarray | None = None
     identity: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
-    prewhitened: bool = False
-    noise_cov: np.ndarray | None = None
-    oversampling_removed: bool = False
 
 
 def is_ismrmrd(path: str | os.PathLike[str]) -> bool:
@@ -134,97 +119,16 @@ def counter_values(path: str | os.PathLike[str], dataset: str = "dataset") -> di
         return {c: np.unique(idx[c][is_image]).astype(int).tolist() for c in _COUNTERS}
 
 
-@dataclass
-class _Header:
-    """The parts of the ISMRMRD XML header the reader uses."""
-
-    trajectory: str
-    encoded_size: tuple[int, int, int]
-    encoded_fov: tuple[float, float, float]
-    recon_size: tuple[int, int, int]
-    recon_fov: tuple[float, float, float]
-    center: int | None
-    maximum: int | None
-    identity: dict[str, str]
-    meta: dict[str, Any]
-
-
-def _text(root: Any, xpath: str) -> str | None:
-    """Stripped text of the first match of `xpath` (ISMRMRD namespace prefix `m:`), or None."""
-    node = root.find(xpath, _NS)
-    return None if node is None or node.text is None else node.text.strip()
-
-
-def _triple(root: Any, xpath: str, kind: type) -> tuple:
-    """(x, y, z) children of `xpath` converted with `kind`; missing z counts as 1."""
-    vals = [_text(root, f"{xpath}/m:{a}") for a in "xyz"]
-    return tuple(kind(float(v)) if v is not None else kind(1) for v in vals)
-
-
-def _parse_header(path: Path, xml: str) -> _Header:
-    """Parse the ISMRMRD XML header; InputError on a missing or unparsable encoding."""
-    try:
-        root = ElementTree.fromstring(xml)
-    except Exception as err:  # defusedxml raises several types
-        raise InputError(path, f"unreadable ISMRMRD XML header ({err})") from err
-    encodings = root.findall("m:encoding", _NS)
-    if not encodings:
-        raise InputError(path, "ISMRMRD header has no <encoding>")
-    enc = encodings[0]
-    if enc.find("m:encodedSpace/m:matrixSize", _NS) is None:
-        raise InputError(path, "ISMRMRD header has no encodedSpace/matrixSize")
-    lim = "m:encodingLimits/m:kspace_encoding_step_1"
-    center, maximum = _text(enc, f"{lim}/m:center"), _text(enc, f"{lim}/m:maximum")
-    identity = {
-        key: value
-        for key, value in {
-            "patient_name": _text(root, "m:subjectInformation/m:patientName"),
-            "patient_id": _text(root, "m:subjectInformation/m:patientID"),
-            "patient_birth_date": _text(root, "m:subjectInformation/m:patientBirthdate"),
-            "patient_sex": _text(root, "m:subjectInformation/m:patientGender"),
-        }.items()
-        if value
-    }
-    meta_raw = {
-        "protocol_name": _text(root, "m:measurementInformation/m:protocolName"),
-        "system_vendor": _text(root, "m:acquisitionSystemInformation/m:systemVendor"),
-        "system_model": _text(root, "m:acquisitionSystemInformation/m:systemModel"),
-        "field_strength_T": _text(root, "m:acquisitionSystemInformation/m:systemFieldStrength_T"),
-        "TR_ms": _text(root, "m:sequenceParameters/m:TR"),
-        "TE_ms": _text(root, "m:sequenceParameters/m:TE"),
-    }
-    return _Header(
-        trajectory=(_text(enc, "m:trajectory") or "cartesian").lower(),
-        encoded_size=_triple(enc, "m:encodedSpace/m:matrixSize", int),
-        encoded_fov=_triple(enc, "m:encodedSpace/m:fieldOfView_mm", float),
-        recon_size=_triple(enc, "m:reconSpace/m:matrixSize", int),
-        recon_fov=_triple(enc, "m:reconSpace/m:fieldOfView_mm", float),
-        center=None if center is None else int(center),
-        maximum=None if maximum is None else int(maximum),
-        identity=identity,
-        meta={k: v for k, v in meta_raw.items() if v is not None},
-    )
-
-
-def _centered_run(flags: np.ndarray, center: int) -> int:
-    """Length of the run of True entries of `flags` (1-D) that contains `center` (0 if none)."""
-    if not 0 <= center < flags.size or not flags[center]:
-        return 0
-    lo, hi = center, center
-    while lo > 0 and flags[lo - 1]:
-        lo -= 1
-    while hi < flags.size - 1 and flags[hi + 1]:
-        hi += 1
-    return hi - lo + 1
-
-
 def _crop_readout(kspace: np.ndarray, rows: int) -> np.ndarray:
     """Crop the readout (axis -2) to `rows` in image space: centred iFFT, crop, centred FFT."""
-    ax = -2
-    img = np.fft.fftshift(np.fft.ifft(np.fft.ifftshift(kspace, ax), axis=ax, norm="ortho"), ax)
-    start = (img.shape[ax] - rows) // 2
-    img = img[..., start : start + rows, :]
-    return np.fft.fftshift(np.fft.fft(np.fft.ifftshift(img, ax), axis=ax, norm="ortho"), ax)
+    img = ifftc(kspace, (-2,))
+    start = (img.shape[-2] - rows) // 2
+    return fftc(img[..., start : start + rows, :], (-2,))
+
+
+def _slice_geometry(head: np.void, fov: tuple[float, float, float], matrix: tuple[int, ...]) -> SliceGeometry:
+    """Geometry of a slice from one of its acquisition headers, on the recon grid."""
+    return make_geometry(head["position"], head["read_dir"], head["phase_dir"], head["slice_dir"], fov, matrix[:2])
 
 
 def read_ismrmrd(
@@ -248,7 +152,7 @@ def read_ismrmrd(
             none is dropped silently.
         prewhiten: whiten coil noise with the file's noise scan (ACQ_IS_NOISE_MEASUREMENT),
             scaled by the noise vs imaging dwell times; a file without a noise scan is read
-            as is (`RawScan.prewhitened` says which).
+            as is (`RawScan.acquisition.prewhitened` says which).
         remove_oversampling: crop the readout to the recon FOV (see module docstring).
         max_memory: bytes the gridding may use (default: the available memory); a header
             claiming more (about 4x the complex64 k-space size) is refused before allocating.
@@ -256,7 +160,8 @@ def read_ismrmrd(
     Raises:
         InputError: not an ISMRMRD file, non-Cartesian trajectory, 3-D encoding, no imaging
             data for the chosen repetition/contrast/set, several of them and none chosen,
-            NaN/Inf samples, an empty reconSpace, too much memory, or lines outside the matrix.
+            NaN/Inf samples, an empty reconSpace, an encodedSpace the data do not fill, too
+            much memory, or lines outside the matrix.
     """
     path = Path(path)
     try:
@@ -267,7 +172,7 @@ def read_ismrmrd(
         if dataset not in f or "xml" not in f[dataset] or "data" not in f[dataset]:
             raise InputError(path, f"no ISMRMRD group '{dataset}' with 'xml' and 'data'")
         xml = f[dataset]["xml"][0]
-        hdr = _parse_header(path, xml.decode() if isinstance(xml, bytes) else str(xml))
+        hdr = parse_header(xml if isinstance(xml, (bytes, str)) else str(xml), str(path), require_limits=False)
         if hdr.trajectory != "cartesian":
             raise InputError(path, f"trajectory '{hdr.trajectory}' is not supported (Cartesian only)")
         if hdr.encoded_size[2] > 1:
@@ -280,7 +185,7 @@ def read_ismrmrd(
 
 def _grid(
     path: Path,
-    hdr: _Header,
+    hdr: HeaderInfo,
     heads: np.ndarray,
     payload: np.ndarray,
     choice: dict[str, int | None],
@@ -319,10 +224,14 @@ def _grid(
     n_coils = int(coils[0])
     rows, cols = hdr.encoded_size[0], hdr.encoded_size[1]
     n_slices = int(idx["slice"][sel].max()) + 1
-    center = hdr.center if hdr.center is not None else cols // 2
+    center = hdr.step1_center if hdr.step1_center is not None else cols // 2
+    maximum = hdr.step1_maximum if hdr.step1_maximum is not None else cols - 1
+    cal_flags = (flags[sel] & np.uint64(CALIBRATION)) != 0
+    cal_only = (flags[sel] & np.uint64(CALIBRATION)) == np.uint64(CALIBRATION_ONLY)
     if min(rows, cols) < 1 or min(hdr.recon_size[:2]) < 1:
         raise InputError(path, f"header encodedSpace {rows}x{cols} / reconSpace {hdr.recon_size[0]}x{hdr.recon_size[1]} is empty")
-    check_memory(path, GRID_MEMORY_FACTOR * 8 * n_slices * n_coils * rows * cols,
+    factor = GRID_MEMORY_FACTOR * (2 if cal_only.any() else 1)
+    check_memory(path, factor * 8 * n_slices * n_coils * rows * cols,
                  f"gridding {n_slices} slice(s) x {n_coils} coils x {rows}x{cols} (header encodedSpace)", max_memory)
     longest = int(heads["number_of_samples"][sel].max())
     steps = idx["kspace_encode_step_1"][sel]
@@ -332,9 +241,12 @@ def _grid(
                                f"phase encodes spanning {span} columns); the image scale and resolution cannot be trusted")
     ksp = np.zeros((n_slices, n_coils, rows, cols), np.complex128)
     count = np.zeros((n_slices, cols), np.int64)
-    is_cal = np.zeros(cols, bool)
+    calib = np.zeros_like(ksp) if cal_only.any() else None
+    cal_count = np.zeros((n_slices, cols), np.int64)
+    has_cal = np.zeros(cols, bool)
+    readout = [rows, 0]
     first_of_slice: dict[int, int] = {}
-    for a in sel:
+    for a, is_cal, only_cal in zip(sel, cal_flags, cal_only):
         h = heads[a]
         n = int(h["number_of_samples"])
         data = np.asarray(payload[a]).view(np.complex64).reshape(n_coils, n)
@@ -347,14 +259,24 @@ def _grid(
         if not (0 <= col < cols and 0 <= row0 and row0 + n <= rows):
             raise InputError(path, f"acquisition {a} falls outside the encoded matrix {rows}x{cols}")
         s = int(h["idx"]["slice"])
+        has_cal[col] |= bool(is_cal)
+        if calib is not None and is_cal:
+            calib[s, :, row0 : row0 + n, col] += data
+            cal_count[s, col] += 1
+        if only_cal:
+            continue
         ksp[s, :, row0 : row0 + n, col] += data
         count[s, col] += 1
-        is_cal[col] |= bool(int(h["flags"]) & CALIBRATION)
+        readout = [min(readout[0], row0), max(readout[1], row0 + n)]
         first_of_slice.setdefault(s, int(a))
+    if not count.any():
+        raise InputError(path, "only calibration lines, no imaging lines")
     ksp /= np.maximum(count, 1)[:, None, None, :]
-    mask = count.sum(axis=0) > 0
-    acs = is_cal if is_cal.any() else mask
-    num_low = _centered_run(acs, cols // 2)
+    if calib is not None:
+        calib /= np.maximum(cal_count, 1)[:, None, None, :]
+    sampled = count > 0
+    union = sampled.any(axis=0)
+    calib_region = run_around(has_cal if has_cal.any() else union, cols // 2)
 
     cov = None
     noise_idx = np.flatnonzero(is_noise)
@@ -374,39 +296,48 @@ def _grid(
         )
     whiten = prewhiten and cov is not None
     if whiten:
-        ksp = apply_prewhitening(ksp, prewhitening_matrix(cov), coil_axis=1)
+        matrix = prewhitening_matrix(cov)
+        ksp = apply_prewhitening(ksp, matrix, coil_axis=1)
+        if calib is not None:
+            calib = apply_prewhitening(calib, matrix, coil_axis=1)
 
-    enc_fov = hdr.encoded_fov
-    removed = False
-    if remove_oversampling and enc_fov[0] > hdr.recon_fov[0] * 1.001:
-        new_rows = int(round(rows * hdr.recon_fov[0] / enc_fov[0]))
+    recon_fov = hdr.recon_fov_mm or hdr.fov_mm or (float(rows), float(cols), 1.0)
+    enc_fov = hdr.fov_mm or recon_fov
+    oversampling = enc_fov[0] / recon_fov[0] if recon_fov[0] > 0 else 1.0
+    if remove_oversampling and oversampling > 1.001:
+        new_rows = int(round(rows * recon_fov[0] / enc_fov[0]))
         ksp = _crop_readout(ksp, new_rows)
-        enc_fov = (hdr.recon_fov[0], enc_fov[1], enc_fov[2])
-        rows, removed = new_rows, True
+        if calib is not None:
+            calib = _crop_readout(calib, new_rows)
+        enc_fov = (recon_fov[0], enc_fov[1], enc_fov[2])
+        rows, oversampling = new_rows, 1.0
+        readout = [0, rows]
 
-    geometry = []
-    for s in range(n_slices):
-        h = heads[first_of_slice.get(s, sel[0])]
-        geometry.append(
-            make_geometry(
-                h["position"], h["read_dir"], h["phase_dir"], h["slice_dir"],
-                hdr.recon_fov, hdr.recon_size[:2],
-            )
-        )
-    return RawScan(
-        kspace=ksp.astype(np.complex64),
-        mask=mask,
-        num_low_frequencies=num_low,
+    geometry = tuple(
+        _slice_geometry(heads[first_of_slice.get(s, sel[0])], recon_fov, hdr.recon_size) for s in range(n_slices)
+    )
+    per_slice = bool((sampled != union).any())
+    left = max(0, cols // 2 - center)
+    acquisition = Acquisition(
+        columns=sampled if per_slice else union,
+        calib=calib_region,
+        readout=(int(readout[0]), int(readout[1])),
+        acquirable=(left, min(cols, left + maximum + 1)),
         encoded_size=(rows, cols, 1),
         recon_size=hdr.recon_size,
+        calibration_only=(has_cal & ~union) if calib is not None else None,
+        readout_oversampling=float(oversampling),
         encoded_fov_mm=enc_fov,
-        recon_fov_mm=hdr.recon_fov,
-        enc_limits_center=center,
-        enc_limits_max=hdr.maximum if hdr.maximum is not None else cols - 1,
+        recon_fov_mm=recon_fov,
         geometry=geometry,
-        identity=hdr.identity,
-        meta=hdr.meta,
-        prewhitened=whiten,
         noise_cov=cov,
-        oversampling_removed=removed,
+        prewhitened=whiten,
+        provenance=MaskProvenance("acquired", float(cols) / max(1, int(union.sum()))),
+    )
+    return RawScan(
+        kspace=ksp.astype(np.complex64),
+        acquisition=acquisition,
+        calibration=None if calib is None else calib.astype(np.complex64),
+        identity=dict(hdr.identity),
+        meta=dict(hdr.meta),
     )

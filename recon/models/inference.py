@@ -13,7 +13,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from recon.fft import center_crop
+from recon.core import center_crop
 from recon.models.checkpoint import load_model
 from recon.models.varnet import VarNet
 
@@ -26,8 +26,9 @@ class _Batch(Protocol):
 
     masked_kspace: torch.Tensor
     mask: torch.Tensor
-    num_low_frequencies: torch.Tensor
+    calib: torch.Tensor
     crop_size: tuple[int, int]
+    calib_kspace: torch.Tensor | None
 
 
 def shipped_checkpoint_available() -> bool:
@@ -47,8 +48,8 @@ def resolve_checkpoint(checkpoint: str | os.PathLike[str] | None) -> Path:
 class VarNetMethod:
     """Run a VarNet over a `ReconBatch` in chunks of `batch_size` slices, without gradients."""
 
-    def __init__(self, model: VarNet, device: torch.device, batch_size: int = 4) -> None:
-        self.model = model.to(device).eval()
+    def __init__(self, model: VarNet, device: torch.device | None, batch_size: int = 4) -> None:
+        self.model = model.eval() if device is None else model.to(device).eval()
         self.device = device
         self.batch_size = max(1, int(batch_size))
 
@@ -56,13 +57,21 @@ class VarNetMethod:
     def __call__(self, batch: _Batch) -> torch.Tensor:
         """`ReconBatch` -> `(B, h, w)` float32 on the input's device, cropped to `batch.crop_size`."""
         k = batch.masked_kspace
+        device = self.device if self.device is not None else k.device
+        model = self.model.to(device)
         mask = batch.mask.bool()
-        nlow = torch.as_tensor(batch.num_low_frequencies).reshape(-1).expand(k.shape[0])
+        calib = torch.as_tensor(batch.calib).reshape(-1, 2).expand(k.shape[0], 2)
+        cal_k = batch.calib_kspace
         outs = []
         for s in range(0, k.shape[0], self.batch_size):
             e = min(s + self.batch_size, k.shape[0])
             m = mask if mask.shape[0] == 1 else mask[s:e]
-            image = self.model(k[s:e].to(self.device), m.to(self.device), nlow[s:e].to(self.device))
+            image = model(
+                k[s:e].to(device),
+                m.to(device),
+                calib=calib[s:e].to(device),
+                calib_kspace=None if cal_k is None else cal_k[s:e].to(device),
+            )
             outs.append(center_crop(image, batch.crop_size).float().to(k.device))
         return torch.cat(outs)
 
@@ -73,6 +82,9 @@ def make_varnet(
     batch_size: int = 4,
     **_: object,
 ) -> Callable[[_Batch], torch.Tensor]:
-    """Method factory for the registry: load weights (default: shipped) onto `device` (default: CUDA if present)."""
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """Method factory for the registry: load weights (default: shipped) onto `device`.
+
+    `device` None means where each batch lives (the caller's device choice decides).
+    """
+    dev = None if device is None else torch.device(device)
     return VarNetMethod(load_model(resolve_checkpoint(checkpoint)), dev, batch_size)

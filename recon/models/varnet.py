@@ -53,14 +53,25 @@ class SensitivityModel(nn.Module):
         masked_kspace: torch.Tensor,
         mask: torch.Tensor,
         num_low_frequencies: int | torch.Tensor | None = None,
+        calib: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """k-space `(B, C, H, W)` complex64 -> maps `(B, C, H, W)` complex64 with unit RSS."""
+        """k-space `(B, C, H, W)` complex64 -> maps `(B, C, H, W)` complex64 with unit RSS.
+
+        The calibration columns are `calib` (`(B, 2)` `[start, stop)`, from the acquisition
+        model) when given; otherwise `num_low_frequencies` centered as fastMRI places them, or
+        detected from the mask as fastMRI does.
+        """
         b, c, h, w = masked_kspace.shape
         if self.mask_center:
-            nlow = _low_frequency_widths(mask, num_low_frequencies, b)
-            start = (w - nlow + 1) // 2
+            if calib is not None:
+                region = torch.as_tensor(calib, device=masked_kspace.device).long().reshape(-1, 2).expand(b, 2)
+                start, stop = region[:, 0], region[:, 1]
+            else:
+                nlow = _low_frequency_widths(mask, num_low_frequencies, b)
+                start = (w - nlow + 1) // 2
+                stop = start + nlow
             cols = torch.arange(w, device=masked_kspace.device)
-            keep = (cols >= start[:, None]) & (cols < (start + nlow)[:, None])
+            keep = (cols >= start[:, None]) & (cols < stop[:, None])
             zero = torch.zeros((), dtype=masked_kspace.dtype, device=masked_kspace.device)
             masked_kspace = torch.where(keep.view(b, 1, 1, w), masked_kspace, zero)
         images = ops.ifft2c(masked_kspace).reshape(b * c, 1, h, w)
@@ -124,13 +135,20 @@ class VarNet(nn.Module):
         masked_kspace: torch.Tensor,
         mask: torch.Tensor,
         num_low_frequencies: int | torch.Tensor | None = None,
+        calib: torch.Tensor | None = None,
+        calib_kspace: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Reconstruct RSS images.
 
         Args:
             masked_kspace: `(B, C, H, W)` complex64, zero where not sampled.
-            mask: bool, broadcastable to the k-space (e.g. `(B, 1, 1, W)`), sampled columns.
+            mask: bool, broadcastable to the k-space: `(B, 1, 1, W)` sampled columns, or
+                `(B, 1, H, W)` sampled locations (partial echo).
             num_low_frequencies: ACS width (int, `(B,)` tensor, or None / 0 to detect).
+            calib: `(B, 2)` calibration column region `[start, stop)`; overrides
+                `num_low_frequencies` (the acquisition model's region).
+            calib_kspace: `(B, C, H, W)` calibration data for the sensitivity estimate when they
+                are not image data (ISMRMRD calibration-only lines); None = `masked_kspace`.
 
         Returns:
             `(B, H, W)` float32 RSS image, uncropped, as fastMRI's model returns.
@@ -138,7 +156,8 @@ class VarNet(nn.Module):
         mask = mask.bool()
         if mask.dim() < 4:
             mask = mask.reshape(*([1] * (4 - mask.dim())), *mask.shape)
-        maps = self.sens_net(masked_kspace, mask, num_low_frequencies)
+        source = masked_kspace if calib_kspace is None else calib_kspace
+        maps = self.sens_net(source, mask, num_low_frequencies, calib)
         kspace = masked_kspace.clone()
         for cascade in self.cascades:
             kspace = cascade(kspace, masked_kspace, mask, maps)

@@ -18,8 +18,9 @@ Every op is differentiable with respect to all of its tensor inputs.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -34,6 +35,25 @@ def set_backend(name: str | None) -> None:
     if name not in (None, "auto", "torch", "cupy"):
         raise ValueError(f"unknown backend {name!r}; expected auto, torch or cupy")
     _forced = None if name == "auto" else name
+
+
+@contextlib.contextmanager
+def use_backend(name: str | None) -> Iterator[None]:
+    """Force a backend for the calls inside the block; None or `"auto"` changes nothing.
+
+    Used by jobs that carry their backend choice explicitly (e.g. to Dask workers, which never
+    see the launching process's `set_backend`).
+    """
+    global _forced
+    if name is None:
+        yield
+        return
+    previous = _forced
+    set_backend(name)
+    try:
+        yield
+    finally:
+        _forced = previous
 
 
 def _cupy_usable() -> bool:
@@ -94,5 +114,6 @@ __all__ = [
     "normal",
     "rss",
     "set_backend",
+    "use_backend",
     "backend_for",
 ]

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import torch
 
-from recon import fft as _fft
+from recon import core
 
-fft2c = _fft.fft2c
-ifft2c = _fft.ifft2c
+fft2c = core.fft2c
+ifft2c = core.ifft2c
+rss = core.rss
 
 
 def sens_expand(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     """Coil k-space `fft2c(maps * x)`: image `(B,1,H,W)`, maps `(B,C,H,W)` -> `(B,C,H,W)`."""
-    return _fft.fft2c(maps * x)
+    return core.fft2c(maps * x)
 
 
 def sens_reduce(k: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     """Coil combination `sum_c conj(maps) * ifft2c(k)`: `(B,C,H,W)` -> `(B,1,H,W)`."""
-    return (maps.conj() * _fft.ifft2c(k)).sum(dim=1, keepdim=True)
+    return (maps.conj() * core.ifft2c(k)).sum(dim=1, keepdim=True)
 
 
 def soft_dc(k: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor, eta: torch.Tensor | float) -> torch.Tensor:
@@ -37,7 +38,3 @@ def normal(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     zero = torch.zeros((), dtype=k.dtype, device=k.device)
     return sens_reduce(torch.where(mask.bool(), k, zero), maps)
 
-
-def rss(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """Root sum of squares of magnitudes along `dim`."""
-    return _fft.rss(x, dim)

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from recon.fft import center_crop, fft2c, ifft2c, rss
+from recon.core import center_crop, fft2c, ifft2c, rss
 from recon.io.header import build_header
 from recon.simulate.coils import background_phase, coil_layout, draw_phase_coeffs, knee_coil_maps
 from recon.simulate.phantom import TISSUE_LEVELS, KneeAnatomy, knee_slice, texture_fields

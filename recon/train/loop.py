@@ -13,7 +13,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from recon.checks import check_training_batch
-from recon.fft import center_crop
+from recon.core import center_crop
 from recon.io.errors import InputError
 from recon.masks import create_mask_func
 from recon.metrics import SSIMLoss, volume_metrics
@@ -139,10 +139,12 @@ class _Logger:
             if k not in ("epoch", "global_step") and isinstance(v, float):
                 self.scalar(f"val/{k}", v, record["global_step"])
 
-    def sample(self, record: dict[str, Any]) -> None:
+    def sample(self, record: Callable[[], dict[str, Any]]) -> None:
+        """Append `record()` to the sample log; `record` is not called when sample logging is off
+        (the parameter digest is a device-to-host copy of every weight)."""
         if self.samples is not None:
             with self.samples.open("a") as f:
-                f.write(json.dumps(record, allow_nan=False) + "\n")
+                f.write(json.dumps(record(), allow_nan=False) + "\n")
 
     def close(self) -> None:
         if self.writer is not None:
@@ -234,8 +236,8 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
                             bad_loss = f"non-finite loss ({float(loss.detach())}) on {_slices(batch)}"
                         loss.backward()
                     loss_value += float(loss.detach())
-                    log.sample({"global_step": global_step + 1, "fname": batch.fname, "slice": batch.slice_num,
-                                "mask": _digest([batch.mask])})
+                    log.sample(lambda: {"global_step": global_step + 1, "fname": batch.fname, "slice": batch.slice_num,
+                                        "mask": _digest([batch.mask])})
                 # checked after the gradients are all-reduced, so every DDP rank stops together
                 if bad_loss or not _finite_grads(model):
                     raise _stopped(ckpt, global_step, bad_loss or "non-finite gradients")
@@ -243,7 +245,7 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
                 optimizer.zero_grad(set_to_none=True)
                 global_step += 1
                 log.scalar("train/loss", loss_value, global_step)
-                log.sample({"global_step": global_step, "params": _digest(list(model.parameters()))})
+                log.sample(lambda: {"global_step": global_step, "params": _digest(list(model.parameters()))})
                 bar.set_postfix(loss=f"{loss_value:.4f}")
                 done = config.max_steps is not None and global_step >= config.max_steps
                 periodic = bool(config.checkpoint_every) and global_step % config.checkpoint_every == 0

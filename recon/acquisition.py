@@ -1,0 +1,197 @@
+"""The acquisition model: what was sampled, where the calibration data sit, and on which grid.
+
+Every consumer (ESPIRiT, VarNet's sensitivity estimate, data consistency, the writers) reads an
+`Acquisition` instead of re-deriving its parts from a column mask and an ACS width. Both
+readers produce one (`recon.io.fastmri`, `recon.io.ismrmrd`), and so does retrospective
+undersampling (`retrospective`).
+
+Index conventions, all on the stored k-space grid `(rows H = readout, cols W = phase encodes)`:
+
+* regions are half-open `[start, stop)` index pairs;
+* `columns` are the sampled phase-encode columns, `(W,)` or per slice `(S, W)`;
+* `readout` is the acquired readout extent (a partial echo leaves `start > 0`): samples
+  outside it are unknown, not zero data, so the sampled locations are `readout x columns`;
+* `acquirable` is the column extent that could have been sampled (fastMRI's padding and
+  partial Fourier leave columns outside it);
+* `calib` is the calibration (ACS) column region, `calib_rows` its readout rows.
+
+On symmetric fastMRI masks `calib` is `[(W - n + 1) // 2, (W - n + 1) // 2 + n)`, exactly
+fastMRI's placement of `n` low-frequency columns (`centered_region`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from recon.io.geometry import SliceGeometry
+
+Region = tuple[int, int]
+
+
+def centered_region(width: int, n: int) -> Region:
+    """`[start, stop)` of `n` center columns placed as fastMRI places its low frequencies."""
+    start = (int(width) - int(n) + 1) // 2
+    return start, start + int(n)
+
+
+def run_around(flags: np.ndarray, index: int) -> Region:
+    """`[start, stop)` of the run of True entries of 1-D `flags` that contains `index` ((index, index) if none)."""
+    flags = np.asarray(flags, dtype=bool).reshape(-1)
+    if not 0 <= index < flags.size or not flags[index]:
+        return index, index
+    falses = np.flatnonzero(~flags)
+    left = falses[falses < index]
+    right = falses[falses > index]
+    return (int(left[-1]) + 1 if left.size else 0), (int(right[0]) if right.size else flags.size)
+
+
+@dataclass(frozen=True)
+class MaskProvenance:
+    """How the sampling pattern came about (recorded in every output's metadata).
+
+    kind: a `recon.masks` family (`random`, `equispaced`, ...), `file` (a challenge file's own
+    mask), `acquired` (prospective raw data) or `none` (fully sampled).
+    acceleration: nominal acceleration (W / sampled columns for `file`/`acquired`).
+    center_fraction: the mask function's center fraction, None when not made by one.
+    seed: the seed the mask was drawn with (fastMRI validation: the file name's code points).
+    """
+
+    kind: str
+    acceleration: float | None = None
+    center_fraction: float | None = None
+    seed: tuple[int, ...] | int | None = None
+
+    def attrs(self) -> dict[str, Any]:
+        """Output attrs `mask_type`, `acceleration`, `center_fraction` (None = omit)."""
+        return {
+            "mask_type": self.kind,
+            "acceleration": None if self.acceleration is None else float(self.acceleration),
+            "center_fraction": None if self.center_fraction is None else float(self.center_fraction),
+        }
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """The sampling and geometry of one volume (see the module docstring for the conventions).
+
+    Attributes:
+        columns: sampled imaging columns, bool `(W,)`, or `(S, W)` when slices differ.
+        calib: calibration column region `[start, stop)`; `(c, c)` (empty) when there is none.
+        readout: acquired readout rows `[start, stop)` (partial echo: `start > 0`).
+        acquirable: columns that could be sampled `[start, stop)` (padding, partial Fourier).
+        calib_rows: readout rows of the calibration region (default: the acquired readout).
+        calibration_only: bool `(W,)`, columns that hold calibration lines only (ISMRMRD
+            `PARALLEL_CALIBRATION` without `_AND_IMAGING`); they are not image data.
+        readout_oversampling: encoded / recon FOV along the readout (2.0 for fastMRI knee).
+        encoded_size, recon_size: encodedSpace / reconSpace matrices (x, y, z).
+        encoded_fov_mm, recon_fov_mm: the fields of view (x, y, z) in mm, None when unknown.
+        geometry: one slice geometry per slice (ISMRMRD), None when the file carries none.
+        noise_cov: `(C, C)` receiver noise covariance, None without a noise scan.
+        prewhitened: whether the k-space was whitened with `noise_cov`.
+        provenance: how the sampling pattern came about.
+    """
+
+    columns: np.ndarray
+    calib: Region
+    readout: Region
+    acquirable: Region
+    encoded_size: tuple[int, int, int]
+    recon_size: tuple[int, int, int]
+    calib_rows: Region | None = None
+    calibration_only: np.ndarray | None = None
+    readout_oversampling: float = 1.0
+    encoded_fov_mm: tuple[float, float, float] | None = None
+    recon_fov_mm: tuple[float, float, float] | None = None
+    geometry: tuple[SliceGeometry, ...] | None = None
+    noise_cov: np.ndarray | None = field(default=None, compare=False)
+    prewhitened: bool = False
+    provenance: MaskProvenance = MaskProvenance("none")
+
+    def __post_init__(self) -> None:
+        cols = np.asarray(self.columns, dtype=bool)
+        object.__setattr__(self, "columns", cols)
+        width = cols.shape[-1]
+        for name, (start, stop), size in (
+            ("calib", self.calib, width),
+            ("acquirable", self.acquirable, width),
+            ("readout", self.readout, None),
+        ):
+            if not 0 <= start <= stop or (size is not None and stop > size):
+                raise ValueError(f"{name} region [{start}, {stop}) is not inside [0, {size or 'rows'})")
+
+    @property
+    def width(self) -> int:
+        """Number of phase-encode columns W of the stored grid."""
+        return int(self.columns.shape[-1])
+
+    @property
+    def column_mask(self) -> np.ndarray:
+        """Union of the sampled columns over slices, bool `(W,)`."""
+        return self.columns if self.columns.ndim == 1 else self.columns.any(axis=0)
+
+    def slice_columns(self, index: int) -> np.ndarray:
+        """Sampled columns of slice `index`, bool `(W,)`."""
+        return self.columns if self.columns.ndim == 1 else self.columns[index]
+
+    @property
+    def num_low_frequencies(self) -> int:
+        """Width of the calibration region in columns."""
+        return self.calib[1] - self.calib[0]
+
+    @property
+    def crop_size(self) -> tuple[int, int]:
+        """reconSpace `(rows, cols)`: the size of the output images."""
+        return int(self.recon_size[0]), int(self.recon_size[1])
+
+    @property
+    def partial_echo(self) -> bool:
+        """Whether part of the readout was not acquired."""
+        return self.readout != (0, int(self.encoded_size[0]))
+
+    def sampling(self, rows: int, index: int = 0) -> np.ndarray:
+        """Sampled k-space locations of slice `index` as bool `(rows, W)` (readout x columns)."""
+        out = np.zeros((rows, self.width), dtype=bool)
+        start, stop = self.readout
+        out[start : min(stop, rows)] = self.slice_columns(index)
+        return out
+
+    def calibration_rows(self) -> Region:
+        """Readout rows of the calibration region (the acquired readout unless set)."""
+        return self.calib_rows if self.calib_rows is not None else self.readout
+
+    def with_columns(self, columns: np.ndarray, calib: Region, provenance: MaskProvenance) -> Acquisition:
+        """A copy with a new sampling pattern (retrospective undersampling of this acquisition)."""
+        return replace(self, columns=np.asarray(columns, dtype=bool), calib=calib, provenance=provenance)
+
+    def attrs(self) -> dict[str, Any]:
+        """Metadata an output records about the sampling (provenance, ACS region, matrices)."""
+        return {
+            **self.provenance.attrs(),
+            "calib_region": [int(self.calib[0]), int(self.calib[1])],
+            "readout_extent": [int(self.readout[0]), int(self.readout[1])],
+            "encoded_size": [int(v) for v in self.encoded_size],
+            "recon_size": [int(v) for v in self.recon_size],
+            "prewhitened": bool(self.prewhitened),
+        }
+
+
+def retrospective(
+    base: Acquisition,
+    mask: np.ndarray,
+    num_low_frequencies: int,
+    provenance: MaskProvenance,
+) -> Acquisition:
+    """`base` undersampled with a `recon.masks` column mask, zeroed outside `base.acquirable`.
+
+    The calibration region is the mask's center block as fastMRI places it, clipped to the
+    acquirable columns.
+    """
+    cols = np.asarray(mask, dtype=bool).reshape(-1) & base.column_mask
+    start, stop = centered_region(cols.size, num_low_frequencies)
+    left, right = base.acquirable
+    start, stop = max(start, left), min(stop, right)
+    return base.with_columns(cols, (start, max(start, stop)), provenance)

@@ -1,0 +1,76 @@
+"""The numerical basics every layer shares: centered orthonormal FFTs, center crops and RSS.
+
+One implementation each, for NumPy arrays and torch tensors alike (the type of the input picks
+the library; the result has the same type). Conventions as fastMRI, SigPy and BART:
+`fftc(x, axes) = fftshift(fftn(ifftshift(x), norm="ortho"))` over `axes`; `fft2c`/`ifft2c`
+transform the last two axes, every leading axis is a batch axis.
+
+A crop larger than the input is an error (`ValueError`), never a silent no-op: an image smaller
+than the recon matrix means the geometry is wrong, and carrying on would mis-scale or mis-locate
+it. Callers that expect a smaller grid pad k-space to the recon matrix first.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, TypeVar
+
+import numpy as np
+import torch
+
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+_LAST_TWO = (-2, -1)
+
+
+def _transform(x: Array, axes: Sequence[int], inverse: bool) -> Array:
+    axes = tuple(int(a) for a in axes)
+    if isinstance(x, torch.Tensor):
+        x = torch.fft.ifftshift(x, dim=axes)
+        x = (torch.fft.ifftn if inverse else torch.fft.fftn)(x, dim=axes, norm="ortho")
+        return torch.fft.fftshift(x, dim=axes)
+    x = np.fft.ifftshift(x, axes=axes)
+    x = (np.fft.ifftn if inverse else np.fft.fftn)(x, axes=axes, norm="ortho")
+    return np.fft.fftshift(x, axes=axes)
+
+
+def fftc(x: Array, axes: Sequence[int]) -> Array:
+    """Centered orthonormal FFT of `x` over `axes` (image -> k-space)."""
+    return _transform(x, axes, inverse=False)
+
+
+def ifftc(k: Array, axes: Sequence[int]) -> Array:
+    """Centered orthonormal inverse FFT of `k` over `axes` (k-space -> image)."""
+    return _transform(k, axes, inverse=True)
+
+
+def fft2c(x: Array) -> Array:
+    """Centered orthonormal 2-D FFT over the last two axes."""
+    return _transform(x, _LAST_TWO, inverse=False)
+
+
+def ifft2c(k: Array) -> Array:
+    """Centered orthonormal 2-D inverse FFT over the last two axes."""
+    return _transform(k, _LAST_TWO, inverse=True)
+
+
+def rss(x: Array, dim: int = 1) -> Array:
+    """Root sum of squares of magnitudes along `dim` (the coil axis); real output."""
+    if isinstance(x, torch.Tensor):
+        if x.is_complex():
+            return torch.sqrt((x.real**2 + x.imag**2).sum(dim))
+        return torch.sqrt((x**2).sum(dim))
+    return np.sqrt((np.abs(x) ** 2).sum(axis=dim))
+
+
+def center_crop(x: Array, shape: Sequence[int]) -> Array:
+    """Crop the last two axes to `shape = (rows, cols)` around the center, as fastMRI does.
+
+    The crop starts at `(size - crop) // 2` on each axis. Raises ValueError when a requested
+    size exceeds the input or is not positive.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    rows, cols = int(x.shape[-2]), int(x.shape[-1])
+    if h < 1 or w < 1 or h > rows or w > cols:
+        raise ValueError(f"cannot center-crop an image of {rows}x{cols} to {h}x{w}")
+    top = (rows - h) // 2
+    left = (cols - w) // 2
+    return x[..., top : top + h, left : left + w]
