@@ -74,10 +74,15 @@ def score_volume(target_path: Path, prediction_path: Path, key: str | None = Non
         raise InputError(prediction_path, "prediction contains NaN or Inf")
     if not np.isfinite(target).all():
         raise InputError(target_path, "target contains NaN or Inf")
+    if not np.any(target):
+        raise InputError(target_path, "target is all zero (NMSE and PSNR are undefined)")
     try:
         scores = volume_metrics(target, pred)
     except ValueError as err:
         raise InputError(prediction_path, str(err)) from err
+    bad = {m: float(scores[m]) for m in METRICS if not np.isfinite(scores[m])}
+    if bad:
+        raise InputError(target_path, f"metrics are not finite {bad} ")
     acc = p_attrs.get("acceleration", t_attrs.get("acceleration"))
     acq = p_attrs.get("acquisition") or t_attrs.get("acquisition")
     return VolumeScore(prediction_path.name, None if acc is None else float(acc), acq, **{m: float(scores[m]) for m in METRICS})

@@ -75,6 +75,20 @@ def test_prediction_of_another_size(targets: Path, tmp_path: Path, capsys: pytes
     assert digest([targets, preds]) == before
 
 
+def test_all_zero_target_is_an_error_not_nan_json(targets: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    preds = tmp_path / "p"
+    _predict(targets, preds)
+    zero_targets = tmp_path / "zt"
+    shutil.copytree(targets, zero_targets)
+    victim = sorted(zero_targets.glob("*.h5"))[0]
+    with h5py.File(victim, "r+") as f:
+        f["reconstruction_rss"][...] = 0
+    out = tmp_path / "m.json"
+    refused(capsys, ["evaluate", "--targets", str(zero_targets), "--predictions", str(preds), "--out", str(out)],
+            [str(victim), "target is all zero"], [zero_targets, preds])
+    json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"metrics JSON holds {c}"))
+
+
 @pytest.fixture()
 def train_data(tmp_path: Path) -> Path:
     simulate_dataset(tmp_path / "data" / "train", 2, 2, 4, 100, config=TINY)
