@@ -71,6 +71,20 @@ def test_unwritable_output_folder_before_any_work(data: Path, tmp_path: Path, ca
         refused(capsys, argv, [str(blocker), "not writable"], [data, blocker], rc=2)
 
 
+@pytest.mark.skipif(not Path("/sys/fs").is_dir(), reason="needs Linux sysfs, where even root may not create folders")
+def test_permission_denied_in_all_subcommands(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    denied = Path("/sys/fs/recon-hostile-test")  # mkdir there is EPERM, also for root
+    for argv in (
+        ["reconstruct", str(data / "a.h5"), "--out", str(denied), "--quiet"],
+        ["benchmark", "--data", str(data / "a.h5"), "--methods", "zero-filled", "--out", str(denied), "--quiet"],
+        ["simulate", str(denied), "--volumes", "1", "--slices", "1"],
+        ["convert", str(data / "raw.h5"), str(denied / "x.h5")],
+        ["evaluate", "--targets", str(data), "--predictions", str(data), "--out", str(denied / "m.json")],
+        ["train", "--data", str(data), "--out", str(denied), "--quiet"],
+    ):
+        refused(capsys, argv, [str(denied), "not writable", "not permitted"], [data], rc=2)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
 def test_permission_denied_output_folder(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     locked = tmp_path / "locked"
