@@ -28,7 +28,7 @@ import torch
 from _common import machine, scores, undersample, write_results
 from bart_cfl import bart_available, kspace_to_bart, read_cfl, run_bart, write_cfl
 from recon.acquisition import centered_region
-from recon.baselines.espirit import fitted_kernel_width
+from recon.calib import fitted_kernel_width
 from recon.core import center_crop
 from recon.methods import ReconBatch, get_method
 from recon.simulate import PRESETS

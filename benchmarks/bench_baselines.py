@@ -13,6 +13,9 @@ and are synchronized before their timer stops. Ratios are against ours-cuda; the
 where a GPU SSIM differs from its CPU twin's by more than 1e-3. Writes
 `results/baselines_<accel>x_<gpu>.json` and `.md`, `<gpu>` a slug of the device name.
 
+`--solvers` limits the SENSE/CS rows (ESPIRiT always runs: the solvers need its maps) and adds
+the solvers to the file stem; `--skip-sigpy` leaves SigPy out (CUDA mode).
+
 `--dry-run` runs the CUDA mode's code with the CPU standing in for the GPU and for CuPy, on a
 4-coil 320x184 slice with 3 iterations, into a temp dir (unless `--out-dir`): a check of the
 script on any machine. A SigPy failure is reported in its row and does not fail the run; a
@@ -20,6 +23,7 @@ failure of ours (or any failure in a dry run) makes the exit status 1 after writ
 
     OMP_NUM_THREADS=2 python benchmarks/bench_baselines.py [--accel 8] [--iters 30] [--threads 2]
     OMP_NUM_THREADS=16 python benchmarks/bench_baselines.py --device cuda --threads 16 [--repeats 3] [--skip-sigpy-cpu]
+    OMP_NUM_THREADS=16 python benchmarks/bench_baselines.py --device cuda --threads 16 --solvers sense --skip-sigpy
     python benchmarks/bench_baselines.py --dry-run
 """
 
@@ -42,18 +46,21 @@ from _common import machine, scores, simulated_slices, slug, undersample, write_
 from bart_cfl import bart_available, kspace_to_bart, read_cfl, run_bart, write_cfl
 from recon import ops
 from recon.acquisition import centered_region
-from recon.baselines.cs import fista_l1_wavelet, pdhg_tv
-from recon.baselines.espirit import espirit_calib
-from recon.baselines.methods import DEFAULTS
-from recon.baselines.sense import cg_sense, data_scale
+from recon.calib import espirit_calib
+from recon.methods import cs, cs_tv, sense
+from recon.methods.classical import data_scale
+from recon.methods.cs import fista_l1_wavelet
+from recon.methods.cs_tv import pdhg_tv
+from recon.methods.sense import cg_sense
 from recon.core import center_crop
 from recon.simulate.dataset import REPORT_SEED
 
-LAM = {name: float(opts["lam"]) for name, opts in DEFAULTS.items()}
+LAM = {"sense": float(sense.DEFAULTS["lam"]), "cs": float(cs.DEFAULTS["lam"]), "cs-tv": float(cs_tv.DEFAULTS["lam"])}
 SSIM_TOLERANCE = 1e-3
 #: (GPU tool, its CPU twin) whose SSIMs must agree in CUDA mode.
 TWINS = (("ours-cuda", "ours-cpu"), ("sigpy-cupy", "sigpy"))
 DRY_RUN = {"coils": 4, "rows": 320, "width": 184, "iters": 3}
+SOLVERS = ("sense", "cs", "cs-tv")
 
 Sync = Callable[[], None] | None
 
@@ -92,6 +99,7 @@ class Table:
 
     problem: Problem
     repeats: int = 1
+    solvers: tuple[str, ...] = SOLVERS
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, task: str, tool: str, seconds: float, image: np.ndarray | None) -> None:
@@ -149,6 +157,8 @@ def run_ours(table: Table, device: torch.device, tool: str, sync: Sync, fallback
         "cs-tv": lambda: pdhg_tv(y, maps, mask, LAM["cs-tv"], p.iters),
     }
     for task, fn in solvers.items():
+        if task not in table.solvers:
+            continue
         table.run(task, tool, fn, sync, warmup=True, image_of=lambda image: (image * scale)[0, 0].cpu().numpy())
     return maps
 
@@ -179,7 +189,8 @@ def run_sigpy(table: Table, maps: np.ndarray, tool: str, device: Any, sync: Sync
         "cs-tv": lambda: mr.app.TotalVariationRecon(y, mps, lamda=LAM["cs-tv"], max_iter=p.iters, device=device, show_pbar=False).run(),
     }
     for task, fn in apps.items():
-        table.run(task, tool, fn, sync, warmup, image_of=on_cpu)
+        if task in table.solvers:
+            table.run(task, tool, fn, sync, warmup, image_of=on_cpu)
 
 
 def run_bart_rows(table: Table, maps: np.ndarray, work: Path, threads: int) -> None:
@@ -194,6 +205,8 @@ def run_bart_rows(table: Table, maps: np.ndarray, work: Path, threads: int) -> N
     table.add("espirit", "bart", t, None)
     flags = {"sense": ["-l2", "-r", "0.01"], "cs": ["-l1", "-r", "0.01"], "cs-tv": ["-R", "T:3:0:0.01"]}
     for task, extra in flags.items():
+        if task not in table.solvers:
+            continue
         t = run_bart("pics", "-S", *extra, "-i", str(p.iters), str(bdir / "k"), str(bdir / "s"), str(bdir / task), threads=threads)
         table.add(task, "bart", t, read_cfl(bdir / task).reshape(k_np.shape[1:]))
 
@@ -309,7 +322,8 @@ def cpu_mode(args: argparse.Namespace, table: Table, work: Path) -> tuple[str, d
     ok = maps is not None and not any("error" in r for r in table.rows)
     if maps is not None:
         maps_np = maps[0].numpy()
-        run_sigpy(table, maps_np, "sigpy", cpu_device(), None, warmup=False, espirit=not args.skip_sigpy_espirit)
+        if not args.skip_sigpy:
+            run_sigpy(table, maps_np, "sigpy", cpu_device(), None, warmup=False, espirit=not args.skip_sigpy_espirit)
         if bart_available():
             run_bart_rows(table, maps_np, work, args.threads)
     lines = [
@@ -323,7 +337,8 @@ def cpu_mode(args: argparse.Namespace, table: Table, work: Path) -> tuple[str, d
         *table_lines(table, "ours"),
     ]
     payload = {"rows": table.rows, "accel": args.accel, "iters": p.iters, "nlow": p.nlow, "machine": machine()}
-    return f"baselines_{args.accel}x", payload, "\n".join(lines) + "\n", ok
+    stem = f"baselines_{args.accel}x" + ("" if table.solvers == SOLVERS else "_" + "_".join(s.replace("-", "") for s in table.solvers))
+    return stem, payload, "\n".join(lines) + "\n", ok
 
 
 def cuda_mode(args: argparse.Namespace, table: Table) -> tuple[str, dict[str, Any], str, bool]:
@@ -344,9 +359,9 @@ def cuda_mode(args: argparse.Namespace, table: Table) -> tuple[str, dict[str, An
     if ref_maps is not None:
         maps_np = ref_maps[0].cpu().numpy()
         espirit = not args.skip_sigpy_espirit
-        if sig_gpu is not None:
+        if sig_gpu is not None and not args.skip_sigpy:
             run_sigpy(table, maps_np, "sigpy-cupy", sig_gpu[0], sig_gpu[1], warmup=True, espirit=espirit)
-        if not args.skip_sigpy_cpu:
+        if not (args.skip_sigpy_cpu or args.skip_sigpy):
             run_sigpy(table, maps_np, "sigpy", cpu_device(), None, warmup=False, espirit=espirit)
     if args.dry_run:
         ok = ok and not any("error" in r for r in table.rows)
@@ -378,6 +393,8 @@ def cuda_mode(args: argparse.Namespace, table: Table) -> tuple[str, dict[str, An
         "gpu": info, "maps_rel_diff": maps_diff, "ssim_max_diff": worst, "dry_run": args.dry_run, "machine": machine(),
     }
     stem = f"baselines_{args.accel}x_" + ("dry_run" if args.dry_run else slug(info["name"]))
+    if table.solvers != SOLVERS:
+        stem += "_" + "_".join(s.replace("-", "") for s in table.solvers)
     return stem, payload, "\n".join(lines) + "\n", ok
 
 
@@ -392,6 +409,9 @@ def main() -> None:
     parser.add_argument("--skip-sigpy-espirit", action="store_true", help="SigPy's EspiritCalib takes ~20 s on 2 CPU cores")
     parser.add_argument("--with-cpu", action=argparse.BooleanOptionalAction, default=True, help="cuda mode: also time ours on the CPU")
     parser.add_argument("--skip-sigpy-cpu", action="store_true", help="cuda mode: no SigPy rows on the CPU")
+    parser.add_argument("--skip-sigpy", action="store_true", help="no SigPy rows at all")
+    parser.add_argument("--solvers", nargs="+", choices=SOLVERS, default=list(SOLVERS),
+                        help="SENSE/CS rows to run (ESPIRiT always runs); a subset is named in the file stem")
     parser.add_argument("--out-dir", type=Path, default=None, help="default benchmarks/results (dry run: a temp dir)")
     parser.add_argument("--dry-run", action="store_true", help="cuda mode's code on the CPU, tiny problem, temp dir")
     args = parser.parse_args()
@@ -403,7 +423,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench_baselines_"))
     size = {k: DRY_RUN[k] for k in ("coils", "rows", "width")} if args.dry_run else {"coils": 15, "rows": 640, "width": 368}
-    table = Table(load_problem(work, args.accel, args.iters, **size), repeats=args.repeats)
+    solvers = tuple(s for s in SOLVERS if s in args.solvers)
+    table = Table(load_problem(work, args.accel, args.iters, **size), repeats=args.repeats, solvers=solvers)
     if args.device == "cuda":
         stem, payload, markdown, ok = cuda_mode(args, table)
     else:

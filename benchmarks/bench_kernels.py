@@ -234,7 +234,8 @@ def speedups(rows: list[Row], variant: str = "cupy kernels") -> dict[tuple[str, 
     return out
 
 
-def run(args: argparse.Namespace) -> list[Row]:
+def run(args: argparse.Namespace, on_batch: Callable[[list[Row]], None] | None = None) -> list[Row]:
+    """Every variant x op x batch; `on_batch(rows so far)` after each batch (to write partial results)."""
     device = "cpu" if args.dry_run else "cuda"
     variants: dict[str, dict[str, Callable[..., torch.Tensor]]] = {"torch eager": backend_ops(tb)}
     variants["torch.compile"] = compiled_ops("eager" if args.dry_run else "inductor")
@@ -243,7 +244,7 @@ def run(args: argparse.Namespace) -> list[Row]:
         from recon.ops import cupy_backend
 
         if not cupy_backend.available():
-            raise SystemExit("CuPy is missing or sees no GPU: pip install 'recon[gpu]'")
+            raise SystemExit("CuPy is missing or sees no GPU: pip install 'recon[cuda12]' or 'recon[cuda13]', matching torch.version.cuda")
         variants = {"cupy kernels": backend_ops(cupy_backend), **variants}
     variants = {name: with_chain(ops) for name, ops in variants.items()}
     peak = None if args.dry_run else peak_bandwidth_gbs()
@@ -259,6 +260,8 @@ def run(args: argparse.Namespace) -> list[Row]:
                     rows.append(Row(op, name, b, "fwd", float("nan"), float("nan"), None, None,
                                     f"{type(exc).__name__}: {exc}".splitlines()[0][:200]))
                     report(rows[-1])
+        if on_batch is not None:
+            on_batch(rows)
     return rows
 
 
@@ -269,6 +272,7 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
              f"(fwd+bwd: 3x the forward traffic); peak {meta['peak_gbs'] or 'unknown'} GB/s. "
              "rel.err = max|out - torch eager| / max|torch eager|.", "",
              "x torch = best torch time (eager or compile) / cupy kernels time.", "",
+             *(["**Incomplete**: the run stopped before every batch was measured.", ""] if meta.get("complete") is False else []),
              "| op | batch | mode | variant | ms | GB/s | % peak | rel.err | x torch |",
              "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     gains = speedups(rows)
@@ -309,7 +313,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dry_run and not torch.cuda.is_available():
         print("bench_kernels: no CUDA GPU here; nothing to measure (use --dry-run to check the script).")
         return 0
-    rows = run(args)
     device = "cpu (dry run)" if args.dry_run else torch.cuda.get_device_name()
     meta = {"device": device, "coils": args.coils, "height": args.height, "width": args.width,
             "repeats": args.repeats, "warmup": args.warmup, "torch": torch.__version__,
@@ -317,8 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out_dir or (Path(tempfile.mkdtemp(prefix="bench_kernels_")) if args.dry_run else RESULTS)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"kernels_{slug(device)}"
-    (out_dir / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
-    (out_dir / f"{stem}.md").write_text(markdown(rows, meta))
+
+    def write(rows: list[Row], complete: bool = False) -> None:
+        payload = {"meta": meta, "complete": complete, "rows": [asdict(r) for r in rows]}
+        (out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=2))
+        (out_dir / f"{stem}.md").write_text(markdown(rows, meta | {"complete": complete}))
+
+    write(run(args, on_batch=write), complete=True)
     print(f"wrote {out_dir / stem}.json and .md")
     return 0
 

@@ -171,8 +171,8 @@ def measure(name: str, run: Runner, data: dict[str, Any], reference: torch.Tenso
     return row, out
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Measure every variant; returns the JSON payload."""
+def run(args: argparse.Namespace, on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Measure every variant; returns the JSON payload (and passes the payload so far to `on_row` after each variant)."""
     device = torch.device(args.device)
     size = {**PRESETS[args.preset], **{k: v for k, v in vars(args).items() if k in PRESETS["full"] and v is not None}}
     cfg = dict(num_cascades=size["cascades"], chans=size["chans"], pools=size["pools"], sens_chans=size["sens_chans"], sens_pools=size["sens_pools"])
@@ -184,6 +184,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     variants = build_variants(state, cfg, device, cupy_ok, args.compile, precisions)
     order = ["fastmri-fp32"] + [n for n in variants if n != "fastmri-fp32"]
     rows: list[dict[str, Any]] = []
+
+    def payload(rows: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
+        return _payload(args, device, cfg, size, rows, complete)
+
     reference = None
     for name in order:
         runner = variants[name]
@@ -196,6 +200,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         except Exception as exc:  # a failed variant is a result to report, not the end of the run
             traceback.print_exc()
             rows.append({"variant": name, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+            if on_row is not None:
+                on_row(payload(rows, complete=False))
             continue
         finally:
             ops.set_backend(None)
@@ -205,6 +211,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             reference = out
         rows.append(row)
         print(json.dumps(row), flush=True)
+        if on_row is not None:
+            on_row(payload(rows, complete=False))
+    return payload(rows, complete=True)
+
+
+def _payload(args: argparse.Namespace, device: torch.device, cfg: dict[str, int], size: dict[str, int],
+             rows: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
+    """The JSON payload of `rows` (speed-ups against fastmri-fp32 added to them); `complete` False while variants remain."""
     ref_row = next((r for r in rows if r["variant"] == "fastmri-fp32" and "infer_slice_s" in r), None)
     if ref_row is not None:
         for r in rows:
@@ -212,10 +226,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if key in r:
                     r[f"{key}_fastmri_over_variant"] = ref_row[key] / r[key]
     return {
+        "complete": complete,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+        "matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
         "preset": args.preset,
         "model": cfg,
         "input": {k: size[k] for k in ("coils", "rows", "cols", "slices")} | {"acceleration": args.acceleration},
@@ -237,8 +254,11 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Model {m}; input {inp['coils']} coils x {inp['rows']} x {inp['cols']}, {inp['acceleration']}x, "
         f"volume = {inp['slices']} slices; identical weights in every variant; median of {result['repeats']} runs "
-        f"after {result['warmup']} warm-ups ({result['threads']} CPU threads). Speed-ups are fastmri-fp32 time / variant time.",
+        f"after {result['warmup']} warm-ups ({result['threads']} CPU threads). Speed-ups are fastmri-fp32 time / variant time."
+        + (" fp32 rows use torch's defaults: cuDNN convolutions may run in TF32 (`cudnn.allow_tf32` is on)."
+           if result.get("cudnn_allow_tf32") and result["device"].startswith("cuda") else ""),
         "",
+        *(["**Incomplete**: the run stopped before every variant was measured.", ""] if result.get("complete") is False else []),
         "| variant | slice (ms) | volume (s) | train step (ms) | train peak (GiB) | x slice | x volume | x train | rel. diff vs fastmri |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -293,14 +313,18 @@ def main() -> None:
         args.out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="bench_varnet_"))
     if args.preset is None:
         args.preset = "full" if args.device.startswith("cuda") else "small"
-    result = run(args)
-    result["command"] = "python benchmarks/bench_varnet.py " + " ".join(sys.argv[1:])
     out_dir = args.out_dir or RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device)
     name = args.name or f"varnet_{slug(torch.cuda.get_device_name(device)) if device.type == 'cuda' else 'cpu'}"
-    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out_dir / f"{name}.md").write_text(markdown(result))
+
+    def write(result: dict[str, Any]) -> None:
+        result["command"] = "python benchmarks/bench_varnet.py " + " ".join(sys.argv[1:])
+        (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out_dir / f"{name}.md").write_text(markdown(result))
+
+    result = run(args, on_row=write)
+    write(result)
     print(markdown(result))
     print(f"wrote {out_dir / name}.json and .md")
 

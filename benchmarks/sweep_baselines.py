@@ -6,7 +6,7 @@ from each slice's ACS; lambda is on the normalized scale (`data_scale`). Score: 
 against the RSS target, mean over volumes and accelerations. Intermediate iterates are scored
 by a callback, so one run per lambda covers all iteration counts. Writes
 results/sweep_baselines_<preset>.json and .md; the chosen defaults go into
-`recon/baselines/methods.py:DEFAULTS`. Usage:
+each method's `DEFAULTS` (`recon/methods/sense.py`, `cs.py`, `cs_tv.py`). Usage:
 
     OMP_NUM_THREADS=2 python benchmarks/sweep_baselines.py [--preset small|knee] [--volumes 2] [--slices 1]
 """
@@ -25,9 +25,11 @@ import torch
 from _common import machine, undersample, write_results
 from recon import ops
 from recon.acquisition import centered_region
-from recon.baselines.cs import fista_l1_wavelet, pdhg_tv
-from recon.baselines.espirit import espirit_calib
-from recon.baselines.sense import cg_sense, data_scale
+from recon.calib import espirit_calib
+from recon.methods.classical import data_scale
+from recon.methods.cs import fista_l1_wavelet
+from recon.methods.cs_tv import pdhg_tv
+from recon.methods.sense import cg_sense
 from recon.core import center_crop
 from recon.metrics import ssim
 from recon.simulate import PRESETS

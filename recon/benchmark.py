@@ -25,7 +25,7 @@ from recon.evaluation import read_target
 from recon.io import InputError, atomic_path
 from recon.io.fastmri import FastMRIVolume
 from recon.metrics import mean_pm, spread, volume_metrics
-from recon.reconstruct import build_method, read_kspace, resolve_device, run_method, undersample
+from recon.pipeline import build_method, read_kspace, resolve_device, run_method, undersample
 from recon.runner import expand_inputs, run_batch, summary_table
 from recon.validate import keep_previous
 

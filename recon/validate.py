@@ -121,8 +121,7 @@ def memory(text: str | None) -> int | None:
 
 def checkpoint(path: str | os.PathLike[str] | None) -> None:
     """Load the VarNet weights once, up front: InputError naming missing / mismatched keys."""
-    from recon.models.inference import resolve_checkpoint
-    from recon.models.checkpoint import load_model
+    from recon.models.checkpoint import load_model, resolve_checkpoint
 
     try:
         resolved = resolve_checkpoint(path)

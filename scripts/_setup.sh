@@ -33,6 +33,11 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   if [[ "$EXTRAS" == *test* ]]; then
     # fastMRI for cross-checks only; --no-deps keeps torchvision / lightning out.
     python -m pip install -q --no-deps "fastmri==0.3.0"
+    # CuPy for the kernel tests, matching torch's CUDA major (12 for a CPU torch); an installed one is kept.
+    if ! python -c "import cupy" >/dev/null 2>&1; then
+      cuda_major="$(python -c 'import torch; print((torch.version.cuda or "12").split(".")[0])')"
+      python -m pip install -q -e ".[cuda$cuda_major]"
+    fi
   fi
   echo "$want" > "$stamp"
 fi

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from recon.acquisition import Acquisition, MaskProvenance, centered_region, retrospective, run_around
-from recon.baselines.espirit import espirit_calib
+from recon.calib.espirit import espirit_calib
 from recon.core import fft2c, ifft2c, rss
 from recon.io.ismrmrd import read_ismrmrd
 from recon.masks import make_mask
-from recon.reconstruct import ReconstructJob, slice_batch
+from recon.pipeline import slice_batch
+from recon.reconstruct import ReconstructJob
 
 W, H, C = 64, 64, 4
 CENTER = W // 2
@@ -125,7 +126,7 @@ def test_asymmetric_acs_calibrates_only_on_acquired_lines(tmp_path: Path) -> Non
 def test_reconstruct_uses_the_calibration_lines(tmp_path: Path) -> None:
     """SENSE on the asymmetric-ACS file: image lines only as data, maps from the calibration lines."""
     from recon.methods import get_method
-    from recon.reconstruct import run_method
+    from recon.pipeline import run_method
 
     path = tmp_path / "asym.h5"
     full = _write_asymmetric_acs(path)

@@ -1,4 +1,4 @@
-"""CG-SENSE, FISTA L1-wavelet and PDHG TV vs SigPy at identical settings; method interface."""
+"""The sense / cs / cs-tv methods vs SigPy at identical settings (CG-SENSE, FISTA L1-wavelet, PDHG TV); method interface."""
 
 from __future__ import annotations
 
@@ -10,20 +10,19 @@ import pytest
 import torch
 
 from recon import ops
-from recon.baselines.cs import (
-    finite_diff,
-    finite_diff_adjoint,
-    fista_l1_wavelet,
-    l1_wavelet_objective,
-    pdhg_tv,
-    tv_objective,
-)
 from recon.acquisition import centered_region
-from recon.baselines.espirit import espirit_calib
-from recon.baselines.sense import cg_sense, data_scale, max_eigenvalue, sense_recon
-from recon.baselines.wavelet import Wavelet2D, map_coeffs
+from recon.alg import max_eigenvalue
+from recon.calib import espirit_calib
 from recon.core import center_crop
+from recon.linops import FiniteDifference, Wavelet2D, map_coeffs
 from recon.methods import ReconBatch, get_method
+from recon.methods.classical import data_scale
+from recon.methods.cs import fista_l1_wavelet, l1_wavelet_objective
+from recon.methods.cs_tv import pdhg_tv, tv_objective
+from recon.methods.sense import cg_sense, sense_recon
+
+finite_diff = FiniteDifference().forward
+finite_diff_adjoint = FiniteDifference().adjoint
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _baseline_data import column_mask, phantom_kspace  # noqa: E402

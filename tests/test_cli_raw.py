@@ -15,8 +15,9 @@ import torch
 
 from recon.acquisition import Acquisition
 from recon.cli import main
-from recon.methods import ReconBatch, zero_filled
-from recon.reconstruct import Undersampled, run_method
+from recon.methods import ReconBatch
+from recon.methods.zero_filled import zero_filled
+from recon.pipeline import Undersampled, run_method
 
 GENERATOR = shutil.which("ismrmrd_generate_cartesian_shepp_logan")
 needs_generator = pytest.mark.skipif(GENERATOR is None, reason="ismrmrd_generate_cartesian_shepp_logan (Debian ismrmrd-tools) not installed")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from recon.cli import main
-from recon.models.inference import shipped_checkpoint_available
+from recon.models.checkpoint import shipped_checkpoint_available
 from recon.simulate import PRESETS, simulate_dataset
 
 

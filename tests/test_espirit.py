@@ -13,7 +13,7 @@ import torch
 
 from recon import ops
 from recon.acquisition import centered_region
-from recon.baselines.espirit import calibration_kernels, espirit_calib, espirit_maps_from_kernels
+from recon.calib.espirit import calibration_kernels, espirit_calib, espirit_maps_from_kernels
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _baseline_data import column_mask, phantom_kspace  # noqa: E402
@@ -91,7 +91,7 @@ def test_matches_bart_ecalib_up_to_phase(tmp_path: Path) -> None:
 
 def test_narrow_acs_keeps_the_object_covered(tmp_path: Path) -> None:
     """8x on the small simulated preset leaves 7 ACS columns; the maps must still cover the knee."""
-    from recon.baselines.espirit import fitted_kernel_width
+    from recon.calib.espirit import fitted_kernel_width
     from recon.io.fastmri import read_volume
     from recon.masks import make_mask
     from recon.simulate import PRESETS, simulate_dataset

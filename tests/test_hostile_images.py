@@ -39,16 +39,20 @@ def test_all_zero_kspace_through_varnet(tmp_path: Path, capsys: pytest.CaptureFi
     assert _summary(out)["files"][0]["status"] == "failed"
 
 
-def test_varnet_nan_output_is_refused_by_the_output_check() -> None:
-    """Without the input check VarNet really returns NaN on all-zero k-space; the output check stops it."""
+def test_varnet_nan_output_is_refused_by_the_output_checks() -> None:
+    """Without the input check VarNet really returns NaN on all-zero k-space; both output checks
+    (the method registry's per batch, `recon.checks` per volume) stop it."""
     from recon.methods import ReconBatch, get_method
 
     k = torch.zeros(1, 4, ROWS, COLS, dtype=torch.complex64)
     mask = torch.zeros(1, 1, 1, COLS, dtype=torch.bool)
     mask[..., COLS // 2 - 2 : COLS // 2 + 2] = True
-    calib = torch.tensor([[COLS // 2 - 2, COLS // 2 + 2]])
-    images = get_method("varnet", device="cpu")(ReconBatch(k, mask, calib, CROP))
+    batch = ReconBatch(k, mask, torch.tensor([[COLS // 2 - 2, COLS // 2 + 2]]), CROP)
+    checked = get_method("varnet", device="cpu")
+    images = checked.method(batch)
     assert not torch.isfinite(images).all()
+    with pytest.raises(ValueError, match="non-finite"):
+        checked(batch)
     with pytest.raises(InputError, match="varnet: slice 0: .* pixels are NaN; no output written"):
         checks.check_images("x.h5", images.numpy(), "varnet")
 
@@ -86,7 +90,7 @@ def test_small_noise_matrix_through_espirit_methods(method: str, tmp_path: Path,
     write_multicoil(src, seed=4)  # 64 x 37 Gaussian noise k-space, 32 x 32 crop: ESPIRiT finds no coil maps
     out = tmp_path / "out"
     refused(capsys, ["reconstruct", str(src), "--out", str(out), "--method", method, "--acceleration", "4", "--iters", "3", "--quiet"],
-            [str(src), method, "slice 0", "the image is all zero", "no coil sensitivity"], [src.parent], absent=[out / "noise.h5"])
+            [str(src), method, "all-zero image", "slices [0"], [src.parent], absent=[out / "noise.h5"])
 
 
 def test_too_few_acs_columns_for_espirit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

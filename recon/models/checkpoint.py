@@ -21,6 +21,23 @@ from recon.models.varnet import VarNet
 
 VARNET_KEYS = ("num_cascades", "sens_chans", "sens_pools", "chans", "pools", "mask_center")
 
+#: Weights shipped with the source tree (trained on simulated data; see models/README.md).
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "varnet.safetensors"
+
+
+def shipped_checkpoint_available() -> bool:
+    """Whether the shipped simulated-data weights are present (source checkouts; not wheels)."""
+    return DEFAULT_CHECKPOINT.is_file()
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike[str] | None) -> Path:
+    """The given checkpoint path, or the shipped default; ValueError when neither exists."""
+    if checkpoint is not None:
+        return Path(checkpoint)
+    if DEFAULT_CHECKPOINT.is_file():
+        return DEFAULT_CHECKPOINT
+    raise ValueError(f"varnet needs checkpoint=PATH (no shipped weights at {DEFAULT_CHECKPOINT})")
+
 
 def config_path(weights: str | os.PathLike[str]) -> Path:
     """The JSON config that belongs to a weights file (`x.safetensors` -> `x.json`)."""

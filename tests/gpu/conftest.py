@@ -21,12 +21,26 @@ def _cupy_skip_reason() -> str | None:
     try:
         import cupy  # noqa: F401
     except ImportError as exc:
-        return f"CuPy is not installed ({exc}); pip install 'recon[gpu]'"
+        return f"CuPy is not installed ({exc}); pip install 'recon[cuda12]' or 'recon[cuda13]' (torch.version.cuda)"
     from recon.ops import cupy_backend
 
     if not cupy_backend.available():
         return "CuPy imports but sees no CUDA device"
     return None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """The device the GPU tests ran on, for the log of a GPU run."""
+    if not torch.cuda.is_available():
+        return f"tests/gpu: {_cuda_skip_reason()}"
+    try:
+        import cupy
+
+        cupy_version = cupy.__version__
+    except ImportError:
+        cupy_version = "not installed"
+    return (f"tests/gpu: {torch.cuda.get_device_name()}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
+            f"CuPy {cupy_version}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

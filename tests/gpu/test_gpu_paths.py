@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from recon import methods
-from recon.reconstruct import Undersampled, run_method
+from recon.acquisition import Acquisition, centered_region
+from recon.pipeline import Undersampled, run_method
 from recon.simulate import SimConfig, simulate_dataset
 from recon.train import TrainConfig, train
 from tests._baseline_data import column_mask, phantom_kspace
@@ -26,7 +27,13 @@ def _phantom_volume(slices: int = 2, coils: int = 8, rows: int = 64, cols: int =
     """`slices` noisy phantom slices, undersampled by every `step`-th column plus `nlow` ACS columns."""
     mask = column_mask(cols, step, nlow)
     kspace = np.stack([phantom_kspace(coils, rows, cols, seed=s)[0] for s in range(slices)])
-    return Undersampled((kspace * mask).astype(np.complex64), mask, nlow, (min(rows, cols), min(rows, cols)))
+    return Undersampled((kspace * mask).astype(np.complex64), _acquisition(mask, nlow, rows, min(rows, cols)))
+
+
+def _acquisition(mask: np.ndarray, nlow: int, rows: int, crop: int) -> Acquisition:
+    """Column mask `mask` with `nlow` center columns on a `rows x len(mask)` grid, `crop x crop` output."""
+    cols = mask.size
+    return Acquisition(mask, centered_region(cols, nlow), (0, rows), (0, cols), (rows, cols, 1), (crop, crop, 1))
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -43,7 +50,7 @@ def test_baselines_on_cuda_equal_cpu(name: str) -> None:
 
 
 def test_shipped_varnet_on_cuda_equals_cpu() -> None:
-    from recon.models.inference import shipped_checkpoint_available
+    from recon.models.checkpoint import shipped_checkpoint_available
 
     if not shipped_checkpoint_available():
         pytest.skip("models/varnet.safetensors is not in this checkout")
@@ -74,7 +81,7 @@ def test_batch_run_halves_the_batch_on_a_real_out_of_memory_error() -> None:
     real CUDA OOM, and run_method must finish with smaller batches and the same images."""
     torch.manual_seed(0)
     from recon.models import VarNet
-    from recon.models.inference import VarNetMethod
+    from recon.methods.varnet import VarNetMethod
 
     model = VarNet(num_cascades=2, chans=8, pools=3, sens_chans=4, sens_pools=2)
     method = VarNetMethod(model, DEV, batch_size=64)
@@ -82,7 +89,7 @@ def test_batch_run_halves_the_batch_on_a_real_out_of_memory_error() -> None:
     shape = (16, 15, 320, 320)
     mask = column_mask(320, 4, 26)
     kspace = (torch.complex(torch.randn(shape, generator=g), torch.randn(shape, generator=g)).numpy() * mask).astype(np.complex64)
-    data = Undersampled(kspace, mask, 26, (320, 320))
+    data = Undersampled(kspace, _acquisition(mask, 26, 320, 320))
     done: list[int] = []
 
     def recording(batch: methods.ReconBatch) -> torch.Tensor:

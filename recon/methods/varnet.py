@@ -1,48 +1,19 @@
-"""The `varnet` reconstruction method: a trained VarNet behind the batched method interface.
+"""`varnet`: a trained E2E-VarNet (`recon.models`) behind the batched method interface.
 
-`make_varnet(...)` returns a callable taking a `recon.methods.ReconBatch` and returning
-`(B, h, w)` float32 magnitude images cropped to `crop_size`. Weights are read without
-unpickling (safetensors; fastMRI `.pt`/`.pth` with `weights_only=True`).
+Weights are read without unpickling (safetensors; fastMRI `.pt`/`.pth` with
+`weights_only=True`); the default is the shipped simulated-data checkpoint.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Callable, Protocol
 
 import torch
 
 from recon.core import center_crop
-from recon.models.checkpoint import load_model
+from recon.methods.batch import ReconBatch
+from recon.models.checkpoint import load_model, resolve_checkpoint
 from recon.models.varnet import VarNet
-
-#: Weights shipped with the source tree (trained on simulated data; see models/README.md).
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "varnet.safetensors"
-
-
-class _Batch(Protocol):
-    """The fields of `recon.methods.ReconBatch` that VarNet uses."""
-
-    masked_kspace: torch.Tensor
-    mask: torch.Tensor
-    calib: torch.Tensor
-    crop_size: tuple[int, int]
-    calib_kspace: torch.Tensor | None
-
-
-def shipped_checkpoint_available() -> bool:
-    """Whether the shipped simulated-data weights are present (source checkouts; not wheels)."""
-    return DEFAULT_CHECKPOINT.is_file()
-
-
-def resolve_checkpoint(checkpoint: str | os.PathLike[str] | None) -> Path:
-    """The given checkpoint path, or the shipped default; ValueError when neither exists."""
-    if checkpoint is not None:
-        return Path(checkpoint)
-    if DEFAULT_CHECKPOINT.is_file():
-        return DEFAULT_CHECKPOINT
-    raise ValueError(f"varnet needs checkpoint=PATH (no shipped weights at {DEFAULT_CHECKPOINT})")
 
 
 class VarNetMethod:
@@ -54,7 +25,7 @@ class VarNetMethod:
         self.batch_size = max(1, int(batch_size))
 
     @torch.no_grad()
-    def __call__(self, batch: _Batch) -> torch.Tensor:
+    def __call__(self, batch: ReconBatch) -> torch.Tensor:
         """`ReconBatch` -> `(B, h, w)` float32 on the input's device, cropped to `batch.crop_size`."""
         k = batch.masked_kspace
         device = self.device if self.device is not None else k.device
@@ -81,10 +52,7 @@ def make_varnet(
     device: str | torch.device | None = None,
     batch_size: int = 4,
     **_: object,
-) -> Callable[[_Batch], torch.Tensor]:
-    """Method factory for the registry: load weights (default: shipped) onto `device`.
-
-    `device` None means where each batch lives (the caller's device choice decides).
-    """
+) -> VarNetMethod:
+    """`varnet` method: load weights (default: shipped) onto `device` (None = each batch's)."""
     dev = None if device is None else torch.device(device)
     return VarNetMethod(load_model(resolve_checkpoint(checkpoint)), dev, batch_size)
