@@ -7,21 +7,22 @@
 // size, odd or even (model: recon/ops/modulation.py). cuFFT runs between the two passes.
 //
 // modulate_<t>(in, out, n, H, W, offh, offw, sign, scale): out[i] = in[i] * factor(h, w) * scale,
-// n = L*H*W elements; in == out is allowed (in place).
+// n = L*H*W < 2^31 elements; in == out is allowed (in place).
 #include "complex_ops.cuh"
 
 template <typename C, typename R>
-__device__ void modulate_impl(const C* in, C* out, long long n, int H, int W, int offh, int offw, int sign, R scale) {
-    GRID_STRIDE_LOOP(i, n) {
-        long long w = i % W;
-        long long h = (i / W) % H;
+__device__ void modulate_impl(const C* in, C* out, int n, int H, int W, int offh, int offw, int sign, R scale) {
+    CHECK_BLOCK();
+    GRID_STRIDE_LOOP(i, (unsigned)n) {
+        unsigned w = i % (unsigned)W;
+        unsigned h = (i / (unsigned)W) % (unsigned)H;
         C f = mod_factor<C, R>(h, w, H, W, offh, offw, sign);
         out[i] = c_scale(c_mul(in[i], f), scale);
     }
 }
 
 #define DEFINE_MODULATE(SUFFIX, C, R)                                                              \
-    extern "C" __global__ void modulate_##SUFFIX(const C* in, C* out, long long n, int H, int W,   \
+    extern "C" __global__ void modulate_##SUFFIX(const C* in, C* out, int n, int H, int W,         \
                                                  int offh, int offw, int sign, R scale) {          \
         modulate_impl<C, R>(in, out, n, H, W, offh, offw, sign, scale);                            \
     }

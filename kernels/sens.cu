@@ -2,6 +2,7 @@
 //
 // Layout: images and coil data are (B, C, H, W) with contiguous (H, W) planes (row stride W);
 // the batch and coil strides of broadcast inputs are passed in elements (0 = broadcast).
+// B*C*H*W < 2^31 and H, W < 65536 (checked by the launcher): 32-bit index math.
 //
 // expand_premod_<t>(x, xsb, xsc, maps, msb, msc, out, B, C, H, W, sign):
 //     out[b,c,h,w] = maps[b,c,h,w] * x[b,c,h,w] * factor(h, w; off 0, sign), out contiguous.
@@ -20,12 +21,14 @@
 template <typename C, typename R>
 __device__ void expand_premod_impl(const C* x, long long xsb, long long xsc, const C* maps, long long msb,
                                    long long msc, C* out, int B, int NC, int H, int W, int sign) {
-    long long plane = (long long)H * W;
-    long long n = (long long)B * NC * plane;
+    CHECK_BLOCK();
+    unsigned plane = (unsigned)H * (unsigned)W;
+    unsigned n = plane * (unsigned)NC * (unsigned)B;
     GRID_STRIDE_LOOP(i, n) {
-        long long p = i % plane;
-        long long c = (i / plane) % NC;
-        long long b = i / (plane * NC);
+        unsigned p = i % plane;
+        unsigned bc = i / plane;
+        unsigned c = bc % (unsigned)NC;
+        unsigned b = bc / (unsigned)NC;
         C f = mod_factor<C, R>(p / W, p % W, H, W, 0, 0, sign);
         C v = c_mul(maps[b * msb + c * msc + p], x[b * xsb + c * xsc + p]);
         out[i] = c_mul(v, f);
@@ -36,18 +39,20 @@ template <typename C, typename R>
 __device__ void coil_reduce_postmod_impl(const C* img, const C* maps, long long msb, long long msc, const C* x,
                                          long long xsb, C* out_sum, C* out_maps, int B, int NC, int H, int W,
                                          int sign, R scale, int flags) {
-    long long plane = (long long)H * W;
-    long long n = (long long)B * plane;
+    CHECK_BLOCK();
+    unsigned plane = (unsigned)H * (unsigned)W;
+    unsigned n = (unsigned)B * plane;
     GRID_STRIDE_LOOP(i, n) {
-        long long p = i % plane;
-        long long b = i / plane;
+        unsigned p = i % plane;
+        unsigned b = i / plane;
         C f = c_scale(mod_factor<C, R>(p / W, p % W, H, W, H / 2, W / 2, sign), scale);
         C acc = c_make((R)0, (R)0);
         C xv = (flags & 2) ? x[b * xsb + p] : acc;
         for (int c = 0; c < NC; ++c) {
-            C v = c_mul(img[(b * NC + c) * plane + p], f);
+            size_t j = ((size_t)b * NC + c) * plane + p;
+            C v = c_mul(img[j], f);
             if (flags & 1) acc = c_add(acc, c_conj_mul(maps[b * msb + c * msc + p], v));
-            if (flags & 2) out_maps[(b * NC + c) * plane + p] = c_conj_mul(xv, v);
+            if (flags & 2) out_maps[j] = c_conj_mul(xv, v);
         }
         if (flags & 1) out_sum[i] = acc;
     }
