@@ -20,12 +20,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from recon import checks
 from recon.evaluation import read_target
 from recon.io import InputError, atomic_path
 from recon.io.fastmri import FastMRIVolume
 from recon.metrics import mean_pm, spread, volume_metrics
 from recon.pipeline import build_method, read_kspace, resolve_device, run_method, undersample
 from recon.runner import expand_inputs, run_batch, summary_table
+from recon.validate import keep_previous
 
 METRICS = ("ssim", "psnr", "nmse")
 
@@ -42,31 +44,36 @@ class BenchmarkJob:
     mask_type: str = "random"
     batch_size: int = 8
     backend: str | None = None
+    max_memory: int | None = None
+    center_fraction: float | None = None
 
     def __call__(self, path: Path) -> dict[str, Any]:
         path = Path(path)
         with FastMRIVolume(path) as vol:
             info = vol.info
-            kspace = read_kspace(vol)
-        if info.mask is not None:
-            raise InputError(path, "already undersampled (has a mask); the benchmark needs fully sampled files")
-        target, _ = read_target(path)
-        if self.max_slices and kspace.shape[0] > self.max_slices:
-            start = (kspace.shape[0] - self.max_slices) // 2
-            kspace = kspace[start : start + self.max_slices]
-            target = target[start : start + self.max_slices]
+            if info.mask is not None:
+                raise InputError(path, "already undersampled (has a mask); the benchmark needs fully sampled files")
+            picked = range(info.num_slices)
+            if self.max_slices and info.num_slices > self.max_slices:
+                start = (info.num_slices - self.max_slices) // 2
+                picked = range(start, start + self.max_slices)
+            kspace = read_kspace(vol, picked, self.max_memory)
+        target, _ = read_target(path, rows=slice(picked.start, picked.stop))
         device = resolve_device(self.device)
         rows: list[dict[str, Any]] = []
         preview: dict[str, Any] = {"target": target[target.shape[0] // 2].tolist(), "images": {}}
-        for acc in self.accelerations:
-            data = undersample(kspace, info, acc, None, self.mask_type)
+        for i, acc in enumerate(self.accelerations):
+            last = i == len(self.accelerations) - 1  # the volume is not needed after the last mask: mask it in place
+            data = undersample(kspace, info, acc, self.center_fraction, self.mask_type, inplace=last)
             for name in self.methods:
                 method = build_method(name, {"device": str(device), **self.method_options.get(name, {})})
                 _sync(device)
                 start = time.perf_counter()
+                checks.check_input(path, data.kspace, data.acquisition.column_mask, data.acquisition.calib, name)
                 images = run_method(method, data, device, self.batch_size, self.backend)
                 _sync(device)
                 seconds = time.perf_counter() - start
+                images = checks.check_images(path, images, f"{name} at {acc:g}x", data.kspace.shape[0])
                 scores = volume_metrics(target, images)
                 rows.append(
                     {
@@ -197,12 +204,15 @@ def run_benchmark(
     scheduler: str | None = None,
     progress: bool = True,
     note: str = "",
+    max_memory: int | None = None,
+    center_fraction: float | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark over files/folders `data`; write results.json, report.md, figures to `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files, missing = expand_inputs(data)
-    job = BenchmarkJob(list(methods), [float(a) for a in accelerations], dict(method_options or {}), device, max_slices, mask_type, batch_size, backend)
+    job = BenchmarkJob(list(methods), [float(a) for a in accelerations], dict(method_options or {}), device, max_slices, mask_type,
+                       batch_size, backend, max_memory, center_fraction)
     results = missing + run_batch(job, files, workers=workers, scheduler=scheduler, progress=progress, desc="benchmark")
     rows = [row for r in results if r.status == "ok" for row in r.result["rows"]]
     summary = summarize(rows)
@@ -212,8 +222,9 @@ def run_benchmark(
         "summary": summary,
         "failed": [{"file": r.file, "reason": r.reason} for r in results if r.status == "failed"],
     }
+    keep_previous(out / "results.json")
     with atomic_path(out / "results.json") as tmp:
-        tmp.write_text(json.dumps(doc, indent=2))
+        tmp.write_text(json.dumps(doc, indent=2, allow_nan=False))
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(report_markdown(summary, note))
     ok = [r for r in results if r.status == "ok"]

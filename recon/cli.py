@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
+from recon import validate
 from recon.io import InputError
-
-
-def _floats(text: str) -> list[float]:
-    return [float(t) for t in text.split(",") if t.strip()]
-
-
-def _names(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+from recon.validate import UsageError
 
 
 def _add_method_options(p: argparse.ArgumentParser) -> None:
@@ -58,23 +54,49 @@ def _add_mask_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--center-fraction", type=float, help="fraction of center columns (default 0.08 at 4x, 0.04 at 8x)")
 
 
+def _check_method_options(args: argparse.Namespace, methods: Sequence[str]) -> None:
+    """Iterations, lambda, batch/workers and, for varnet, the checkpoint (loaded once), up front."""
+    validate.at_least(args.iters, 1, "--iters", integer=True)
+    validate.at_least(args.lam, 0, "--lam")
+    validate.at_least(args.batch_size, 1, "--batch-size", integer=True)
+    validate.at_least(args.workers, 0, "--workers", integer=True)
+    validate.device(args.device)
+    if "varnet" in methods:
+        validate.checkpoint(args.checkpoint)
+
+
+def _add_raw_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-memory", help="memory a file may need, e.g. 16G (default: the available memory); larger claims are refused before allocating")
+    p.add_argument("--repetition", type=int, help="ISMRMRD: the repetition to use when a file holds several (output name gets _repN)")
+    p.add_argument("--contrast", type=int, help="ISMRMRD: the contrast to use when a file holds several (output name gets _contrastN)")
+    p.add_argument("--set", type=int, dest="set_index", help="ISMRMRD: the set to use when a file holds several (output name gets _setN)")
+
+
+def _check_raw_options(args: argparse.Namespace) -> int | None:
+    for name in ("repetition", "contrast", "set_index"):
+        validate.at_least(getattr(args, name, None), 0, "--" + name.replace("_index", ""), integer=True)
+    return validate.memory(getattr(args, "max_memory", None))
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
+    for option in ("volumes", "slices", "coils"):
+        validate.at_least(getattr(args, option), 1, f"--{option}", integer=True)
+    validate.output_folder(args.out_dir, "out_dir")
     if args.source == "mni152":
         from recon.simulate.mni152 import MNI_PRESETS, simulate_mni152_dataset
 
         if args.preset not in MNI_PRESETS:
-            raise SystemExit(f"recon simulate: unknown preset {args.preset!r}; available: {', '.join(MNI_PRESETS)}")
+            raise UsageError(f"--preset: unknown preset {args.preset!r} for --source mni152; available: {', '.join(MNI_PRESETS)}")
         seed = 4000 if args.seed is None else args.seed
         try:
             paths = simulate_mni152_dataset(args.out_dir, args.volumes, args.slices, args.coils, seed, config=MNI_PRESETS[args.preset])
         except ValueError as err:
-            raise SystemExit(f"recon simulate: {err}") from None
+            raise UsageError(str(err)) from None
     else:
         from recon.simulate import simulate_dataset
 
-        config = _sim_preset(args.preset)
         seed = 3000 if args.seed is None else args.seed
-        paths = simulate_dataset(args.out_dir, args.volumes, args.slices, args.coils, seed, config=config)
+        paths = simulate_dataset(args.out_dir, args.volumes, args.slices, args.coils, seed, config=_sim_preset(args.preset))
     for p in paths:
         print(p)
     return 0
@@ -85,7 +107,7 @@ def _sim_preset(name: str) -> Any:
 
     presets = getattr(simulate, "PRESETS", {})
     if name not in presets:
-        raise SystemExit(f"recon simulate: unknown preset {name!r}; available: {', '.join(presets)}")
+        raise UsageError(f"unknown --preset {name!r}; available: {', '.join(presets)}")
     return presets[name]
 
 
@@ -93,6 +115,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from recon.reconstruct import ReconstructJob
     from recon.runner import expand_inputs, run_batch, summary_table, write_summary
 
+    acc = None if args.acceleration is None else validate.acceleration(args.acceleration, args.mask)
+    validate.center_fraction(args.center_fraction, acc, args.mask)
+    _check_method_options(args, [args.method])
+    max_memory = _check_raw_options(args)
     out = Path(args.out)
     files, missing = expand_inputs(args.inputs)
     job = ReconstructJob(
@@ -108,44 +134,88 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         skip_existing=args.skip_existing,
         keep_identity=args.keep_identity,
+        max_memory=max_memory,
+        repetition=args.repetition,
+        contrast=args.contrast,
+        set_index=args.set_index,
     )
+    targets = [(f, job.target(f)) for f in files]
+    validate.unique_outputs(targets)
+    validate.not_inputs([t for _, t in targets] + [out / "summary.json"], files)
+    validate.output_folder(out)
     results = missing + run_batch(job, files, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet, desc="reconstruct")
-    out.mkdir(parents=True, exist_ok=True)
+    kept = validate.keep_previous(out / "summary.json")
     write_summary(results, out / "summary.json", {"method": args.method, "format": args.format})
     failed = [r for r in results if r.status == "failed"]
     if len(results) > 1 or failed:
         print(summary_table(results))
+    _print_warnings(results)
+    if kept is not None:
+        print(f"note: the earlier summary.json is kept as {kept}", file=sys.stderr)
     for r in failed:
         print(f"error: {r.file}: {r.reason}", file=sys.stderr)
     return 1 if failed else 0
 
 
+def _print_warnings(results: Sequence[Any]) -> None:
+    for r in results:
+        for text in r.result.get("warnings", []):
+            print(f"warning: {r.file}: {text}", file=sys.stderr)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from recon.evaluation import aggregate, evaluate_folders, format_table, scores_as_dicts
 
-    scores, failures = evaluate_folders(Path(args.targets), Path(args.predictions), args.target_key)
+    from recon.evaluation import missing_predictions
+
+    targets, predictions = Path(args.targets), Path(args.predictions)
+    if args.out:
+        validate.output_file(args.out, "--out")
+        validate.not_inputs([Path(args.out)], [*targets.glob("*.h5"), *predictions.glob("*.h5")])
+    scores, failures = evaluate_folders(targets, predictions, args.target_key, allow_missing=args.allow_missing)
     rows = aggregate(scores)
     print(format_table(rows))
-    doc = {"volumes": scores_as_dicts(scores), "groups": rows, "failed": [{"file": f, "reason": r} for f, r in failures]}
+    skipped = missing_predictions(targets, predictions) if args.allow_missing else []
+    doc = {
+        "volumes": scores_as_dicts(scores),
+        "groups": rows,
+        "failed": [{"file": f, "reason": r} for f, r in failures],
+        "missing_predictions": [str(t) for t in skipped],
+    }
     if args.out:
         from recon.io import atomic_path
 
+        kept = validate.keep_previous(args.out)
         with atomic_path(args.out) as tmp:
-            tmp.write_text(json.dumps(doc, indent=2))
+            tmp.write_text(json.dumps(doc, indent=2, allow_nan=False))
+        if kept is not None:
+            print(f"note: the earlier {Path(args.out).name} is kept as {kept}", file=sys.stderr)
+    if skipped:
+        print(f"warning: {len(skipped)} of {len(skipped) + len(scores) + len(failures)} target(s) have no prediction and were not scored (--allow-missing)", file=sys.stderr)
     for _, reason in failures:
         print(f"error: {reason}", file=sys.stderr)
+    if not scores and not failures:
+        print(f"error: {predictions}: no volume could be scored", file=sys.stderr)
     return 1 if failures or not scores else 0
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from recon.benchmark import run_benchmark
+    from recon.methods import available
 
-    methods = _names(args.methods)
+    methods = validate.parse_methods(args.methods, available())
+    accelerations = [validate.acceleration(a, args.mask, "--accelerations") for a in validate.parse_floats(args.accelerations, "--accelerations")]
+    for acc in accelerations:
+        validate.center_fraction(args.center_fraction, acc, args.mask)
+    validate.at_least(args.max_slices, 1, "--max-slices", integer=True)
+    _check_method_options(args, methods)
+    max_memory = validate.memory(args.max_memory)
+    validate.output_folder(args.out)
     doc = run_benchmark(
         args.data,
         args.out,
         methods,
-        _floats(args.accelerations),
+        accelerations,
         method_options={m: _method_options(args, m) for m in methods},
         device=args.device,
         max_slices=args.max_slices,
@@ -156,6 +226,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         progress=not args.quiet,
         note=args.note,
+        max_memory=max_memory,
+        center_fraction=args.center_fraction,
     )
     print(doc["table"])
     print(f"wrote {Path(args.out) / 'results.json'}, report.md and figures")
@@ -167,7 +239,15 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from recon.io.convert import convert_ismrmrd_to_fastmri
 
-    out = convert_ismrmrd_to_fastmri(args.input, args.output, keep_identity=args.keep_identity)
+    max_memory = _check_raw_options(args)
+    src, dst = Path(args.input), Path(args.output)
+    if not src.is_file():
+        raise InputError(src, "no such file" if not src.exists() else "not a regular file")
+    validate.not_inputs([dst], [src])
+    validate.output_file(dst, "output")
+    options = {"repetition": args.repetition, "contrast": args.contrast, "set_index": args.set_index}
+    out = convert_ismrmrd_to_fastmri(src, dst, keep_identity=args.keep_identity, max_memory=max_memory,
+                                     **{k: v for k, v in options.items() if v is not None})
     print(out)
     return 0
 
@@ -175,7 +255,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from recon.train import config_from_args, train
 
-    train(config_from_args(args))
+    config = config_from_args(args)
+    validate.output_folder(config.out, "--out")
+    result = train(config)
+    print(f"result: {result}")
     return 0
 
 
@@ -183,7 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The `recon` argument parser (one subparser per job)."""
     from recon.methods import available
 
+    from recon import __version__
+
     parser = argparse.ArgumentParser(prog="recon", description="MRI k-space reconstruction toolkit")
+    parser.add_argument("--version", action="version", version=f"recon {__version__}")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("simulate", help="write a simulated fastMRI-format multi-coil dataset")
@@ -205,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="h5", choices=["h5", "nii", "dcm", "png"], help="output format (default: fastMRI submission h5)")
     p.add_argument("--skip-existing", action="store_true", help="skip files whose output exists (resume a killed run)")
     p.add_argument("--keep-identity", action="store_true", help="copy patient identity from the input into outputs")
+    _add_raw_options(p)
     _add_method_options(p)
     _add_scale_out(p)
     p.set_defaults(func=cmd_reconstruct)
@@ -213,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", required=True, help="folder of fastMRI files with reconstruction_rss/_esc")
     p.add_argument("--predictions", required=True, help="folder of submission files of the same names")
     p.add_argument("--target-key", help="reconstruction_rss (multi-coil) or reconstruction_esc (single-coil); default: whichever exists")
-    p.add_argument("--out", help="write per-volume and grouped results as JSON")
+    p.add_argument("--out", help="write per-volume and grouped results as JSON (an earlier file is kept, renamed)")
+    p.add_argument("--allow-missing", action="store_true", help="score the predictions that exist when some targets have none (says how many)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("benchmark", help="compare methods x accelerations, challenge style")
@@ -223,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for results.json, report.md, figures")
     p.add_argument("--max-slices", type=int, help="keep the N central slices of each volume")
     p.add_argument("--note", default="", help="a line for the top of report.md (e.g. 'simulated data')")
+    p.add_argument("--max-memory", help="memory a file may need, e.g. 16G (default: the available memory)")
     _add_mask_options(p)
     _add_method_options(p)
     _add_scale_out(p)
@@ -232,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--keep-identity", action="store_true")
+    _add_raw_options(p)
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("train", help="train an E2E-VarNet (torchrun ... -m recon train for many GPUs)")
@@ -251,14 +342,47 @@ def _unavailable(what: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `recon` console script; returns the exit code."""
+    """Entry point of the `recon` console script; returns the exit code.
+
+    Every error ends in one line on stderr and a non-zero exit: 2 for a bad option (as argparse),
+    1 for a file that cannot be used or any other failure, 130 for Ctrl-C. Unexpected errors add
+    "run with --debug for the traceback"; `--debug` (or RECON_DEBUG=1) prints it.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = bool(args.debug or os.environ.get("RECON_DEBUG"))
+    previous = os.environ.get("RECON_DEBUG")
+    if args.debug:
+        os.environ["RECON_DEBUG"] = "1"  # per-file failures in the runner print their traceback too
+    try:
+        return _run(args, debug)
+    finally:
+        if previous is None:
+            os.environ.pop("RECON_DEBUG", None)
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
+    """`args.func(args)` with every error turned into one stderr line and an exit code."""
     try:
         return int(args.func(args) or 0)
+    except UsageError as err:
+        print(f"recon {args.command}: error: {err}", file=sys.stderr)
+        return 2
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        if debug:
+            traceback.print_exc()
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 - the one place an unexpected error becomes one line
+        if debug:
+            traceback.print_exc()
+        text = " ".join(str(err).split()) or "(no message)"
+        print(f"error: {type(err).__name__}: {text} (run with --debug for the traceback)", file=sys.stderr)
+        return 1

@@ -178,7 +178,7 @@ class SliceDataset(torch.utils.data.Dataset):
             infos.append(info)
         if self.scanned:
             with atomic_path(self.cache_file) as tmp:
-                tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": entries}))
+                tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": entries}, allow_nan=False))
         return infos
 
     def __len__(self) -> int:

@@ -43,26 +43,46 @@ def _attr(value: Any) -> Any:
     return value
 
 
-def read_target(path: str | os.PathLike[str], key: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Target volume `(S, h, w)` float32 and root attrs of a fastMRI file (`reconstruction_rss` or `_esc`)."""
+def read_target(path: str | os.PathLike[str], key: str | None = None, rows: slice | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Target volume `(S, h, w)` float32 and root attrs of a fastMRI file (`reconstruction_rss` or `_esc`).
+
+    `rows` reads only those slices (the rest of the file is never loaded).
+    """
     try:
         with h5py.File(path, "r") as f:
             keys = [key] if key else ["reconstruction_rss", "reconstruction_esc"]
             for k in keys:
                 if k in f:
-                    return np.asarray(f[k], dtype=np.float32), {a: _attr(v) for a, v in f.attrs.items()}
+                    data = f[k][rows if rows is not None else slice(None)]
+                    return np.asarray(data, dtype=np.float32), {a: _attr(v) for a, v in f.attrs.items()}
     except OSError as err:
         raise InputError(path, f"cannot read as HDF5 ({err})") from err
     raise InputError(path, f"no target dataset ({' or '.join(keys)})")
 
 
 def score_volume(target_path: Path, prediction_path: Path, key: str | None = None) -> VolumeScore:
-    """Metrics of one prediction file against its target file."""
+    """Metrics of one prediction file against its target file.
+
+    The prediction must have the target's slice count, be at least the target's size (it is
+    center-cropped to it, as fastMRI does) and be finite; anything else is an InputError.
+    """
     target, t_attrs = read_target(target_path, key)
     pred, p_attrs = read_reconstruction(prediction_path)
-    if pred.ndim != 3 or pred.shape[0] != target.shape[0]:
-        raise InputError(prediction_path, f"shape {pred.shape} does not match target {target.shape}")
-    scores = volume_metrics(target, pred)
+    if pred.ndim != 3 or pred.shape[0] != target.shape[0] or pred.shape[1] < target.shape[1] or pred.shape[2] < target.shape[2]:
+        raise InputError(prediction_path, f"shape {pred.shape} does not match target {target.shape} (same slices, at least the target's size)")
+    if not np.isfinite(pred).all():
+        raise InputError(prediction_path, "prediction contains NaN or Inf")
+    if not np.isfinite(target).all():
+        raise InputError(target_path, "target contains NaN or Inf")
+    if not np.any(target):
+        raise InputError(target_path, "target is all zero (NMSE and PSNR are undefined)")
+    try:
+        scores = volume_metrics(target, pred)
+    except ValueError as err:
+        raise InputError(prediction_path, str(err)) from err
+    bad = {m: float(scores[m]) for m in METRICS if not np.isfinite(scores[m])}
+    if bad:
+        raise InputError(target_path, f"metrics are not finite {bad} ")
     acc = p_attrs.get("acceleration", t_attrs.get("acceleration"))
     acq = p_attrs.get("acquisition") or t_attrs.get("acquisition")
     return VolumeScore(prediction_path.name, None if acc is None else float(acc), acq, **{m: float(scores[m]) for m in METRICS})
@@ -87,25 +107,42 @@ def aggregate(scores: Iterable[VolumeScore]) -> list[dict[str, Any]]:
     return rows
 
 
-def evaluate_folders(targets: Path, predictions: Path, key: str | None = None) -> tuple[list[VolumeScore], list[tuple[str, str]]]:
+def evaluate_folders(
+    targets: Path, predictions: Path, key: str | None = None, allow_missing: bool = False
+) -> tuple[list[VolumeScore], list[tuple[str, str]]]:
     """Score every prediction `*.h5` against the target file of the same name.
 
-    Returns the scores and `(file, reason)` for predictions that could not be scored.
+    Every target needs a prediction and every prediction a target: a missing or extra file is a
+    failure, unless `allow_missing` (then targets without a prediction are skipped and counted
+    by the caller via `missing_predictions`). Returns the scores and `(file, reason)` for
+    predictions that could not be scored.
     """
     scores: list[VolumeScore] = []
     failures: list[tuple[str, str]] = []
+    if not Path(targets).is_dir():
+        raise InputError(targets, "targets folder not found")
+    if not Path(predictions).is_dir():
+        raise InputError(predictions, "predictions folder not found")
     preds = sorted(Path(predictions).glob("*.h5"))
     if not preds:
         raise InputError(predictions, "no *.h5 prediction files")
+    if not allow_missing:
+        for tgt in missing_predictions(targets, predictions):
+            failures.append((str(tgt), f"{tgt}: no prediction {Path(predictions) / tgt.name} (use --allow-missing to score the others)"))
     for pred in preds:
         tgt = Path(targets) / pred.name
         try:
             if not tgt.is_file():
-                raise InputError(tgt, "target file missing for this prediction")
+                raise InputError(pred, f"extra prediction: no target {tgt}")
             scores.append(score_volume(tgt, pred, key))
         except InputError as err:
             failures.append((str(pred), str(err)))
     return scores, failures
+
+
+def missing_predictions(targets: Path, predictions: Path) -> list[Path]:
+    """Target files `*.h5` without a prediction of the same name."""
+    return [t for t in sorted(Path(targets).glob("*.h5")) if not (Path(predictions) / t.name).is_file()]
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:

@@ -22,6 +22,7 @@ import torch
 from recon import methods, ops
 from recon.acquisition import Acquisition, MaskProvenance, retrospective
 from recon.io.fastmri import FastMRIVolume, VolumeInfo
+from recon.io.sanity import check_memory
 from recon.masks import apply_mask, make_mask, seed_from_filename
 
 DEFAULT_CENTER_FRACTIONS = {4.0: 0.08, 8.0: 0.04}
@@ -59,28 +60,55 @@ def undersample(
     acceleration: float | None = None,
     center_fraction: float | None = None,
     mask_type: str = "random",
+    inplace: bool = False,
 ) -> Undersampled:
     """Apply the file's own mask, a file-name-seeded retrospective mask, or none.
 
-    kspace: `(S, C, H, W)` complex64 (single-coil files get `C = 1`).
+    kspace: `(S, C, H, W)` complex64 (single-coil files get `C = 1`). `inplace` masks `kspace`
+    itself instead of a copy (one volume less at peak, for callers that no longer need it).
     """
     base = info.acquisition()
     if info.mask is not None or acceleration is None:
-        masked = kspace * base.column_mask + np.complex64(0) if info.mask is not None else kspace
+        masked = _masked(kspace, base.column_mask, inplace) if info.mask is not None else kspace
         return Undersampled(masked, base)
     cf = default_center_fraction(acceleration) if center_fraction is None else float(center_fraction)
     seed = seed_from_filename(info.path.name)
     mask, nlow = make_mask(mask_type, base.width, [acceleration], [cf], seed=seed)
     acq = retrospective(base, mask, int(nlow), MaskProvenance(mask_type, float(acceleration), cf, seed))
-    masked, _ = apply_mask(kspace, acq.column_mask)
+    masked = _masked(kspace, acq.column_mask, True) if inplace else apply_mask(kspace, acq.column_mask)[0]
     return Undersampled(np.asarray(masked, dtype=np.complex64), acq)
 
 
-def read_kspace(vol: FastMRIVolume) -> np.ndarray:
-    """All slices of a fastMRI volume as `(S, C, H, W)` complex64 (checked for NaN/Inf per slice)."""
-    slices = [vol.kspace(i) for i in range(len(vol))]
-    data = np.stack(slices).astype(np.complex64, copy=False)
-    return data[:, None] if data.ndim == 3 else data
+def _masked(kspace: np.ndarray, mask: np.ndarray, inplace: bool) -> np.ndarray:
+    """`kspace * mask + 0` (the +0 turns -0.0 into +0.0, as fastMRI's apply_mask), optionally in place."""
+    if not inplace:
+        return kspace * mask + np.complex64(0)
+    kspace *= np.asarray(mask, dtype=np.float32)
+    kspace += np.complex64(0)
+    return kspace
+
+
+#: Peak bytes of a file-based reconstruction per complex64 byte of its k-space: the volume read,
+#: its masked copy, and the method's working set of one batch.
+FASTMRI_MEMORY_FACTOR = 3
+
+
+def read_kspace(vol: FastMRIVolume, slices: range | None = None, max_memory: int | None = None) -> np.ndarray:
+    """Slices (default all) of a fastMRI volume as `(S, C, H, W)` complex64, read one slice at a time
+    into a preallocated array (each checked for NaN/Inf).
+
+    Before anything is read, the memory a reconstruction of these slices needs is compared with
+    `max_memory` (default: the available memory) and the file is refused when it does not fit.
+    """
+    info = vol.info
+    picked = range(len(vol)) if slices is None else slices
+    shape = (len(picked), info.num_coils, *info.shape[-2:])
+    check_memory(vol.path, FASTMRI_MEMORY_FACTOR * 8 * int(np.prod(shape, dtype=np.int64)),
+                 f"reading {len(picked)} slice(s) of k-space {shape[1:]}", max_memory)
+    out = np.empty(shape, dtype=np.complex64)
+    for j, i in enumerate(picked):
+        out[j] = vol.kspace(i).reshape(shape[1:])
+    return out
 
 
 def is_out_of_memory(err: BaseException) -> bool:

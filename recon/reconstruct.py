@@ -8,28 +8,41 @@ reconstructed as acquired otherwise. ISMRMRD raw files keep their true sampling.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from recon import checks
 from recon.acquisition import Acquisition
 from recon.io.fastmri import FastMRIVolume
 from recon.pipeline import Undersampled, build_method, read_kspace, resolve_device, run_method, undersample
+from recon.validate import not_inputs
 
 
-def output_path(out_dir: Path, src: Path, fmt: str) -> Path:
-    """Where the reconstruction of `src` goes: `out/<name>.h5`, `<stem>.nii.gz`, `<stem>_dicom/`, `<stem>.png`."""
+def output_path(out_dir: Path, src: Path, fmt: str, suffix: str = "") -> Path:
+    """Where the reconstruction of `src` goes: `out/<name>.h5`, `<stem>.nii.gz`, `<stem>_dicom/`, `<stem>.png`.
+
+    `suffix` (e.g. `_rep1` for one ISMRMRD repetition) goes after the stem.
+    """
+    stem = src.stem + suffix
     if fmt == "h5":
-        return out_dir / src.name
+        return out_dir / f"{stem}{src.suffix}"
     if fmt == "nii":
-        return out_dir / f"{src.stem}.nii.gz"
+        return out_dir / f"{stem}.nii.gz"
     if fmt == "dcm":
-        return out_dir / f"{src.stem}_dicom"
+        return out_dir / f"{stem}_dicom"
     if fmt == "png":
-        return out_dir / f"{src.stem}.png"
+        return out_dir / f"{stem}.png"
     raise ValueError(f"unknown output format {fmt!r}; expected h5, nii, dcm or png")
+
+
+def _suffix(choice: dict[str, int | None]) -> str:
+    """`{"repetition": 1, "contrast": None}` -> `_rep1` (output-name suffix of an ISMRMRD choice)."""
+    names = {"repetition": "rep", "contrast": "contrast", "set": "set"}
+    return "".join(f"_{names[k]}{v}" for k, v in choice.items() if v is not None)
 
 
 @dataclass
@@ -48,33 +61,100 @@ class ReconstructJob:
     batch_size: int = 8
     skip_existing: bool = False
     keep_identity: bool = False
+    max_memory: int | None = None
+    repetition: int | None = None
+    contrast: int | None = None
+    set_index: int | None = None
+
+    def _choice(self) -> dict[str, int | None]:
+        return {"repetition": self.repetition, "contrast": self.contrast, "set": self.set_index}
+
+    def target(self, path: Path, choice: dict[str, int | None] | None = None) -> Path:
+        """The output path of input `path` for one ISMRMRD (repetition, contrast, set) choice.
+
+        A counter chosen on the command line, or one of several in the file, adds `_rep<N>`,
+        `_contrast<N>` or `_set<N>` to the name, so no two images of one file share an output.
+        """
+        return output_path(Path(self.out_dir), Path(path), self.fmt, _suffix(self._choice() if choice is None else choice))
+
+    def variants(self, path: Path) -> list[dict[str, int | None]]:
+        """The images one input holds: for ISMRMRD one per (repetition, contrast, set) present
+        (or the chosen ones), so none is dropped; for fastMRI files one."""
+        from recon.io import ismrmrd as raw
+
+        if not raw.is_ismrmrd(path):
+            return [{}]
+        present = raw.counter_values(path)
+        axes: list[list[tuple[str, int | None]]] = []
+        for name, chosen in self._choice().items():
+            values = present.get(name, [0])
+            if chosen is not None:
+                axes.append([(name, chosen)])
+            elif len(values) > 1:
+                axes.append([(name, v) for v in values])
+        return [dict(combo) for combo in itertools.product(*axes)]
 
     def __call__(self, path: Path) -> dict[str, Any]:
         path = Path(path)
-        target = output_path(Path(self.out_dir), path, self.fmt)
-        if self.skip_existing and target.exists():
-            return {"skipped": True, "reason": "output exists", "output": str(target)}
-        data, acquisition, identity = self._load(path)
+        done: list[dict[str, Any]] = []
+        warnings: list[str] = []
+        for choice in self.variants(path):
+            target = self.target(path, choice)
+            not_inputs([target], [path])
+            if self.skip_existing and target.exists():
+                done.append({"skipped": True, "output": str(target)})
+                continue
+            done.append(self._one(path, target, choice, warnings))
+        made = [d for d in done if not d.get("skipped")]
+        if not made:
+            return {"skipped": True, "reason": "output exists", "output": done[0]["output"]}
+        out = dict(made[0])
+        if len(done) > 1:
+            out["outputs"] = [d["output"] for d in done]
+        if warnings:
+            out["warnings"] = list(dict.fromkeys(warnings))
+        return out
+
+    def _one(self, path: Path, target: Path, choice: dict[str, int | None], warnings: list[str]) -> dict[str, Any]:
+        """Load, check, reconstruct, check and write one image of `path` (one ISMRMRD choice)."""
+        data, acquisition, identity = self._load(path, warnings, choice)
+        checks.check_input(path, data.kspace, data.acquisition.column_mask, data.acquisition.calib, self.method, data.calibration)
         device = resolve_device(self.device)
         method = build_method(self.method, {"device": str(device), **self.method_options})
         images = run_method(method, data, device, self.batch_size, self.backend)
+        images = checks.check_images(path, images, self.method, data.kspace.shape[0])
         attrs = {**data.acquisition.provenance.attrs(), "method": self.method, "acquisition": acquisition}
-        outputs = self._write(path, target, images, data.acquisition, attrs, identity)
+        outputs = self._write(path, target, images, data.acquisition, attrs, identity, choice)
         return {"output": str(outputs[0]), "slices": int(images.shape[0]), **{k: v for k, v in attrs.items() if v is not None}}
 
-    def _load(self, path: Path) -> tuple[Undersampled, str | None, dict[str, Any]]:
+    def _ignored_options(self, what: str) -> list[str]:
+        given = [name for name, value in (("--acceleration", self.acceleration), ("--center-fraction", self.center_fraction)) if value is not None]
+        return [f"{', '.join(given)} ignored: {what} keeps its own sampling"] if given else []
+
+    def _load(
+        self, path: Path, warnings: list[str] | None = None, choice: dict[str, int | None] | None = None
+    ) -> tuple[Undersampled, str | None, dict[str, Any]]:
+        """The undersampled volume, its acquisition name and identity; `warnings` collects options
+        that do not apply; `choice` picks the ISMRMRD repetition / contrast / set (default: the job's)."""
         from recon.io import ismrmrd as raw
 
+        warnings = [] if warnings is None else warnings
+        choice = self._choice() if choice is None else choice
+
         if raw.is_ismrmrd(path):
-            scan = raw.read_ismrmrd(path)
+            scan = raw.read_ismrmrd(path, repetition=choice.get("repetition"), contrast=choice.get("contrast"),
+                                    set_index=choice.get("set"), max_memory=self.max_memory)
+            warnings += self._ignored_options("prospectively undersampled ISMRMRD data")
             acq = scan.acquisition
             masked = np.stack([scan.kspace[s] * acq.sampling(scan.kspace.shape[-2], s) for s in range(scan.kspace.shape[0])])
             data = Undersampled(masked + np.complex64(0), acq, scan.calibration)
             return data, scan.meta.get("protocol_name"), dict(scan.identity)
         with FastMRIVolume(path) as vol:
             info = vol.info
-            kspace = read_kspace(vol)
-        data = undersample(kspace, info, self.acceleration, self.center_fraction, self.mask_type)
+            kspace = read_kspace(vol, max_memory=self.max_memory)
+        if info.mask is not None:
+            warnings += self._ignored_options("a file with its own mask (prospective / challenge data)")
+        data = undersample(kspace, info, self.acceleration, self.center_fraction, self.mask_type, inplace=True)
         identity = {"patient_id": info.attrs.get("patient_id")} if "patient_id" in info.attrs else {}
         return data, info.attrs.get("acquisition"), identity
 
@@ -86,6 +166,7 @@ class ReconstructJob:
         acq: Acquisition,
         attrs: dict[str, Any],
         identity: dict[str, Any],
+        choice: dict[str, int | None],
     ) -> list[Path]:
         if self.fmt == "h5":
             from recon.io.fastmri import write_reconstruction
@@ -106,4 +187,4 @@ class ReconstructJob:
         from recon.io.writers import write_output
 
         meta = {**attrs, "identity": identity, "montage": True}
-        return list(write_output(Path(self.out_dir) / src.stem, images.astype(np.float32), self.fmt, geometry=None if acq.geometry is None else list(acq.geometry), meta=meta, keep_identity=self.keep_identity))
+        return list(write_output(target.parent / (src.stem + _suffix(choice)), images.astype(np.float32), self.fmt, geometry=None if acq.geometry is None else list(acq.geometry), meta=meta, keep_identity=self.keep_identity))

@@ -182,5 +182,5 @@ def write_summary(results: Sequence[FileResult], path: str | os.PathLike[str], e
         "failed": sum(r.status == "failed" for r in results),
     }
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(doc, indent=2, default=str))
+        tmp.write_text(json.dumps(doc, indent=2, default=str, allow_nan=False))
     return Path(path)

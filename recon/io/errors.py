@@ -12,3 +12,7 @@ class InputError(Exception):
         self.path = os.fspath(path)
         self.problem = " ".join(str(problem).split())
         super().__init__(f"{self.path}: {self.problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        """Pickle as (path, problem), so the error crosses process boundaries (Dask, DataLoader)."""
+        return (type(self), (self.path, self.problem))

@@ -26,6 +26,7 @@ import numpy as np
 from recon.acquisition import Acquisition, MaskProvenance, run_around
 from recon.io.atomic import atomic_path
 from recon.io.errors import InputError
+from recon.io.sanity import check_fastmri_header
 from recon.io.header import HeaderInfo, parse_header
 
 PathLike = str | os.PathLike[str]
@@ -198,6 +199,7 @@ def _info_from(hf: h5py.File, path: Path) -> VolumeInfo:
     """Validate an open file's structure and collect its VolumeInfo."""
     ds = _kspace_dataset(hf, path)
     header = _header(hf, path)
+    check_fastmri_header(path, header.encoded_size, header.recon_size, ds.shape)
     multicoil = ds.ndim == 4
     num_slices = int(ds.shape[0])
     attrs = {str(k): _plain(v) for k, v in hf.attrs.items()}

@@ -40,6 +40,14 @@ from recon.io.geometry import SliceGeometry, make_geometry
 from recon.io.header import HeaderInfo, parse_header
 from recon.io.prewhiten import noise_covariance, prewhitening_matrix
 from recon.io.prewhiten import prewhiten as apply_prewhitening
+from recon.io.sanity import check_memory
+
+#: Peak bytes of `_grid` per complex64 byte of the gridded k-space: the complex128 grid (2x)
+#: plus the prewhitened complex128 copy (2x); the final complex64 copy replaces the first.
+#: Calibration-only lines double it (their own complex128 grid and whitened copy).
+GRID_MEMORY_FACTOR = 4
+#: Acquisition counters that split a file into separate images; one value is gridded per read.
+_COUNTERS = ("repetition", "contrast", "set")
 
 def _bit(flag: int) -> int:
     """ISMRMRD flag numbers are 1-based bit positions in the 64-bit `flags` field."""
@@ -101,6 +109,16 @@ def is_ismrmrd(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+def counter_values(path: str | os.PathLike[str], dataset: str = "dataset") -> dict[str, list[int]]:
+    """The repetition / contrast / set indices of a file's imaging acquisitions (sorted)."""
+    with h5py.File(path, "r") as f:
+        heads = f[dataset]["data"]["head"]
+        flags = heads["flags"].astype(np.uint64)
+        is_image = ((flags & np.uint64(_NOT_IMAGE)) == 0) & (heads["encoding_space_ref"] == 0)
+        idx = heads["idx"]
+        return {c: np.unique(idx[c][is_image]).astype(int).tolist() for c in _COUNTERS}
+
+
 def _crop_readout(kspace: np.ndarray, rows: int) -> np.ndarray:
     """Crop the readout (axis -2) to `rows` in image space: centred iFFT, crop, centred FFT."""
     img = ifftc(kspace, (-2,))
@@ -117,25 +135,33 @@ def read_ismrmrd(
     path: str | os.PathLike[str],
     *,
     dataset: str = "dataset",
-    repetition: int = 0,
-    contrast: int = 0,
+    repetition: int | None = None,
+    contrast: int | None = None,
+    set_index: int | None = None,
     prewhiten: bool = True,
     remove_oversampling: bool = False,
+    max_memory: int | None = None,
 ) -> RawScan:
     """Read a Cartesian 2-D (multi-slice) ISMRMRD file into a RawScan.
 
     Args:
         path: the ISMRMRD HDF5 file.
         dataset: name of the ISMRMRD group in the file.
-        repetition, contrast: which repetition / contrast to grid (other ones are ignored).
+        repetition, contrast, set_index: which repetition / contrast / set to grid. None
+            means the file's only one; a file holding several is refused, naming them, so
+            none is dropped silently.
         prewhiten: whiten coil noise with the file's noise scan (ACQ_IS_NOISE_MEASUREMENT),
             scaled by the noise vs imaging dwell times; a file without a noise scan is read
             as is (`RawScan.acquisition.prewhitened` says which).
         remove_oversampling: crop the readout to the recon FOV (see module docstring).
+        max_memory: bytes the gridding may use (default: the available memory); a header
+            claiming more (about 4x the complex64 k-space size) is refused before allocating.
 
     Raises:
         InputError: not an ISMRMRD file, non-Cartesian trajectory, 3-D encoding, no imaging
-            data for the chosen repetition/contrast, or lines outside the encoded matrix.
+            data for the chosen repetition/contrast/set, several of them and none chosen,
+            NaN/Inf samples, an empty reconSpace, an encodedSpace the data do not fill, too
+            much memory, or lines outside the matrix.
     """
     path = Path(path)
     try:
@@ -153,7 +179,8 @@ def read_ismrmrd(
             raise InputError(path, f"3-D encoding (encoded z = {hdr.encoded_size[2]}) is not supported")
         heads = f[dataset]["data"]["head"]
         payload = f[dataset]["data"]["data"]
-        return _grid(path, hdr, heads, payload, repetition, contrast, prewhiten, remove_oversampling)
+        choice = {"repetition": repetition, "contrast": contrast, "set": set_index}
+        return _grid(path, hdr, heads, payload, choice, prewhiten, remove_oversampling, max_memory)
 
 
 def _grid(
@@ -161,29 +188,34 @@ def _grid(
     hdr: HeaderInfo,
     heads: np.ndarray,
     payload: np.ndarray,
-    repetition: int,
-    contrast: int,
+    choice: dict[str, int | None],
     prewhiten: bool,
     remove_oversampling: bool,
+    max_memory: int | None = None,
 ) -> RawScan:
     """Place the selected acquisitions on the (S, C, H, W) grid; whiten; crop; describe."""
     flags = heads["flags"].astype(np.uint64)
     idx = heads["idx"]
     is_noise = (flags & np.uint64(NOISE)) != 0
-    is_image = (
-        ((flags & np.uint64(_NOT_IMAGE)) == 0)
-        & (heads["encoding_space_ref"] == 0)
-        & (idx["repetition"] == repetition)
-        & (idx["contrast"] == contrast)
-    )
+    is_image = ((flags & np.uint64(_NOT_IMAGE)) == 0) & (heads["encoding_space_ref"] == 0)
+    for counter in _COUNTERS:
+        present = np.unique(idx[counter][is_image])
+        wanted = choice.get(counter)
+        if wanted is None and present.size > 1:
+            option = "--set" if counter == "set" else f"--{counter}"
+            raise InputError(path, f"holds {present.size} {counter} indices ({', '.join(map(str, present.tolist()))}); "
+                                   f"choose one ({option} N on the command line)")
+        if wanted is not None:
+            is_image &= idx[counter] == wanted
     sel = np.flatnonzero(is_image)
     if sel.size == 0:
-        raise InputError(path, f"no imaging acquisitions for repetition {repetition}, contrast {contrast}")
+        chosen = ", ".join(f"{k} {v}" for k, v in choice.items() if v is not None) or "any index"
+        raise InputError(path, f"no imaging acquisitions for {chosen}")
     if np.any(heads["trajectory_dimensions"][sel] > 0):
         raise InputError(path, "acquisitions carry k-space trajectories (non-Cartesian); not supported")
     if np.any(idx["kspace_encode_step_2"][sel] > 0):
         raise InputError(path, "kspace_encode_step_2 > 0: 3-D encoding is not supported")
-    for counter in ("phase", "set"):
+    for counter in ("phase",):
         if np.unique(idx[counter][sel]).size > 1:
             raise InputError(path, f"several '{counter}' indices (e.g. cine); not supported")
     coils = np.unique(heads["active_channels"][sel])
@@ -196,6 +228,17 @@ def _grid(
     maximum = hdr.step1_maximum if hdr.step1_maximum is not None else cols - 1
     cal_flags = (flags[sel] & np.uint64(CALIBRATION)) != 0
     cal_only = (flags[sel] & np.uint64(CALIBRATION)) == np.uint64(CALIBRATION_ONLY)
+    if min(rows, cols) < 1 or min(hdr.recon_size[:2]) < 1:
+        raise InputError(path, f"header encodedSpace {rows}x{cols} / reconSpace {hdr.recon_size[0]}x{hdr.recon_size[1]} is empty")
+    factor = GRID_MEMORY_FACTOR * (2 if cal_only.any() else 1)
+    check_memory(path, factor * 8 * n_slices * n_coils * rows * cols,
+                 f"gridding {n_slices} slice(s) x {n_coils} coils x {rows}x{cols} (header encodedSpace)", max_memory)
+    longest = int(heads["number_of_samples"][sel].max())
+    steps = idx["kspace_encode_step_1"][sel]
+    span = int(steps.max()) - int(steps.min()) + 1
+    if 2 * longest <= rows or 2 * span <= cols:
+        raise InputError(path, f"header encodedSpace {rows}x{cols} disagrees with the data (readouts of {longest} samples, "
+                               f"phase encodes spanning {span} columns); the image scale and resolution cannot be trusted")
     ksp = np.zeros((n_slices, n_coils, rows, cols), np.complex128)
     count = np.zeros((n_slices, cols), np.int64)
     calib = np.zeros_like(ksp) if cal_only.any() else None
@@ -207,6 +250,8 @@ def _grid(
         h = heads[a]
         n = int(h["number_of_samples"])
         data = np.asarray(payload[a]).view(np.complex64).reshape(n_coils, n)
+        if not np.isfinite(data.view(np.float32)).all():
+            raise InputError(path, f"acquisition {a} (slice {int(h['idx']['slice'])}, line {int(h['idx']['kspace_encode_step_1'])}) contains NaN or Inf")
         if int(h["flags"]) & REVERSE:
             data = data[:, ::-1]
         col = int(h["idx"]["kspace_encode_step_1"]) - center + cols // 2

@@ -129,7 +129,7 @@ def write_nifti(
     img.header["descrip"] = str(meta.get("series_description", meta.get("method", "recon")))[:79].encode()
     ident = _identity(meta, keep_identity)
     if ident:
-        img.header.extensions.append(nib.nifti1.Nifti1Extension(6, json.dumps(ident).encode()))
+        img.header.extensions.append(nib.nifti1.Nifti1Extension(6, json.dumps(ident, allow_nan=False).encode()))
     with atomic_path(path) as tmp:
         tmp.write_bytes(gzip.compress(img.to_bytes(), mtime=0))
     return Path(path)

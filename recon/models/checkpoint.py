@@ -68,7 +68,7 @@ def save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor])
 def save_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write JSON atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def save_model(
@@ -124,10 +124,35 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
             raise InputError(cfg_file, f"invalid JSON ({err})") from err
         cfg = {k: v for k, v in cfg.items() if k in VARNET_KEYS}
     else:
-        cfg = infer_config(state)
+        try:
+            cfg = infer_config(state)
+        except KeyError as err:
+            raise InputError(path, f"not VarNet weights: missing key {err}; {state_mismatch(VarNet().state_dict(), state)}") from None
     model = VarNet(**cfg)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise InputError(path, f"weights do not fit the model config: {str(err).splitlines()[0]}") from err
+    problem = state_mismatch(model.state_dict(), state)
+    if problem:
+        raise InputError(path, f"weights do not fit the model config: {problem}")
+    model.load_state_dict(state)
     return model.to(map_location)
+
+
+def state_mismatch(expected: dict[str, torch.Tensor], state: dict[str, Any], show: int = 3) -> str:
+    """'' when `state` has exactly `expected`'s keys and shapes, else which keys are missing,
+    unexpected or of another shape (the first `show` of each, with counts)."""
+
+    def few(keys: list[str]) -> str:
+        more = f" and {len(keys) - show} more" if len(keys) > show else ""
+        return ", ".join(keys[:show]) + more
+
+    missing = [k for k in expected if k not in state]
+    extra = [k for k in state if k not in expected]
+    shapes = [f"{k} (file {tuple(getattr(state[k], 'shape', ()))}, model {tuple(v.shape)})"
+              for k, v in expected.items() if k in state and tuple(getattr(state[k], "shape", ())) != tuple(v.shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s): {few(missing)}")
+    if extra:
+        parts.append(f"{len(extra)} unexpected key(s): {few(extra)}")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatch(es): {few(shapes)}")
+    return "; ".join(parts)

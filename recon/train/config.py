@@ -72,6 +72,23 @@ class TrainConfig:
             raise ValueError(f"mixed_precision must be none or bf16, got {self.mixed_precision!r}")
         if self.batch_size < 1 or self.accumulate < 1 or self.epochs < 1:
             raise ValueError("batch_size, accumulate and epochs must be >= 1")
+        self._check_recipe()
+
+    def _check_recipe(self) -> None:
+        """Masks, learning rate and sampling that give a usable run (checked before any file is read)."""
+        import math
+
+        from recon.validate import UsageError, acceleration, center_fraction
+
+        try:
+            for acc, cf in zip(self.accelerations, self.center_fractions):
+                center_fraction(cf, acceleration(acc, self.mask_type, "accelerations"), self.mask_type)
+        except UsageError as err:
+            raise ValueError(str(err).replace("--center-fraction", "center_fractions")) from None
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not 0 < self.sample_rate <= 1:
+            raise ValueError(f"sample_rate must be in (0, 1], got {self.sample_rate}")
 
     def model_kwargs(self) -> dict[str, int]:
         """Keywords for `recon.models.VarNet`."""

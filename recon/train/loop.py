@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,7 +21,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from recon.checks import check_training_batch
 from recon.core import center_crop
+from recon.io.errors import InputError
 from recon.masks import create_mask_func
 from recon.metrics import SSIMLoss, volume_metrics
 from recon.models.checkpoint import load_state_dict, save_model
@@ -64,6 +67,23 @@ def _digest(tensors: list[torch.Tensor]) -> str:
     for t in tensors:
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def _slices(batch: TrainSample) -> str:
+    return ", ".join(f"{f} slice {s}" for f, s in zip(batch.fname, batch.slice_num))
+
+
+def _finite_grads(model: torch.nn.Module) -> bool:
+    """Whether every gradient is finite (one reduction per parameter, no host sync per tensor)."""
+    flags = [torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def _stopped(ckpt: Path, global_step: int, cause: str) -> InputError:
+    """The error that ends a run before a non-finite update reaches the weights."""
+    kept = [p.name for p in (ckpt / "last.safetensors", ckpt / "best.safetensors", ckpt / "resume.json") if p.is_file()]
+    saved = f"the last good checkpoints are kept ({', '.join(kept)})" if kept else "no checkpoint had been written yet"
+    return InputError(ckpt.parent, f"training stopped before step {global_step + 1}: {cause}; weights not updated, {saved}")
 
 
 def batch_loss(model: torch.nn.Module, batch: TrainSample, loss_fn: SSIMLoss) -> torch.Tensor:
@@ -114,7 +134,7 @@ class _Logger:
     def epoch(self, record: dict[str, Any]) -> None:
         if self.main:
             with self.metrics.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(record, allow_nan=False) + "\n")
         for k, v in record.items():
             if k not in ("epoch", "global_step") and isinstance(v, float):
                 self.scalar(f"val/{k}", v, record["global_step"])
@@ -124,7 +144,7 @@ class _Logger:
         (the parameter digest is a device-to-host copy of every weight)."""
         if self.samples is not None:
             with self.samples.open("a") as f:
-                f.write(json.dumps(record()) + "\n")
+                f.write(json.dumps(record(), allow_nan=False) + "\n")
 
     def close(self) -> None:
         if self.writer is not None:
@@ -149,13 +169,16 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
     ckpt = out / "checkpoints"
     if info.is_main:
         ckpt.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2, allow_nan=False) + "\n")
     barrier(info)
     device = _device(config, info)
     train_dir, val_dir = _split_folders(config)
     mask_func = create_mask_func(config.mask_type, config.center_fractions, config.accelerations)
     train_set = TrainSlices(list_h5(train_dir), mask_func, config.seed, config.sample_rate)
     val_set = ValVolumes(list_h5(val_dir), mask_func) if val_dir is not None else None
+    if val_set is None and info.is_main:
+        print(f"note: no validation data (no {Path(config.data) / 'val'} folder, no --val-data): no 'best' checkpoint; "
+              f"the result is {ckpt / 'last.safetensors'}", file=sys.stderr)
 
     model = build_model(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -201,16 +224,23 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
             stopped = False
             for step in bar:
                 loss_value = 0.0
+                bad_loss = ""
                 for micro in range(config.accumulate):
                     batch: TrainSample = next(batches)
+                    check_training_batch(batch)
                     last_micro = micro == config.accumulate - 1
                     sync = net.no_sync() if info.enabled and not last_micro else contextlib.nullcontext()
                     with sync:
                         loss = batch_loss(net, batch.to(device), loss_fn) / config.accumulate
+                        if not bool(torch.isfinite(loss.detach())):
+                            bad_loss = f"non-finite loss ({float(loss.detach())}) on {_slices(batch)}"
                         loss.backward()
                     loss_value += float(loss.detach())
                     log.sample(lambda: {"global_step": global_step + 1, "fname": batch.fname, "slice": batch.slice_num,
                                         "mask": _digest([batch.mask])})
+                # checked after the gradients are all-reduced, so every DDP rank stops together
+                if bad_loss or not _finite_grads(model):
+                    raise _stopped(ckpt, global_step, bad_loss or "non-finite gradients")
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 global_step += 1
@@ -231,6 +261,8 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
                 break
             scheduler.step()
             metrics = validate(model, val_set, info, device) if val_set is not None else {}
+            if not all(np.isfinite(v) for v in metrics.values()):
+                raise _stopped(ckpt, global_step, f"non-finite validation metrics {metrics}")
             if info.is_main:
                 extra = {"train": config.to_dict(), "epoch": epoch, "global_step": global_step, "val": metrics}
                 save_model(model, ckpt / "last.safetensors", extra)

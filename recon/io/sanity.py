@@ -1,0 +1,83 @@
+"""Checks a reader makes before trusting what a file claims: memory it would need, header vs data.
+
+A header can claim any matrix size; allocating what it claims before comparing with the memory
+the machine has turns a 2 MB file into an out-of-memory kill. `check_memory` refuses such a
+file with the estimate and the limit in one line (`--max-memory` raises the limit). The header
+checks turn an encodedSpace that disagrees with the stored k-space, or an empty reconSpace, into
+an `InputError` instead of a silently misplaced mask or an empty image.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Sequence
+
+from recon.io.errors import InputError
+
+_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_size(text: str | int | float) -> int:
+    """Bytes from `8G`, `512M`, `2.5GiB`, `1000000` (binary units); ValueError otherwise."""
+    if isinstance(text, (int, float)):
+        value, unit = float(text), ""
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(?:i?B)?\s*", str(text), re.IGNORECASE)
+        if match is None:
+            raise ValueError(f"not a memory size: {text!r} (expected e.g. 512M, 8G, 1.5T)")
+        value, unit = float(match.group(1)), match.group(2).upper()
+    size = int(value * _UNITS[unit])
+    if size <= 0:
+        raise ValueError(f"memory size must be positive, got {text!r}")
+    return size
+
+
+def available_memory() -> int:
+    """Bytes the kernel reports as available (MemAvailable), else total physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def format_bytes(n: float) -> str:
+    """`17179869184` -> `16.0 GiB`."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def check_memory(path: str | os.PathLike[str], needed: int, what: str, max_memory: int | None = None) -> None:
+    """InputError when `needed` bytes exceed `max_memory` (default: the available memory)."""
+    limit = available_memory() if max_memory is None else int(max_memory)
+    if needed > limit:
+        source = "available memory" if max_memory is None else "--max-memory"
+        raise InputError(
+            path,
+            f"{what} needs about {format_bytes(needed)}, more than the {format_bytes(limit)} limit "
+            f"({source}); refused before allocating (raise it with --max-memory SIZE if the file is genuine)",
+        )
+
+
+def check_fastmri_header(path: str | os.PathLike[str], encoded: Sequence[int], recon: Sequence[int], kspace_shape: Sequence[int]) -> None:
+    """InputError when encodedSpace (x, y) differs from the k-space (rows, cols) or reconSpace is empty.
+
+    fastMRI derives the padding columns from encodedSpace y, so a disagreement misplaces the mask
+    (most acquired columns zeroed: a much darker image); a 0-sized reconSpace crops to nothing.
+    """
+    rows, cols = int(kspace_shape[-2]), int(kspace_shape[-1])
+    if (int(encoded[0]), int(encoded[1])) != (rows, cols):
+        raise InputError(
+            path,
+            f"header encodedSpace {encoded[0]}x{encoded[1]} disagrees with the k-space matrix {rows}x{cols}; "
+            "the padding columns cannot be trusted",
+        )
+    if int(recon[0]) < 1 or int(recon[1]) < 1:
+        raise InputError(path, f"header reconSpace {recon[0]}x{recon[1]} is empty; expected at least 1x1 (fastMRI: 320x320)")

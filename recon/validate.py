@@ -1,0 +1,210 @@
+"""Argument and output-path checks that run before any input file is opened.
+
+Every check raises `UsageError` (a bad option: the CLI prints `recon <cmd>: error: ...` and exits
+2, as argparse does) or `InputError` (a file that cannot be used). Output paths are checked
+against the inputs with `os.path.samefile`, so a hard link or a bind mount of an input counts as
+the input: no run ever writes over the data it reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from recon.io.errors import InputError
+
+#: Mask families whose acceleration is a column step, so it must be a whole number.
+INTEGER_ACCELERATION_MASKS = ("equispaced", "magic")
+#: Mask families that draw the outer columns at rate (W/acc - nlow) / (W - nlow): it must stay > 0.
+FRACTION_LIMITED_MASKS = ("random", "equispaced-fraction", "magic-fraction")
+
+
+class UsageError(Exception):
+    """A command-line option that cannot be used; `str(err)` names the option and the problem."""
+
+
+def acceleration(value: float, mask_type: str = "random", option: str = "--acceleration") -> float:
+    """A usable acceleration: finite, > 1, a whole number for step-based masks."""
+    acc = float(value)
+    if not math.isfinite(acc) or acc <= 1:
+        raise UsageError(f"{option} must be a finite number > 1, got {value!r}")
+    if mask_type in INTEGER_ACCELERATION_MASKS and acc != int(acc):
+        raise UsageError(f"{option} must be a whole number for --mask {mask_type}, got {value!r}")
+    return acc
+
+
+def center_fraction(value: float | None, acc: float | None, mask_type: str = "random") -> float | None:
+    """A usable center fraction: in (0, 1), and below 1/acceleration for fraction-limited masks."""
+    if value is None:
+        return None
+    cf = float(value)
+    if not math.isfinite(cf) or not 0 < cf < 1:
+        raise UsageError(f"--center-fraction must be in (0, 1), got {value!r}")
+    if acc is not None and mask_type in FRACTION_LIMITED_MASKS and cf >= 1 / acc:
+        raise UsageError(
+            f"--center-fraction {cf:g} must be below 1/acceleration = {1 / acc:.4g} for --mask {mask_type} "
+            "(otherwise no column outside the center can be drawn)"
+        )
+    return cf
+
+
+def at_least(value: float | int | None, minimum: float, option: str, integer: bool = False) -> None:
+    """UsageError unless `value` is None or a finite number >= `minimum`."""
+    if value is None:
+        return
+    if not math.isfinite(float(value)) or value < minimum:
+        kind = "an integer" if integer else "a number"
+        raise UsageError(f"{option} must be {kind} >= {minimum:g}, got {value!r}")
+
+
+def parse_floats(text: str, option: str) -> list[float]:
+    """`"4,8"` -> `[4.0, 8.0]`; UsageError naming the bad item, or an empty list."""
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise UsageError(f"{option} is empty; give a comma-separated list, e.g. 4,8")
+    values = []
+    for item in items:
+        try:
+            values.append(float(item))
+        except ValueError:
+            raise UsageError(f"{option}: {item!r} is not a number") from None
+    return values
+
+
+def parse_methods(text: str, known: Sequence[str]) -> list[str]:
+    """`"zero-filled,sense"` -> names, all registered; UsageError naming the unknown ones."""
+    names = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not names:
+        raise UsageError(f"--methods is empty; choose from {', '.join(known)}")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(f"--methods: unknown method(s) {', '.join(unknown)}; available: {', '.join(known)}")
+    return list(dict.fromkeys(names))
+
+
+def device(text: str) -> str:
+    """`--device`: auto, cpu, cuda or cuda:N, and CUDA only where it exists."""
+    if text == "auto":
+        return text
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {text!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {text}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise UsageError(f"--device {text!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return text
+
+
+def memory(text: str | None) -> int | None:
+    """`--max-memory` as bytes (None = the machine's available memory at read time)."""
+    if text is None:
+        return None
+    from recon.io.sanity import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise UsageError(f"--max-memory: {err}") from None
+
+
+def checkpoint(path: str | os.PathLike[str] | None) -> None:
+    """Load the VarNet weights once, up front: InputError naming missing / mismatched keys."""
+    from recon.models.checkpoint import load_model, resolve_checkpoint
+
+    try:
+        resolved = resolve_checkpoint(path)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    load_model(resolved)
+
+
+# ---------------------------------------------------------------------------------------------
+# Output paths
+
+
+def output_folder(path: str | os.PathLike[str], option: str = "--out") -> Path:
+    """Create the output folder if needed and prove it writable (a probe file); one-line errors."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{option} {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".recon-write-test-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UsageError(f"{option} {out} is not writable ({err.strerror or err})") from None
+    return out
+
+
+def output_file(path: str | os.PathLike[str], option: str = "output") -> Path:
+    """An output file's folder must be writable and the path must not be a folder."""
+    out = Path(path)
+    if out.is_dir():
+        raise UsageError(f"{option} {out} is a folder; give a file name")
+    output_folder(out.parent if str(out.parent) else Path("."), f"folder of {option}")
+    return out
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def not_inputs(outputs: Iterable[Path], inputs: Sequence[Path]) -> None:
+    """InputError if any existing output path is the same file as an input (hard links count)."""
+    ids: dict[tuple[int, int], Path] = {}
+    for p in inputs:
+        with contextlib.suppress(OSError):
+            st = os.stat(p)
+            ids[(st.st_dev, st.st_ino)] = p
+    for out in outputs:
+        try:
+            st = os.stat(out)
+        except OSError:
+            continue
+        src = ids.get((st.st_dev, st.st_ino))
+        if src is not None:
+            raise InputError(src, f"the output {out} is this input file; refusing to overwrite an input (choose another --out)")
+
+
+def unique_outputs(pairs: Sequence[tuple[Path, Path]]) -> None:
+    """InputError when two inputs would write the same output, naming both inputs."""
+    seen: dict[str, Path] = {}
+    for src, out in pairs:
+        key = os.path.normpath(os.path.abspath(out))
+        if key in seen:
+            raise InputError(src, f"writes the same output {out} as {seen[key]}; rename one or run them into separate --out folders")
+        seen[key] = src
+
+
+def keep_previous(path: str | os.PathLike[str]) -> Path | None:
+    """Rename an existing `path` to `<stem>-<its mtime, UTC>.<suffix>` so a new run cannot replace it.
+
+    Returns the new name of the earlier file, or None when there was none.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return None
+    stamp = _dt.datetime.fromtimestamp(p.stat().st_mtime, _dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    target = p.with_name(f"{p.stem}-{stamp}{p.suffix}")
+    n = 1
+    while target.exists():
+        target = p.with_name(f"{p.stem}-{stamp}-{n}{p.suffix}")
+        n += 1
+    os.replace(p, target)
+    return target
