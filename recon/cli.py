@@ -141,14 +141,19 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         device=args.device,
         max_slices=args.max_slices,
         mask_type=args.mask,
+        center_fraction=args.center_fraction,
         batch_size=args.batch_size,
         workers=args.workers,
         scheduler=args.scheduler,
         progress=not args.quiet,
         note=args.note,
+        reference=args.reference,
+        by=None if args.by == "none" else args.by,
     )
     print(doc["table"])
-    print(f"wrote {Path(args.out) / 'results.json'}, report.md and figures")
+    if doc["paired_table"]:
+        print(doc["paired_table"])
+    print(f"wrote {Path(args.out) / 'results.json'}, report.md, report.html and figures")
     for f in doc["failed"]:
         print(f"error: {f['file']}: {f['reason']}", file=sys.stderr)
     return 1 if doc["failed"] or not doc["rows"] else 0
@@ -212,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for results.json, report.md, figures")
     p.add_argument("--max-slices", type=int, help="keep the N central slices of each volume")
     p.add_argument("--note", default="", help="a line for the top of report.md (e.g. 'simulated data')")
+    p.add_argument("--reference", help="method the others are compared with, paired by volume (default: zero-filled if benchmarked, else the first method)")
+    p.add_argument("--by", default="acquisition", choices=["acquisition", "coils", "source", "none"], help="also tabulate per value of this file property (default: %(default)s)")
     _add_mask_options(p)
     _add_method_options(p)
     _add_scale_out(p)

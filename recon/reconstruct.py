@@ -12,7 +12,7 @@ import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -99,10 +99,12 @@ def run_method(
     data: Undersampled,
     device: torch.device,
     batch_size: int = 8,
+    on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Reconstruct all slices in batches on `device`; returns `(S, h, w)` float32.
 
     A CUDA out-of-memory error halves the batch and retries instead of failing.
+    `on_batch(n)` is called after each batch with its number of slices (progress bars).
     """
     num = data.kspace.shape[0]
     mask = torch.from_numpy(data.mask).to(device).view(1, 1, 1, -1)
@@ -128,6 +130,8 @@ def run_method(
             torch.cuda.empty_cache()
             continue
         out.append(images.detach().float().cpu().numpy())
+        if on_batch is not None:
+            on_batch(stop - start)
         start = stop
     return np.concatenate(out, axis=0)
 
