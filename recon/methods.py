@@ -71,6 +71,10 @@ from recon.models.inference import make_varnet  # noqa: E402  (registered last: 
 
 register("varnet", make_varnet)
 
+from recon.models.image_unet import make_unet  # noqa: E402  (fastMRI's image-domain U-Net baseline)
+
+register("unet", make_unet)
+
 from recon.baselines.methods import make_cs, make_cs_tv, make_sense  # noqa: E402  (classical baselines)
 
 register("sense", make_sense)
