@@ -90,3 +90,26 @@ def test_load_unet_rejects_varnet_weights(tmp_path: Path) -> None:
     path = save_model(VarNet(num_cascades=1, sens_chans=2, sens_pools=1, chans=2, pools=1), tmp_path / "v.safetensors")
     with pytest.raises(InputError, match="not U-Net weights"):
         load_unet(path)
+
+
+def test_train_unet_through_the_loop_then_rerun_says_finished(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from recon.cli import main
+    from recon.simulate import SimConfig, simulate_dataset
+
+    tiny = SimConfig(rows=64, widths=(40, 44), coils=4, slices=2)
+    simulate_dataset(tmp_path / "data" / "train", 2, 2, 4, 1000, config=tiny)
+    simulate_dataset(tmp_path / "data" / "val", 1, 2, 4, 2000, config=tiny)
+    args = ["train", "--model", "unet", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--unet-chans", "4",
+            "--unet-pools", "2", "--epochs", "1", "--tensorboard", "false", "--quiet", "--device", "cpu"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "training finished: 4 optimizer steps" in printed and "best validation SSIM: 0." in printed
+    best = tmp_path / "run" / "checkpoints" / "best.safetensors"
+    assert f"best weights: {best}" in printed
+    model = load_unet(best)
+    assert model.down_sample_layers[0].layers[0].out_channels == 4
+    config = __import__("json").loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model"] == "unet" and config["lr"] == 1e-3
+    assert main(args) == 0
+    again = capsys.readouterr().out
+    assert "already finished" in again and "nothing to do" in again
