@@ -174,6 +174,7 @@ class ReconstructJob:
     batch_size: int = 8
     skip_existing: bool = False
     keep_identity: bool = False
+    progress: bool = False
 
     def __call__(self, path: Path) -> dict[str, Any]:
         path = Path(path)
@@ -183,7 +184,16 @@ class ReconstructJob:
         data, acquisition, geometry, identity = self._load(path)
         device = resolve_device(self.device)
         method = build_method(self.method, self.method_options)
-        images = run_method(method, data, device, self.batch_size)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=data.kspace.shape[0], desc=path.name, unit="slice", leave=False)
+        try:
+            images = run_method(method, data, device, self.batch_size, None if bar is None else bar.update)
+        finally:
+            if bar is not None:
+                bar.close()
         attrs = {**data.meta, "method": self.method, "acquisition": acquisition}
         outputs = self._write(path, target, images, data.mask, attrs, geometry, identity)
         return {"output": str(outputs[0]), "slices": int(images.shape[0]), **{k: v for k, v in attrs.items() if v is not None}}

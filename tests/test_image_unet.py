@@ -113,3 +113,26 @@ def test_train_unet_through_the_loop_then_rerun_says_finished(tmp_path: Path, ca
     assert main(args) == 0
     again = capsys.readouterr().out
     assert "already finished" in again and "nothing to do" in again
+
+
+def test_benchmark_runs_unet_or_skips_it_with_a_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from recon.cli import main
+    from recon.models import image_unet
+
+    assert main(["simulate", str(tmp_path / "data"), "--volumes", "1", "--slices", "1", "--coils", "4", "--seed", "3100"]) == 0
+    torch.manual_seed(0)
+    weights = save_model(Unet(1, 1, chans=4, num_pool_layers=2), tmp_path / "unet.safetensors")
+    base = ["benchmark", "--data", str(tmp_path / "data"), "--accelerations", "4", "--quiet"]
+    assert main([*base, "--methods", "zero-filled,unet", "--unet-checkpoint", str(weights), "--out", str(tmp_path / "b")]) == 0
+    rows = json.loads((tmp_path / "b" / "results.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["zero-filled", "unet"] and np.isfinite(rows[1]["ssim"])
+    if image_unet.DEFAULT_UNET_CHECKPOINT.is_file():
+        return
+    capsys.readouterr()
+    assert main([*base, "--methods", "zero-filled,unet", "--out", str(tmp_path / "c")]) == 0
+    err = capsys.readouterr().err
+    assert "skipping unet" in err and "recon train --model unet" in err
+    doc = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert {r["method"] for r in doc["rows"]} == {"zero-filled"} and "unet" in doc["settings"]["skipped_methods"]
