@@ -69,7 +69,8 @@ def score_volume(target_path: Path, prediction_path: Path, key: str | None = Non
 
 
 def aggregate(scores: Iterable[VolumeScore]) -> list[dict[str, Any]]:
-    """Mean, std and fastMRI's mean ± 2·std per (acceleration, acquisition) group and per acceleration."""
+    """Mean and sample std (ddof = 1, as fastMRI's runstats; None for one volume) per
+    (acceleration, acquisition) group and per acceleration."""
     groups: dict[tuple[Any, Any], list[VolumeScore]] = defaultdict(list)
     for s in scores:
         groups[(s.acceleration, s.acquisition)].append(s)
@@ -82,7 +83,7 @@ def aggregate(scores: Iterable[VolumeScore]) -> list[dict[str, Any]]:
         for m in METRICS:
             vals = np.array([getattr(s, m) for s in items], dtype=np.float64)
             row[m] = float(vals.mean())
-            row[f"{m}_std"] = float(vals.std())
+            row[f"{m}_std"] = float(vals.std(ddof=1)) if vals.size > 1 else None
         rows.append(row)
     return rows
 
@@ -109,17 +110,16 @@ def evaluate_folders(targets: Path, predictions: Path, key: str | None = None) -
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Plain-text table: mean ± std and fastMRI's mean ± 2·std per group."""
-    head = f"{'accel':>6} {'acquisition':<12} {'vols':>4}  {'SSIM':>17}  {'PSNR (dB)':>15}  {'NMSE':>17}   fastMRI form (mean ± 2·std)"
+    """Plain-text table: fastMRI's mean ± 2·std (ddof 1) per group; no ± for one volume."""
+    from recon.stats import format_mean_spread
+
+    head = f"{'accel':>6} {'acquisition':<12} {'vols':>4}  {'SSIM':>15}  {'PSNR (dB)':>13}  {'NMSE':>15}"
     lines = [head]
     for r in rows:
         acc = "-" if r["acceleration"] is None else f"{r['acceleration']:g}x"
-        two = "  ".join(f"{m.upper()} {r[m]:.4f} ± {2 * r[m + '_std']:.4f}" for m in METRICS)
-        lines.append(
-            f"{acc:>6} {str(r['acquisition']):<12} {r['volumes']:>4}  "
-            f"{r['ssim']:.4f} ± {r['ssim_std']:.4f}  {r['psnr']:6.2f} ± {r['psnr_std']:5.2f}  "
-            f"{r['nmse']:.4f} ± {r['nmse_std']:.4f}   {two}"
-        )
+        cells = [format_mean_spread(r[m], r[f"{m}_std"], r["volumes"], 2 if m == "psnr" else 4) for m in METRICS]
+        lines.append(f"{acc:>6} {str(r['acquisition']):<12} {r['volumes']:>4}  {cells[0]:>15}  {cells[1]:>13}  {cells[2]:>15}")
+    lines.append("(mean ± 2·std over volumes, std with ddof = 1 as fastMRI's runstats; no ± for one volume)")
     return "\n".join(lines)
 
 

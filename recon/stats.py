@@ -173,9 +173,9 @@ def describe(values: Sequence[float]) -> dict[str, float | int]:
     return {"n": int(v.size), "mean": float(v.mean()) if v.size else math.nan, "std": float(v.std(ddof=1)) if v.size > 1 else math.nan}
 
 
-def format_mean_spread(mean: float, std: float, n: int, digits: int = 4, two_std: bool = True) -> str:
+def format_mean_spread(mean: float, std: float | None, n: int, digits: int = 4, two_std: bool = True) -> str:
     """'mean ± 2·std' (fastMRI's form; `two_std=False`: ± std), or just 'mean' when n < 2."""
-    if n < 2 or not math.isfinite(std):
+    if n < 2 or std is None or not math.isfinite(std):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {(2 * std if two_std else std):.{digits}f}"
 

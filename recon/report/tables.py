@@ -22,6 +22,7 @@ _LABELS = {"ssim": "SSIM", "psnr": "PSNR (dB)", "nmse": "NMSE", "seconds_per_sli
 def summarize(rows: Sequence[dict[str, Any]], by: str | None = "acquisition") -> list[dict[str, Any]]:
     """Summary rows per (acceleration, group, method): volumes, mean and std (ddof 1) of each metric.
 
+    `<metric>_std` is None for a single volume (JSON null, not NaN).
     `group` is "all" (every volume of that acceleration) or a value of `by`; the per-value rows
     are kept even when there is only one value, so a reader sees which acquisition was scored.
     """
@@ -38,7 +39,7 @@ def summarize(rows: Sequence[dict[str, Any]], by: str | None = "acquisition") ->
         row: dict[str, Any] = {"acceleration": acc, "group": group, "by": None if group == "all" else by, "method": method, "volumes": len(items)}
         for m in (*METRICS, "seconds_per_slice"):
             d = describe([it[m] for it in items])
-            row[m], row[f"{m}_std"] = d["mean"], d["std"]
+            row[m], row[f"{m}_std"] = d["mean"], (d["std"] if d["n"] > 1 else None)
         out.append(row)
     return out
 
