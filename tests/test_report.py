@@ -156,3 +156,19 @@ def test_report_html_in_chromium(bench: Path, tmp_path: Path) -> None:
         assert widths and driver.current_url == page.as_uri()
     finally:
         driver.quit()
+
+
+def test_summarize_by_coils_and_none() -> None:
+    from recon.report import summarize
+
+    rows = [{"file": f"f{i}", "method": "m", "acceleration": 4.0, "coils": c, "source": "simulated", "acquisition": "CORPD_FBK",
+             "ssim": s, "psnr": 30.0, "nmse": 0.01, "seconds_per_slice": 0.1}
+            for i, (c, s) in enumerate([(8, 0.7), (8, 0.8), (15, 0.9)])]
+    by_coils = {r["group"]: r for r in summarize(rows, "coils")}
+    assert set(by_coils) == {"all", "8", "15"}
+    assert by_coils["8"]["volumes"] == 2 and by_coils["8"]["ssim"] == pytest.approx(0.75)
+    assert by_coils["8"]["ssim_std"] == pytest.approx(np.std([0.7, 0.8], ddof=1))
+    assert by_coils["15"]["ssim_std"] is None
+    assert [r["group"] for r in summarize(rows, None)] == ["all"]
+    with pytest.raises(ValueError, match="cannot group by"):
+        summarize(rows, "scanner")
