@@ -210,6 +210,11 @@ def run_benchmark(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files, missing = expand_inputs(data)
+    seen: dict[str, Path] = {}
+    for f in files:
+        if f.name in seen:
+            raise InputError(f, f"has the same file name as {seen[f.name]}; volumes are paired and masked by file name, so names must be unique")
+        seen[f.name] = f
     local = not scheduler and not (workers and workers > 0)
     job = BenchmarkJob(methods, [float(a) for a in accelerations], options, device, max_slices, mask_type, batch_size,
                        center_fraction, progress=progress and local)

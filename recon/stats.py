@@ -146,8 +146,13 @@ def paired_comparisons(
     are paired on (file, acceleration); a volume missing for either method is left out.
     Holm's correction runs over all returned comparisons together.
     """
-    by_key: dict[tuple[str, float, str], dict[str, Any]] = {(r["file"], float(r["acceleration"]), r["method"]): r for r in rows}
-    methods = sorted({r["method"] for r in rows} - {reference}, key=lambda m: [r["method"] for r in rows].index(m))
+    by_key: dict[tuple[str, float, str], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["file"], float(r["acceleration"]), r["method"])
+        if key in by_key:
+            raise ValueError(f"two rows for file {key[0]}, {key[1]:g}x, {key[2]}: volumes must have unique file names to be paired")
+        by_key[key] = r
+    methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != reference]
     accs = sorted({float(r["acceleration"]) for r in rows})
     results: list[PairedResult] = []
     for acc in accs:

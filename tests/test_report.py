@@ -172,3 +172,11 @@ def test_summarize_by_coils_and_none() -> None:
     assert [r["group"] for r in summarize(rows, None)] == ["all"]
     with pytest.raises(ValueError, match="cannot group by"):
         summarize(rows, "scanner")
+
+
+def test_duplicate_file_names_are_refused(bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = bench.parent / "data"
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    rc = main(["benchmark", "--data", str(data), str(copy), "--methods", "zero-filled", "--out", str(tmp_path / "o"), "--quiet"])
+    assert rc == 1 and "names must be unique" in capsys.readouterr().err

@@ -104,3 +104,9 @@ def test_paired_skips_unpaired_volumes() -> None:
 def test_no_plus_minus_from_one_sample() -> None:
     assert format_mean_spread(0.5, float("nan"), 1) == "0.5000"
     assert format_mean_spread(0.5, 0.01, 3) == "0.5000 ± 0.0200"
+
+
+def test_paired_refuses_duplicate_file_names() -> None:
+    rows = _rows(0.01, 2)
+    with pytest.raises(ValueError, match="unique file names"):
+        paired_comparisons(rows + rows[:1], reference="zero-filled")
