@@ -207,4 +207,8 @@ def paired_notes(results: Sequence[PairedResult]) -> list[str]:
     floor = 2.0 / 2.0 ** n_min if n_min else 1.0
     if floor >= 0.05:
         notes.append(f"With n = {n_min} the smallest possible Wilcoxon p is {floor:.3g} (2/2^n): no difference can be significant; at least 6 volumes are needed.")
+    elif floor * len(results) >= 0.05:
+        n_needed = next(n for n in range(n_min, 64) if 2.0 / 2.0**n * len(results) < 0.05)
+        notes.append(f"With n = {n_min} and {len(results)} comparisons the smallest possible Holm-adjusted p is "
+                     f"{min(1.0, floor * len(results)):.3g}: no difference can be significant; {n_needed} volumes would be needed.")
     return notes

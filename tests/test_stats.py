@@ -110,3 +110,10 @@ def test_paired_refuses_duplicate_file_names() -> None:
     rows = _rows(0.01, 2)
     with pytest.raises(ValueError, match="unique file names"):
         paired_comparisons(rows + rows[:1], reference="zero-filled")
+
+
+def test_note_when_holm_makes_significance_impossible() -> None:
+    # n = 6: floor 2/64 = 0.03125; two comparisons -> smallest Holm p 0.0625; n = 7 gives 2 * 2/128 = 0.03125.
+    notes = " ".join(paired_notes(paired_comparisons(_rows(0.01, 6), reference="zero-filled")))
+    assert "smallest possible Holm-adjusted p is 0.0625" in notes and "7 volumes would be needed" in notes
+    assert "Holm-adjusted p is" not in " ".join(paired_notes(paired_comparisons(_rows(0.01, 6), "zero-filled", metrics=("ssim",))))
