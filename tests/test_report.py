@@ -95,14 +95,14 @@ def _chrome_options(profile: str):  # noqa: ANN202 - selenium type
     return opts
 
 
-def test_report_html_in_chromium(bench: Path, tmp_path: Path) -> None:
+def test_report_html_in_chromium(bench: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         pytest.skip("Debian chromium / chromium-driver not installed (scripts/test installs them with apt-get as root; that install failed or was not possible here)")
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install -e .[test])")
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download a browser or driver
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never download a browser or driver
     page = bench / "report.html"
     html = page.read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html), "report.html refers to the network"
