@@ -145,7 +145,7 @@ def load_unet(path: str | os.PathLike[str], map_location: str | torch.device = "
     state = load_state_dict(path)
     state = {k.removeprefix("unet."): v for k, v in state.items()}
     if "down_sample_layers.0.layers.0.weight" not in state:
-        raise InputError(path, "not U-Net weights (no down_sample_layers.0.layers.0.weight)")
+        raise InputError(path, f"checkpoint {Path(path).name} is not U-Net weights (no down_sample_layers.0.layers.0.weight)")
     cfg_file = config_path(path)
     cfg: dict[str, Any] = {}
     if cfg_file.is_file():
