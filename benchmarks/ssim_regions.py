@@ -24,7 +24,7 @@ from _common import write_results
 from recon.evaluation import read_target
 from recon.io.fastmri import FastMRIVolume
 from recon.noise import estimate_noise_sigma
-from recon.reconstruct import build_method, read_kspace, resolve_device, run_method, undersample
+from recon.pipeline import build_method, read_kspace, resolve_device, run_method, undersample
 from recon.simulate.realism import NOISE_FLOOR_FACTOR, object_mask
 
 

@@ -3,38 +3,62 @@
 For every volume and acceleration the mask is seeded from the file name (identical across
 methods), every method reconstructs the same undersampled k-space, and each volume is scored
 with `recon.metrics` (fastMRI's SSIM / PSNR / NMSE) and timed (seconds per slice). Files are
-independent tasks on `recon.runner` (in-process, or on Dask). Outputs: `results.json` (every
-per-volume row), `report.md` (a table per acceleration) and PNG figures.
+independent tasks on `recon.runner` (in-process, or on Dask). Outputs: `results.json` (settings,
+every per-volume row, grouped summaries, paired statistics), `report.md`, `report.html` and PNG
+figures (`recon.report`). Summaries are per acceleration over all volumes and per group
+(acquisition, coils or source: PD and PDFS apart, as fastMRI reports them); paired statistics
+compare every method with a reference method volume by volume (`recon.stats`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from recon import checks
+from recon.core import center_crop
 from recon.evaluation import read_target
 from recon.io import InputError, atomic_path
 from recon.io.fastmri import FastMRIVolume
-from recon.metrics import mean_pm, spread, volume_metrics
-from recon.pipeline import build_method, read_kspace, resolve_device, run_method, undersample
+from recon.metrics import volume_metrics
+from recon.pipeline import build_method, default_center_fraction, read_kspace, resolve_device, run_method, undersample
+from recon.report.settings import run_settings
+from recon.report.tables import GROUP_KEYS, summarize, text_paired, text_table
+from recon.report.writers import write_reports
 from recon.runner import expand_inputs, run_batch, summary_table
+from recon.stats import paired_comparisons
 from recon.validate import keep_previous
 
 METRICS = ("ssim", "psnr", "nmse")
+#: Methods that need weights; without them the benchmark leaves them out and says why.
+LEARNED = ("varnet", "unet")
+
+
+def data_source(attrs: dict[str, Any]) -> str:
+    """The data source of a file for grouping: its `source` attribute, 'simulated' for
+    `recon.simulate` files, else 'unlabelled'."""
+    if attrs.get("source"):
+        return str(attrs["source"])
+    return "simulated" if "simulated" in attrs else "unlabelled"
+
 
 
 @dataclass
 class BenchmarkJob:
-    """Picklable per-file benchmark task: `job(path) -> {"rows": [...], "preview": {...}}`."""
+    """Picklable per-file benchmark task: `job(path) -> {"rows": [...], "preview": {...}}`.
+
+    `progress` shows a per-file bar over slice batches (methods x accelerations x slices) with
+    an ETA; it is off on Dask workers.
+    """
 
     methods: list[str]
     accelerations: list[float]
@@ -46,6 +70,7 @@ class BenchmarkJob:
     backend: str | None = None
     max_memory: int | None = None
     center_fraction: float | None = None
+    progress: bool = False
 
     def __call__(self, path: Path) -> dict[str, Any]:
         path = Path(path)
@@ -58,36 +83,63 @@ class BenchmarkJob:
                 start = (info.num_slices - self.max_slices) // 2
                 picked = range(start, start + self.max_slices)
             kspace = read_kspace(vol, picked, self.max_memory)
-        target, _ = read_target(path, rows=slice(picked.start, picked.stop))
+        target, t_attrs = read_target(path, rows=slice(picked.start, picked.stop))
         device = resolve_device(self.device)
+        mid = target.shape[0] // 2
+        data_range = float(target.max())
         rows: list[dict[str, Any]] = []
-        preview: dict[str, Any] = {"target": target[target.shape[0] // 2].tolist(), "images": {}}
-        for i, acc in enumerate(self.accelerations):
-            last = i == len(self.accelerations) - 1  # the volume is not needed after the last mask: mask it in place
-            data = undersample(kspace, info, acc, self.center_fraction, self.mask_type, inplace=last)
-            for name in self.methods:
-                method = build_method(name, {"device": str(device), **self.method_options.get(name, {})})
-                _sync(device)
-                start = time.perf_counter()
-                checks.check_input(path, data.kspace, data.acquisition.column_mask, data.acquisition.calib, name)
-                images = run_method(method, data, device, self.batch_size, self.backend)
-                _sync(device)
-                seconds = time.perf_counter() - start
-                images = checks.check_images(path, images, f"{name} at {acc:g}x", data.kspace.shape[0])
-                scores = volume_metrics(target, images)
-                rows.append(
-                    {
-                        "file": path.name,
-                        "method": name,
-                        "acceleration": float(acc),
-                        "acquisition": info.attrs.get("acquisition"),
-                        "slices": int(images.shape[0]),
-                        **{m: float(scores[m]) for m in METRICS},
-                        "seconds_per_slice": seconds / images.shape[0],
+        preview: dict[str, Any] = {"file": path.name, "slice": mid, "target": target[mid].tolist(), "images": {}, "scores": {}}
+        attrs = {**t_attrs, **info.attrs}
+        bar = self._bar(path.name, kspace.shape[0])
+        try:
+            for i, acc in enumerate(self.accelerations):
+                last = i == len(self.accelerations) - 1  # the volume is not needed after the last mask: mask it in place
+                data = undersample(kspace, info, acc, self.center_fraction, self.mask_type, inplace=last)
+                for name in self.methods:
+                    method = build_method(name, {"device": str(device), **self.method_options.get(name, {})})
+                    if bar is not None:
+                        bar.set_postfix_str(f"{name} {acc:g}x")
+                    checks.check_input(path, data.kspace, data.acquisition.column_mask, data.acquisition.calib, name)
+                    _sync(device)
+                    start = time.perf_counter()
+                    images = run_method(method, data, device, self.batch_size, self.backend, None if bar is None else bar.update)
+                    _sync(device)
+                    seconds = time.perf_counter() - start
+                    images = checks.check_images(path, images, f"{name} at {acc:g}x", data.kspace.shape[0])
+                    scores = volume_metrics(target, images)
+                    rows.append(
+                        {
+                            "file": path.name,
+                            "method": name,
+                            "acceleration": float(acc),
+                            "center_fraction": data.acquisition.provenance.center_fraction,
+                            "acquisition": attrs.get("acquisition"),
+                            "coils": int(kspace.shape[1]),
+                            "source": data_source(attrs),
+                            "slices": int(images.shape[0]),
+                            **{m: float(scores[m]) for m in METRICS},
+                            "seconds_per_slice": seconds / images.shape[0],
+                        }
+                    )
+                    img = center_crop(images[mid], target.shape[-2:])
+                    key = f"{name}@{acc:g}"
+                    preview["images"][key] = img.tolist()
+                    preview["scores"][key] = {
+                        "ssim": float(structural_similarity(target[mid], img, data_range=data_range)),
+                        "psnr": float(peak_signal_noise_ratio(target[mid], img, data_range=data_range)),
                     }
-                )
-                preview["images"][f"{name}@{acc:g}"] = images[images.shape[0] // 2].tolist()
+        finally:
+            if bar is not None:
+                bar.close()
         return {"rows": rows, "preview": preview}
+
+    def _bar(self, name: str, slices: int) -> Any:
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        total = slices * len(self.methods) * len(self.accelerations)
+        return tqdm(total=total, desc=name, unit="slice", leave=False, file=sys.stderr)
 
 
 def _sync(device: torch.device) -> None:
@@ -95,97 +147,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and std of every metric and of seconds per slice, per (acceleration, method)."""
-    groups: dict[tuple[float, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        groups[(r["acceleration"], r["method"])].append(r)
-    out = []
-    for (acc, method), items in sorted(groups.items(), key=lambda kv: kv[0][0]):
-        row: dict[str, Any] = {"acceleration": acc, "method": method, "volumes": len(items)}
-        for m in (*METRICS, "seconds_per_slice"):
-            vals = np.array([it[m] for it in items], dtype=np.float64)
-            row[m], row[f"{m}_std"] = float(vals.mean()), spread(vals)
-        out.append(row)
-    return out
+def check_methods(methods: Sequence[str], options: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Build every method once before any file runs; returns {learned method: why it is skipped}.
 
-
-def report_markdown(summary: Sequence[dict[str, Any]], note: str = "") -> str:
-    """`report.md`: one table per acceleration (mean ± std over volumes)."""
-    lines = ["# Benchmark report", ""]
-    if note:
-        lines += [note, ""]
-    for acc in sorted({r["acceleration"] for r in summary}):
-        lines += [f"## {acc:g}x", "", "| method | volumes | SSIM | PSNR (dB) | NMSE | s/slice |", "|---|---|---|---|---|---|"]
-        for r in (r for r in summary if r["acceleration"] == acc):
-            lines.append(
-                f"| {r['method']} | {r['volumes']} | {mean_pm(r['ssim'], r['ssim_std'], '.4f')} | "
-                f"{mean_pm(r['psnr'], r['psnr_std'], '.2f')} | {mean_pm(r['nmse'], r['nmse_std'], '.4f')} | "
-                f"{r['seconds_per_slice']:.3f} |"
-            )
-        lines.append("")
-    return "\n".join(lines)
-
-
-def format_table(summary: Sequence[dict[str, Any]]) -> str:
-    """Plain-text table for the terminal."""
-    lines = [f"{'accel':>5}  {'method':<12} {'vols':>4}  {'SSIM':>15}  {'PSNR (dB)':>13}  {'NMSE':>15}  {'s/slice':>8}"]
-    for r in summary:
-        lines.append(
-            f"{r['acceleration']:>4g}x  {r['method']:<12} {r['volumes']:>4}  {mean_pm(r['ssim'], r['ssim_std'], '.4f'):>15}  "
-            f"{mean_pm(r['psnr'], r['psnr_std'], '5.2f'):>13}  {mean_pm(r['nmse'], r['nmse_std'], '.4f'):>15}  {r['seconds_per_slice']:8.3f}"
-        )
-    return "\n".join(lines)
-
-
-def save_figures(preview: dict[str, Any], summary: Sequence[dict[str, Any]], out: Path, methods: Sequence[str], accelerations: Sequence[float]) -> list[Path]:
-    """One panel per acceleration (target, each method, error maps) and an SSIM bar chart."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths: list[Path] = []
-    target = np.asarray(preview["target"], dtype=np.float32)
-    vmax = float(np.percentile(target, 99.5)) or 1.0
-    for acc in accelerations:
-        cols = 1 + len(methods)
-        fig, axes = plt.subplots(2, cols, figsize=(2.6 * cols, 5.4), squeeze=False)
-        axes[0, 0].imshow(target, cmap="gray", vmin=0, vmax=vmax)
-        axes[0, 0].set_title("target")
-        axes[1, 0].axis("off")
-        for j, name in enumerate(methods, start=1):
-            img = np.asarray(preview["images"][f"{name}@{acc:g}"], dtype=np.float32)
-            axes[0, j].imshow(img, cmap="gray", vmin=0, vmax=vmax)
-            axes[0, j].set_title(name)
-            axes[1, j].imshow(np.abs(img - target), cmap="inferno", vmin=0, vmax=0.25 * vmax)
-            axes[1, j].set_title("|error|")
-        for ax in axes.flat:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        fig.suptitle(f"{acc:g}x")
-        fig.tight_layout()
-        paths.append(_save(fig, out / f"panel_{acc:g}x.png"))
-        plt.close(fig)
-    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(methods), 3.5))
-    width = 0.8 / max(1, len(accelerations))
-    for i, acc in enumerate(accelerations):
-        vals = [next((r["ssim"] for r in summary if r["method"] == m and r["acceleration"] == acc), np.nan) for m in methods]
-        errs = [next((r["ssim_std"] or 0.0 for r in summary if r["method"] == m and r["acceleration"] == acc), 0.0) for m in methods]
-        ax.bar(np.arange(len(methods)) + i * width, vals, width, yerr=errs, label=f"{acc:g}x")
-    ax.set_xticks(np.arange(len(methods)) + width * (len(accelerations) - 1) / 2, methods)
-    ax.set_ylabel("SSIM")
-    ax.legend()
-    fig.tight_layout()
-    paths.append(_save(fig, out / "ssim_by_method.png"))
-    plt.close(fig)
-    return paths
-
-
-def _save(fig: Any, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    return path
+    A learned method without weights is skipped (with the reason); an unknown method or a bad
+    option of any other method is an `InputError` up front.
+    """
+    skipped: dict[str, str] = {}
+    for name in methods:
+        try:
+            build_method(name, options.get(name, {}))
+        except (ValueError, InputError, OSError) as err:
+            if name in LEARNED:
+                skipped[name] = f"no usable checkpoint ({err})"
+                continue
+            raise InputError("--methods", f"{name}: {err}") from err
+    return skipped
 
 
 def run_benchmark(
@@ -198,6 +175,7 @@ def run_benchmark(
     device: str = "auto",
     max_slices: int | None = None,
     mask_type: str = "random",
+    center_fraction: float | None = None,
     batch_size: int = 8,
     backend: str | None = None,
     workers: int | None = None,
@@ -205,31 +183,71 @@ def run_benchmark(
     progress: bool = True,
     note: str = "",
     max_memory: int | None = None,
-    center_fraction: float | None = None,
+    reference: str | None = None,
+    by: str | None = "acquisition",
 ) -> dict[str, Any]:
-    """Run the benchmark over files/folders `data`; write results.json, report.md, figures to `out`."""
+    """Run the benchmark over files/folders `data`; write results.json, report.md, report.html and figures to `out`.
+
+    `reference` (default: zero-filled when run, else the first method) is the method every
+    other one is compared with, paired by volume; `by` groups the tables (acquisition, coils,
+    source, or None for per-acceleration tables only).
+    """
+    if by is not None and by not in GROUP_KEYS:
+        raise InputError("--by", f"cannot group by {by!r}; choose one of {', '.join(GROUP_KEYS)}")
+    methods = list(dict.fromkeys(methods))
+    if not methods:
+        raise InputError("--methods", "no method given")
+    if reference is not None and reference not in methods:
+        raise InputError("--reference", f"{reference!r} is not one of the benchmarked methods ({', '.join(methods)})")
+    options = dict(method_options or {})
+    skipped = check_methods(methods, options)
+    for name, why in skipped.items():
+        print(f"benchmark: skipping {name}: {why}", file=sys.stderr)
+    methods = [m for m in methods if m not in skipped]
+    if not methods:
+        raise InputError("--methods", "every method was skipped")
+    if reference is None:
+        reference = "zero-filled" if "zero-filled" in methods else methods[0]
+    elif reference not in methods:
+        raise InputError("--reference", f"{reference} was skipped: {skipped[reference]}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files, missing = expand_inputs(data)
-    job = BenchmarkJob(list(methods), [float(a) for a in accelerations], dict(method_options or {}), device, max_slices, mask_type,
-                       batch_size, backend, max_memory, center_fraction)
+    seen: dict[str, Path] = {}
+    for f in files:
+        if f.name in seen:
+            raise InputError(f, f"has the same file name as {seen[f.name]}; volumes are paired and masked by file name, so names must be unique")
+        seen[f.name] = f
+    local = not scheduler and not (workers and workers > 0)
+    job = BenchmarkJob(methods, [float(a) for a in accelerations], options, device, max_slices, mask_type, batch_size,
+                       backend, max_memory, center_fraction, progress=progress and local)
     results = missing + run_batch(job, files, workers=workers, scheduler=scheduler, progress=progress, desc="benchmark")
     rows = [row for r in results if r.status == "ok" for row in r.result["rows"]]
-    summary = summarize(rows)
+    summary = summarize(rows, by)
+    paired = paired_comparisons(rows, reference, metrics=("ssim", "psnr")) if len(methods) > 1 else []
+    failed = [{"file": r.file, "reason": r.reason} for r in results if r.status == "failed"]
+    cfs = {a: (default_center_fraction(a) if center_fraction is None else float(center_fraction)) for a in job.accelerations}
+    settings = run_settings(
+        data=[str(d) for d in data], files=[str(f) for f in files], methods={m: options.get(m, {}) for m in methods},
+        accelerations=job.accelerations, center_fractions=cfs, mask_type=mask_type, max_slices=max_slices,
+        batch_size=batch_size, device=resolve_device(device), reference=reference, by=by, note=note, skipped_methods=skipped,
+    )
     doc = {
-        "config": {**asdict(job), "data": [str(d) for d in data], "note": note},
+        "config": {**asdict(job), "data": [str(d) for d in data], "note": note, "reference": reference, "by": by},
+        "settings": settings,
         "rows": rows,
-        "summary": summary,
-        "failed": [{"file": r.file, "reason": r.reason} for r in results if r.status == "failed"],
+        "summary": [r for r in summary if r["group"] == "all"],
+        "groups": summary,
+        "paired": [p.as_dict() for p in paired],
+        "failed": failed,
     }
     keep_previous(out / "results.json")
     with atomic_path(out / "results.json") as tmp:
         tmp.write_text(json.dumps(doc, indent=2, allow_nan=False))
-    with atomic_path(out / "report.md") as tmp:
-        tmp.write_text(report_markdown(summary, note))
     ok = [r for r in results if r.status == "ok"]
-    if ok:
-        save_figures(ok[0].result["preview"], summary, out, methods, job.accelerations)
-    doc["table"] = format_table(summary)
+    preview = ok[0].result["preview"] if ok else None
+    write_reports(out, summary, rows, paired, settings, preview, methods, job.accelerations, failed)
+    doc["table"] = text_table(summary) if summary else "no volume was scored"
+    doc["paired_table"] = text_paired(paired)
     doc["files_table"] = summary_table(results)
     return doc

@@ -21,9 +21,10 @@ from recon.validate import UsageError
 
 def _add_method_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("method options")
-    g.add_argument("--checkpoint", help="VarNet weights (.safetensors, or fastMRI .pt loaded with weights_only=True)")
-    g.add_argument("--lam", type=float, help="regularization weight of sense / cs / cs-tv (normalized data scale)")
-    g.add_argument("--iters", type=int, help="iterations of sense / cs / cs-tv")
+    g.add_argument("--checkpoint", help="VarNet weights (.safetensors, or fastMRI .pt loaded with weights_only=True) (default: the shipped simulated-data weights)")
+    g.add_argument("--unet-checkpoint", help="U-Net weights for method unet (`recon train --model unet`, or fastMRI's knee_mc_leaderboard_state_dict.pt)")
+    g.add_argument("--lam", type=float, help="regularization weight of sense / cs / cs-tv (normalized data scale; default: sense 0.1, cs 0.003, cs-tv 0.003)")
+    g.add_argument("--iters", type=int, help="iterations of sense / cs / cs-tv (default: sense 10, cs 10, cs-tv 100)")
     g.add_argument("--backend", choices=["auto", "torch", "cupy"], default="auto", help="operator backend (default: cupy on CUDA when installed)")
 
 
@@ -31,6 +32,8 @@ def _method_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if name == "varnet" and args.checkpoint:
         opts["checkpoint"] = args.checkpoint
+    if name == "unet" and args.unet_checkpoint:
+        opts["checkpoint"] = args.unet_checkpoint
     if name in ("sense", "cs", "cs-tv"):
         if args.lam is not None:
             opts["lam"] = args.lam
@@ -42,9 +45,9 @@ def _method_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
 def _add_scale_out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--batch-size", type=int, default=8, help="slices per batch (halved on CUDA out-of-memory)")
-    p.add_argument("--workers", type=int, default=0, help="run files on a local Dask cluster of N processes")
-    p.add_argument("--scheduler", help="run files on an existing Dask cluster, e.g. tcp://host:8786")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=int, default=0, help="run files on a local Dask cluster of N processes (0: in this process)")
+    p.add_argument("--scheduler", help="run files on an existing Dask cluster, e.g. tcp://host:8786 (default: none)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (per file, and per slice batch with ETA)")
 
 
 def _add_mask_options(p: argparse.ArgumentParser) -> None:
@@ -138,12 +141,17 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         repetition=args.repetition,
         contrast=args.contrast,
         set_index=args.set_index,
+        progress=not args.quiet and not args.scheduler and not args.workers,
     )
     targets = [(f, job.target(f)) for f in files]
     validate.unique_outputs(targets)
     validate.not_inputs([t for _, t in targets] + [out / "summary.json"], files)
     validate.output_folder(out)
     results = missing + run_batch(job, files, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet, desc="reconstruct")
+    full = [r for r in results if r.status == "ok" and r.result.get("mask_type") == "none"]
+    if full:
+        print(f"note: {len(full)} fully sampled file(s) and no --acceleration: reconstructed the fully sampled k-space "
+              "(no undersampling); give --acceleration 4 (or 8) for a retrospectively undersampled reconstruction")
     kept = validate.keep_previous(out / "summary.json")
     write_summary(results, out / "summary.json", {"method": args.method, "format": args.format})
     failed = [r for r in results if r.status == "failed"]
@@ -220,6 +228,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         device=args.device,
         max_slices=args.max_slices,
         mask_type=args.mask,
+        center_fraction=args.center_fraction,
         batch_size=args.batch_size,
         backend=args.backend,
         workers=args.workers,
@@ -227,10 +236,13 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         note=args.note,
         max_memory=max_memory,
-        center_fraction=args.center_fraction,
+        reference=args.reference,
+        by=None if args.by == "none" else args.by,
     )
     print(doc["table"])
-    print(f"wrote {Path(args.out) / 'results.json'}, report.md and figures")
+    if doc["paired_table"]:
+        print(doc["paired_table"])
+    print(f"wrote {Path(args.out) / 'results.json'}, report.md, report.html and figures")
     for f in doc["failed"]:
         print(f"error: {f['file']}: {f['reason']}", file=sys.stderr)
     return 1 if doc["failed"] or not doc["rows"] else 0
@@ -274,11 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("simulate", help="write a simulated fastMRI-format multi-coil dataset")
-    p.add_argument("out_dir")
-    p.add_argument("--volumes", type=int, default=4)
-    p.add_argument("--slices", type=int, default=4)
-    p.add_argument("--coils", type=int, default=8)
-    p.add_argument("--seed", type=int, help="dataset seed; its range is the split: train 1000-, tune 2000-, report 3000-, accept 4000- (default 3000 knee, 4000 mni152)")
+    p.add_argument("out_dir", help="folder for the simulated .h5 files")
+    p.add_argument("--volumes", type=int, default=4, help="number of volumes")
+    p.add_argument("--slices", type=int, default=4, help="slices per volume")
+    p.add_argument("--coils", type=int, default=8, help="receive coils")
+    p.add_argument("--seed", type=int, help="first volume seed; its range is the split: train 1000-, tune 2000-, report 3000-, accept 4000- (default 3000 knee, 4000 mni152)")
     p.add_argument("--preset", default="small", help="size preset (small: fast demo size; knee: 640 x ~368 like fastMRI knee)")
     p.add_argument("--source", default="knee", choices=["knee", "mni152"], help="knee: simulated knee phantom (default); mni152: real anatomy from the MNI ICBM152 template")
     p.set_defaults(func=cmd_simulate)
@@ -286,8 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconstruct", help="reconstruct fastMRI HDF5 or ISMRMRD files")
     p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--method", default="zero-filled", choices=available())
-    p.add_argument("--acceleration", type=float, help="undersample fully sampled files retrospectively (file-name-seeded mask)")
+    p.add_argument("--method", default="zero-filled", choices=available(), help="reconstruction method")
+    p.add_argument("--acceleration", type=float, help="undersample fully sampled files retrospectively (file-name-seeded mask); "
+                   "without it a fully sampled file is reconstructed fully sampled, a file with a mask from its own k-space")
     _add_mask_options(p)
     p.add_argument("--format", default="h5", choices=["h5", "nii", "dcm", "png"], help="output format (default: fastMRI submission h5)")
     p.add_argument("--skip-existing", action="store_true", help="skip files whose output exists (resume a killed run)")
@@ -307,25 +320,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="compare methods x accelerations, challenge style")
     p.add_argument("--data", nargs="+", required=True, help="fully sampled fastMRI files or folders")
-    p.add_argument("--methods", default="zero-filled,sense,cs", help="comma-separated method names")
+    p.add_argument("--methods", default="zero-filled,sense,cs", help=f"comma-separated method names from: {', '.join(available())}")
     p.add_argument("--accelerations", default="4,8", help="comma-separated accelerations")
-    p.add_argument("--out", required=True, help="output folder for results.json, report.md, figures")
-    p.add_argument("--max-slices", type=int, help="keep the N central slices of each volume")
+    p.add_argument("--out", required=True, help="output folder for results.json, report.md, report.html, figures")
+    p.add_argument("--max-slices", type=int, help="keep the N central slices of each volume (default: all)")
     p.add_argument("--note", default="", help="a line for the top of report.md (e.g. 'simulated data')")
     p.add_argument("--max-memory", help="memory a file may need, e.g. 16G (default: the available memory)")
+    p.add_argument("--reference", help="method the others are compared with, paired by volume (default: zero-filled if benchmarked, else the first method)")
+    p.add_argument("--by", default="acquisition", choices=["acquisition", "coils", "source", "none"], help="also tabulate per value of this file property (default: %(default)s)")
     _add_mask_options(p)
     _add_method_options(p)
     _add_scale_out(p)
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("convert", help="convert an ISMRMRD raw file to the fastMRI layout")
-    p.add_argument("input")
-    p.add_argument("output")
-    p.add_argument("--keep-identity", action="store_true")
+    p.add_argument("input", help="ISMRMRD .h5 raw file")
+    p.add_argument("output", help="fastMRI-layout .h5 file to write")
+    p.add_argument("--keep-identity", action="store_true", help="copy patient identity into the output (default: dropped)")
     _add_raw_options(p)
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("train", help="train an E2E-VarNet (torchrun ... -m recon train for many GPUs)")
+    p = sub.add_parser("train", help="train an E2E-VarNet or fastMRI's image U-Net (torchrun ... -m recon train for many GPUs)")
     try:
         from recon.train import add_arguments
     except ImportError:
@@ -333,7 +348,19 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_arguments(p)
         p.set_defaults(func=cmd_train)
+    for p in sub.choices.values():
+        p.formatter_class = _DefaultsFormatter
     return parser
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to option help unless the text already says it or there is none to say."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, "", argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return super()._get_help_string(action) or text
 
 
 def _unavailable(what: str) -> int:

@@ -18,7 +18,7 @@ import numpy as np
 
 from recon.io import InputError
 from recon.io.fastmri import read_reconstruction
-from recon.metrics import mean_pm, spread, volume_metrics
+from recon.metrics import spread, volume_metrics
 
 METRICS = ("ssim", "psnr", "nmse")
 
@@ -89,7 +89,8 @@ def score_volume(target_path: Path, prediction_path: Path, key: str | None = Non
 
 
 def aggregate(scores: Iterable[VolumeScore]) -> list[dict[str, Any]]:
-    """Mean, std and fastMRI's mean ± 2·std per (acceleration, acquisition) group and per acceleration."""
+    """Mean and sample std (ddof = 1, as fastMRI's runstats; None for one volume) per
+    (acceleration, acquisition) group and per acceleration."""
     groups: dict[tuple[Any, Any], list[VolumeScore]] = defaultdict(list)
     for s in scores:
         groups[(s.acceleration, s.acquisition)].append(s)
@@ -146,23 +147,16 @@ def missing_predictions(targets: Path, predictions: Path) -> list[Path]:
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Plain-text table: mean ± std (ddof = 1) and fastMRI's mean ± 2·std per group.
+    """Plain-text table: fastMRI's mean ± 2·std (ddof 1) per group; no ± for one volume."""
+    from recon.stats import format_mean_spread
 
-    A group of one volume has no spread; it is printed without a ±.
-    """
-    head = f"{'accel':>6} {'acquisition':<12} {'vols':>4}  {'SSIM':>17}  {'PSNR (dB)':>15}  {'NMSE':>17}   fastMRI form (mean ± 2·std)"
+    head = f"{'accel':>6} {'acquisition':<12} {'vols':>4}  {'SSIM':>15}  {'PSNR (dB)':>13}  {'NMSE':>15}"
     lines = [head]
-
-    def pm(r: dict[str, Any], m: str, fmt: str, width: int, factor: float = 1.0) -> str:
-        return f"{mean_pm(r[m], r[f'{m}_std'], fmt, factor):>{width}}"
-
     for r in rows:
         acc = "-" if r["acceleration"] is None else f"{r['acceleration']:g}x"
-        two = "  ".join(f"{m.upper()} {pm(r, m, '.4f', 0, 2.0)}" for m in METRICS)
-        lines.append(
-            f"{acc:>6} {str(r['acquisition']):<12} {r['volumes']:>4}  "
-            f"{pm(r, 'ssim', '.4f', 17)}  {pm(r, 'psnr', '.2f', 15)}  {pm(r, 'nmse', '.4f', 17)}   {two}"
-        )
+        cells = [format_mean_spread(r[m], r[f"{m}_std"], r["volumes"], 2 if m == "psnr" else 4) for m in METRICS]
+        lines.append(f"{acc:>6} {str(r['acquisition']):<12} {r['volumes']:>4}  {cells[0]:>15}  {cells[1]:>13}  {cells[2]:>15}")
+    lines.append("(mean ± 2·std over volumes, std with ddof = 1 as fastMRI's runstats; no ± for one volume)")
     return "\n".join(lines)
 
 

@@ -73,11 +73,6 @@ def spread(values: Sequence[float]) -> float | None:
     return float(vals.std(ddof=1)) if vals.size >= 2 else None
 
 
-def mean_pm(mean: float, std: float | None, fmt: str, factor: float = 1.0) -> str:
-    """`mean ± factor·std` formatted with `fmt`; the mean alone when there is no spread (n < 2)."""
-    return format(mean, fmt) + ("" if std is None else " ± " + format(factor * std, fmt))
-
-
 def volume_metrics(gt: ArrayLike, pred: ArrayLike) -> dict[str, float]:
     """{"ssim", "psnr", "nmse"} of a volume after fastMRI evaluate's crop.
 

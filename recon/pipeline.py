@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -152,11 +152,13 @@ def run_method(
     device: torch.device,
     batch_size: int = 8,
     backend: str | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Reconstruct all slices in batches on `device`; returns `(S, h, w)` float32.
 
     `backend` (`torch`, `cupy`, None = automatic) selects the `recon.ops` backend for this run.
     A device allocation failure (torch, CuPy or cuFFT) halves the batch and retries.
+    `on_batch(n)` is called after each batch with its number of slices (progress bars).
     """
     num = data.kspace.shape[0]
     out: list[np.ndarray] = []
@@ -178,6 +180,8 @@ def run_method(
                     torch.cuda.empty_cache()
                 continue
             out.append(images.detach().float().cpu().numpy())
+            if on_batch is not None:
+                on_batch(stop - start)
             start = stop
     return np.concatenate(out, axis=0)
 

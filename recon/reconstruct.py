@@ -65,6 +65,7 @@ class ReconstructJob:
     repetition: int | None = None
     contrast: int | None = None
     set_index: int | None = None
+    progress: bool = False
 
     def _choice(self) -> dict[str, int | None]:
         return {"repetition": self.repetition, "contrast": self.contrast, "set": self.set_index}
@@ -121,7 +122,16 @@ class ReconstructJob:
         checks.check_input(path, data.kspace, data.acquisition.column_mask, data.acquisition.calib, self.method, data.calibration)
         device = resolve_device(self.device)
         method = build_method(self.method, {"device": str(device), **self.method_options})
-        images = run_method(method, data, device, self.batch_size, self.backend)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=data.kspace.shape[0], desc=path.name, unit="slice", leave=False)
+        try:
+            images = run_method(method, data, device, self.batch_size, self.backend, None if bar is None else bar.update)
+        finally:
+            if bar is not None:
+                bar.close()
         images = checks.check_images(path, images, self.method, data.kspace.shape[0])
         attrs = {**data.acquisition.provenance.attrs(), "method": self.method, "acquisition": acquisition}
         outputs = self._write(path, target, images, data.acquisition, attrs, identity, choice)

@@ -49,6 +49,8 @@ install_debian_tools() {
   command -v ismrmrd_generate_cartesian_shepp_logan >/dev/null 2>&1 || missing+=(ismrmrd-tools)
   command -v dciodvfy >/dev/null 2>&1 || missing+=(dicom3tools)
   command -v g++ >/dev/null 2>&1 || missing+=(g++)  # runs the CUDA kernel source on the CPU (tests/kernel_harness)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
   if ((${#missing[@]})) && command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
     echo "[setup] installing Debian tools: ${missing[*]}"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null 2>&1 \

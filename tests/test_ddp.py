@@ -29,15 +29,18 @@ def _records(path: Path) -> list[dict]:
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
                     reason="torchrun not installed")
-def test_two_ranks_disjoint_slices_different_masks_same_parameters(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model_args", [
+    ["--num-cascades", "1", "--chans", "4", "--pools", "2", "--sens-chans", "4", "--sens-pools", "2"],
+    ["--model", "unet", "--unet-chans", "4", "--unet-pools", "2"],
+], ids=["varnet", "unet"])
+def test_two_ranks_disjoint_slices_different_masks_same_parameters(tmp_path: Path, model_args: list[str]) -> None:
     simulate_dataset(tmp_path / "data" / "train", 2, 4, 4, 1000, config=TINY)
     simulate_dataset(tmp_path / "data" / "val", 2, 2, 4, 2000, config=TINY)
     out = tmp_path / "run"
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun if torchrun.exists() else "torchrun"), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), "-m", "recon", "train", "--data", str(tmp_path / "data"),
-           "--out", str(out), "--num-cascades", "1", "--chans", "4", "--pools", "2", "--sens-chans", "4",
-           "--sens-pools", "2", "--epochs", "1", "--device", "cpu", "--log-samples", "true",
+           "--out", str(out), *model_args, "--epochs", "1", "--device", "cpu", "--log-samples", "true",
            "--tensorboard", "false", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)

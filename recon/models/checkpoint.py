@@ -17,9 +17,11 @@ from safetensors.torch import load_file, save_file
 
 from recon.io.atomic import atomic_path
 from recon.io.errors import InputError
+from recon.models.unet import Unet
 from recon.models.varnet import VarNet
 
 VARNET_KEYS = ("num_cascades", "sens_chans", "sens_pools", "chans", "pools", "mask_center")
+UNET_KEYS = ("in_chans", "out_chans", "chans", "num_pool_layers", "drop_prob")
 
 #: Weights shipped with the source tree (trained on simulated data; see models/README.md).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "varnet.safetensors"
@@ -44,8 +46,18 @@ def config_path(weights: str | os.PathLike[str]) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def model_config(model: VarNet) -> dict[str, Any]:
+def unet_config(model: Unet) -> dict[str, Any]:
+    """Constructor keywords of an image-domain `Unet` plus `"kind": "unet"` (read from its modules)."""
+    first = model.down_sample_layers[0].layers
+    dropout = first[3].p if isinstance(first[3], torch.nn.Dropout2d) else 0.0
+    return {"kind": "unet", "in_chans": first[0].in_channels, "out_chans": model.up_conv[-1][1].out_channels,
+            "chans": first[0].out_channels, "num_pool_layers": len(model.down_sample_layers), "drop_prob": float(dropout)}
+
+
+def model_config(model: VarNet | Unet) -> dict[str, Any]:
     """Constructor keywords that rebuild `model` (read from its modules)."""
+    if isinstance(model, Unet):
+        return unet_config(model)
     first = model.cascades[0].model.unet if len(model.cascades) else None
     sens = model.sens_net.norm_unet.unet
     return {
@@ -72,7 +84,7 @@ def save_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def save_model(
-    model: VarNet, path: str | os.PathLike[str], extra: dict[str, Any] | None = None
+    model: VarNet | Unet, path: str | os.PathLike[str], extra: dict[str, Any] | None = None
 ) -> Path:
     """Save weights to `path` (.safetensors) and `{"model": config, **extra}` to its JSON; returns `path`."""
     save_tensors(path, model.state_dict())
@@ -156,3 +168,41 @@ def state_mismatch(expected: dict[str, torch.Tensor], state: dict[str, Any], sho
     if shapes:
         parts.append(f"{len(shapes)} shape mismatch(es): {few(shapes)}")
     return "; ".join(parts)
+
+
+def infer_unet_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """U-Net keywords implied by a state dict (fastMRI's published U-Nets ship without a config)."""
+    first = state["down_sample_layers.0.layers.0.weight"]
+    last = max((k for k in state if k.startswith("up_conv.") and k.endswith(".1.weight")), key=lambda k: int(k.split(".")[1]))
+    pools = len({k.split(".")[1] for k in state if k.startswith("down_sample_layers.")})
+    return {"in_chans": int(first.shape[1]), "out_chans": int(state[last].shape[0]), "chans": int(first.shape[0]), "num_pool_layers": pools}
+
+
+def load_unet(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Unet:
+    """Build an image-domain U-Net from weights (+ JSON config if present, else inferred).
+
+    Accepts `recon train --model unet` checkpoints and fastMRI's state dicts (`unet.` prefixes
+    of Lightning checkpoints are stripped), read without unpickling code.
+    """
+    state = load_state_dict(path)
+    state = {k.removeprefix("unet."): v for k, v in state.items()}
+    if "down_sample_layers.0.layers.0.weight" not in state:
+        raise InputError(path, f"checkpoint {Path(path).name} is not U-Net weights (no down_sample_layers.0.layers.0.weight)")
+    cfg_file = config_path(path)
+    cfg: dict[str, Any] = {}
+    if cfg_file.is_file():
+        try:
+            cfg = json.loads(cfg_file.read_text()).get("model", {})
+        except json.JSONDecodeError as err:
+            raise InputError(cfg_file, f"invalid JSON ({err})") from err
+        if cfg.get("kind") != "unet":
+            raise InputError(cfg_file, f"model config is not a U-Net (kind {cfg.get('kind', 'varnet')!r})")
+        cfg = {k: v for k, v in cfg.items() if k in UNET_KEYS}
+    else:
+        cfg = infer_unet_config(state)
+    model = Unet(**cfg)
+    problem = state_mismatch(model.state_dict(), state)
+    if problem:
+        raise InputError(path, f"weights do not fit the U-Net config: {problem}")
+    model.load_state_dict(state)
+    return model.to(map_location)

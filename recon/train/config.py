@@ -11,18 +11,27 @@ from typing import Any
 import yaml
 
 from recon.io.errors import InputError
+from recon.masks import MASK_KINDS
+
+#: Trainable models and their fastMRI learning rates (VarNetModule 3e-4, UnetModule 1e-3).
+MODELS = ("varnet", "unet")
+DEFAULT_LR = {"varnet": 3e-4, "unet": 1e-3}
 
 
 @dataclass
 class TrainConfig:
     """Everything one training run depends on (recorded in the run's checkpoints).
 
+    model: "varnet" (E2E-VarNet, SSIM loss, Adam) or "unet" (fastMRI's image-domain U-Net on
+        zero-filled RSS, L1 loss on instance-normalized images, RMSprop, as `UnetModule`).
+
     data: folder with `train/` and `val/` subfolders of fastMRI multi-coil HDF5 files, or the
         training files themselves (then `val_data` names the validation folder, optional).
     out: run folder (checkpoints/, tensorboard/, metrics.jsonl).
-    Model keywords are those of `recon.models.VarNet` (fastMRI defaults). The optimisation
-    recipe defaults to fastMRI's leaderboard one (Adam 3e-4, StepLR(40, 0.1), 50 epochs,
-    random masks over 4x/0.08 and 8x/0.04, SSIM loss with data range = file attr `max`).
+    Model keywords are those of `recon.models.VarNet` (fastMRI defaults); `unet_chans`,
+    `unet_pools`, `drop_prob` those of the U-Net (fastMRI `UnetModule` defaults 32, 4, 0). The
+    optimisation recipe defaults to fastMRI's (VarNet: Adam 3e-4; U-Net: RMSprop 1e-3; both
+    StepLR(40, 0.1), 50 epochs, random masks over 4x/0.08 and 8x/0.04); `lr` None = that default.
     `max_steps` stops early after that many optimizer steps (smoke tests, short runs).
     `checkpoint_every`: optimizer steps between mid-epoch resume checkpoints (0 = epoch ends only).
     `mixed_precision`: "none" or "bf16" (only the U-Nets run in bf16; k-space stays complex64).
@@ -33,16 +42,20 @@ class TrainConfig:
     data: Path
     out: Path
     val_data: Path | None = None
+    model: str = "varnet"
     num_cascades: int = 12
     sens_chans: int = 8
     sens_pools: int = 4
     chans: int = 18
     pools: int = 4
+    unet_chans: int = 32
+    unet_pools: int = 4
+    drop_prob: float = 0.0
     mask_type: str = "random"
     center_fractions: list[float] = field(default_factory=lambda: [0.08, 0.04])
     accelerations: list[float] = field(default_factory=lambda: [4.0, 8.0])
     epochs: int = 50
-    lr: float = 3e-4
+    lr: float | None = None
     lr_step_size: int = 40
     lr_gamma: float = 0.1
     weight_decay: float = 0.0
@@ -68,6 +81,12 @@ class TrainConfig:
                 setattr(self, name, Path(value))
         self.center_fractions = [float(v) for v in self.center_fractions]
         self.accelerations = [float(v) for v in self.accelerations]
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.model]
+        if self.model == "unet" and (self.mixed_precision != "none" or self.activation_checkpointing):
+            raise ValueError("mixed_precision and activation_checkpointing apply to model varnet only")
         if self.mixed_precision not in ("none", "bf16"):
             raise ValueError(f"mixed_precision must be none or bf16, got {self.mixed_precision!r}")
         if self.batch_size < 1 or self.accumulate < 1 or self.epochs < 1:
@@ -90,8 +109,10 @@ class TrainConfig:
         if not 0 < self.sample_rate <= 1:
             raise ValueError(f"sample_rate must be in (0, 1], got {self.sample_rate}")
 
-    def model_kwargs(self) -> dict[str, int]:
-        """Keywords for `recon.models.VarNet`."""
+    def model_kwargs(self) -> dict[str, Any]:
+        """Keywords for `recon.models.VarNet`, or for `recon.models.Unet` when model is unet."""
+        if self.model == "unet":
+            return {"in_chans": 1, "out_chans": 1, "chans": self.unet_chans, "num_pool_layers": self.unet_pools, "drop_prob": self.drop_prob}
         return {k: getattr(self, k) for k in ("num_cascades", "sens_chans", "sens_pools", "chans", "pools")}
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,33 +152,87 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+#: Help text of every training option (the default is appended from `TrainConfig`).
+_HELP: dict[str, str] = {
+    "val_data": "validation folder (default: DATA/val when DATA has train/ and val/)",
+    "model": "model to train",
+    "num_cascades": "VarNet unrolled cascades",
+    "sens_chans": "VarNet sensitivity U-Net channels",
+    "sens_pools": "VarNet sensitivity U-Net pooling layers",
+    "chans": "VarNet cascade U-Net channels",
+    "pools": "VarNet cascade U-Net pooling layers",
+    "unet_chans": "image U-Net channels (fastMRI's published knee U-Net: 256)",
+    "unet_pools": "image U-Net pooling layers",
+    "drop_prob": "image U-Net dropout probability",
+    "mask_type": "training mask family",
+    "center_fractions": "center fractions, one per acceleration",
+    "accelerations": "accelerations drawn at random per slice",
+    "epochs": "epochs to train (a finished run is left as it is; raise this to continue it)",
+    "lr": "learning rate (default: 3e-4 for varnet with Adam, 1e-3 for unet with RMSprop)",
+    "lr_step_size": "epochs between learning-rate drops (StepLR)",
+    "lr_gamma": "learning-rate factor at each drop",
+    "weight_decay": "optimizer weight decay",
+    "batch_size": "slices per batch and rank",
+    "accumulate": "batches accumulated per optimizer step",
+    "num_workers": "DataLoader worker processes",
+    "sample_rate": "fraction of the training slices used",
+    "seed": "seed of the initial weights, slice order and masks",
+    "max_steps": "stop after this many optimizer steps (default: none)",
+    "checkpoint_every": "optimizer steps between resume checkpoints (0: at epoch ends only)",
+    "device": "auto | cpu | cuda | cuda:N",
+    "mixed_precision": "bf16 runs the VarNet U-Nets in bfloat16",
+    "activation_checkpointing": "recompute VarNet U-Net activations in the backward pass",
+    "init_weights": "start from these weights (.safetensors, or fastMRI .pt) (default: random)",
+    "tensorboard": "write TensorBoard scalars to OUT/tensorboard",
+    "log_samples": "log slices, mask and parameter digests per step (audit)",
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "model": MODELS,
+    "mixed_precision": ("none", "bf16"),
+    "mask_type": (*MASK_KINDS, *(k.replace("-", "_") for k in MASK_KINDS if "-" in k)),
+}
+
+
+def _help(f: dataclasses.Field[Any]) -> str:
+    text = _HELP.get(f.name, f.name.replace("_", " "))
+    if "default" in text:
+        return text
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+    if isinstance(default, list):
+        default = " ".join(f"{v:g}" for v in default)
+    return f"{text} (default: {default})"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add `--data`, `--out`, `--config` and one `--option` per `TrainConfig` field to `parser`.
 
     Options left unset keep the YAML config's (or the dataclass default) value.
     """
     parser.add_argument("--data", type=Path, help="data folder (train/ and val/ inside, or training files)")
-    parser.add_argument("--out", type=Path, help="run folder: checkpoints, logs")
-    parser.add_argument("--config", type=Path, help="YAML file of training options")
+    parser.add_argument("--out", type=Path, help="run folder: checkpoints, logs (rerunning a finished run says so)")
+    parser.add_argument("--config", type=Path, help="YAML file of training options (command-line options win)")
     for f in dataclasses.fields(TrainConfig):
         if f.name in ("data", "out"):
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type)
+        common: dict[str, Any] = {"default": None, "dest": f.name, "help": _help(f)}
+        if f.name in _CHOICES:
+            common["choices"] = list(_CHOICES[f.name])
         if f.name == "quiet":
-            parser.add_argument(flag, action="store_true", default=None, help="no progress bar")
+            parser.add_argument(flag, action="store_true", default=None, help="no progress bar (the final summary is still printed)")
         elif "list" in kind:
-            parser.add_argument(flag, type=float, nargs="+", default=None, dest=f.name)
+            parser.add_argument(flag, type=float, nargs="+", **common)
         elif "bool" in kind:
-            parser.add_argument(flag, type=_bool, default=None, dest=f.name, metavar="BOOL")
+            parser.add_argument(flag, type=_bool, metavar="BOOL", **common)
         elif "int" in kind:
-            parser.add_argument(flag, type=int, default=None, dest=f.name)
+            parser.add_argument(flag, type=int, **common)
         elif "float" in kind:
-            parser.add_argument(flag, type=float, default=None, dest=f.name)
+            parser.add_argument(flag, type=float, **common)
         elif "Path" in kind:
-            parser.add_argument(flag, type=Path, default=None, dest=f.name)
+            parser.add_argument(flag, type=Path, **common)
         else:
-            parser.add_argument(flag, type=str, default=None, dest=f.name)
+            parser.add_argument(flag, type=str, **common)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

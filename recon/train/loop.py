@@ -1,4 +1,5 @@
-"""The VarNet training loop: SSIM loss, Adam + StepLR, validation, checkpoints, resume, DDP.
+"""The training loop: VarNet (SSIM loss, Adam) or fastMRI's image U-Net (L1, RMSprop), with
+StepLR, validation, checkpoints, resume, DDP, and a summary at the end.
 
 Reproducibility: the model is initialised from `seed`; the slice order of each epoch comes
 from `DistributedSampler(seed, epoch)`; the mask of a slice from `(seed, epoch, index)`.
@@ -12,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,6 +29,8 @@ from recon.io.errors import InputError
 from recon.masks import create_mask_func
 from recon.metrics import SSIMLoss, volume_metrics
 from recon.models.checkpoint import load_state_dict, save_model
+from recon.models.image_unet import unet_loss, unet_reconstruct
+from recon.models.unet import Unet
 from recon.models.varnet import VarNet
 from recon.train.config import TrainConfig
 from recon.train.data import TrainSample, TrainSlices, ValVolumes, collate, list_h5
@@ -51,9 +55,14 @@ def _device(config: TrainConfig, info: DistInfo) -> torch.device:
     return torch.device(config.device)
 
 
-def build_model(config: TrainConfig) -> VarNet:
-    """A VarNet initialised from `config.seed` (or `init_weights`), with the memory options set."""
+def build_model(config: TrainConfig) -> VarNet | Unet:
+    """The configured model initialised from `config.seed` (or `init_weights`), with the memory options set."""
     torch.manual_seed(config.seed)
+    if config.model == "unet":
+        unet = Unet(**config.model_kwargs())
+        if config.init_weights is not None:
+            unet.load_state_dict({k.removeprefix("unet."): v for k, v in load_state_dict(config.init_weights).items()})
+        return unet
     model = VarNet(**config.model_kwargs())
     if config.init_weights is not None:
         model.load_state_dict(load_state_dict(config.init_weights))
@@ -86,16 +95,25 @@ def _stopped(ckpt: Path, global_step: int, cause: str) -> InputError:
     return InputError(ckpt.parent, f"training stopped before step {global_step + 1}: {cause}; weights not updated, {saved}")
 
 
+def _core(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 def batch_loss(model: torch.nn.Module, batch: TrainSample, loss_fn: SSIMLoss) -> torch.Tensor:
-    """The training loss of a collated batch already on the model's device: VarNet forward,
-    center crop to the target, SSIM loss with the files' `max` as data range."""
+    """The training loss of a collated batch already on the model's device.
+
+    VarNet: forward, center crop to the target, `loss_fn` (SSIM) with the files' `max` as data
+    range. U-Net: fastMRI's L1 loss on instance-normalized zero-filled RSS (`loss_fn` unused).
+    """
+    if isinstance(_core(model), Unet):
+        return unet_loss(model, batch.masked_kspace, batch.target)
     pred = model(batch.masked_kspace, batch.mask, batch.num_low_frequencies)
     pred = center_crop(pred, batch.target.shape[-2:])
     return loss_fn(pred.unsqueeze(1), batch.target.unsqueeze(1), batch.max_value)
 
 
 @torch.no_grad()
-def validate(model: VarNet, volumes: ValVolumes, info: DistInfo, device: torch.device) -> dict[str, float]:
+def validate(model: VarNet | Unet, volumes: ValVolumes, info: DistInfo, device: torch.device) -> dict[str, float]:
     """Mean per-volume SSIM/PSNR/NMSE; each volume is reconstructed whole on one rank."""
     model.eval()
     mine: list[dict[str, float]] = []
@@ -103,7 +121,10 @@ def validate(model: VarNet, volumes: ValVolumes, info: DistInfo, device: torch.d
         slices = volumes.volume(i)
         preds, targets = [], []
         for s in slices:
-            out = model(s.masked_kspace[None].to(device), s.mask[None].to(device), s.num_low_frequencies)
+            if isinstance(model, Unet):
+                out = unet_reconstruct(model, s.masked_kspace[None].to(device), tuple(s.target.shape[-2:]))
+            else:
+                out = model(s.masked_kspace[None].to(device), s.mask[None].to(device), s.num_low_frequencies)
             preds.append(center_crop(out, s.target.shape[-2:])[0].float().cpu())
             targets.append(s.target)
         mine.append(volume_metrics(torch.stack(targets).numpy(), torch.stack(preds).numpy()))
@@ -181,7 +202,10 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
               f"the result is {ckpt / 'last.safetensors'}", file=sys.stderr)
 
     model = build_model(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.model == "unet":
+        optimizer: torch.optim.Optimizer = torch.optim.RMSprop(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step_size, config.lr_gamma)
     record = load_resume(ckpt, model, optimizer, scheduler) or {}
     epoch0 = int(record.get("epoch", 0))
@@ -193,6 +217,12 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
     log = _Logger(config, info)
     per_step = config.batch_size * config.accumulate
     done = config.max_steps is not None and global_step >= config.max_steps
+    started = time.monotonic()
+    finished_before = done or epoch0 >= config.epochs
+    if finished_before and info.is_main:
+        print(f"training in {out} already finished (epoch {epoch0} of {config.epochs}, step {global_step}"
+              f"{'' if config.max_steps is None else f' of max {config.max_steps}'}); nothing to do. "
+              "Raise --epochs (or --max-steps) to continue it.", flush=True)
 
     def scalars(epoch: int, step_in_epoch: int) -> dict[str, Any]:
         return {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
@@ -275,4 +305,20 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
     finally:
         log.close()
     best_file = ckpt / "best.safetensors"
-    return best_file if best_file.is_file() else ckpt / "last.safetensors"
+    result = best_file if best_file.is_file() else ckpt / "last.safetensors"
+    if info.is_main:
+        print(training_summary(ckpt, global_step, best, time.monotonic() - started, finished_before), flush=True)
+    return result
+
+
+def training_summary(ckpt: Path, global_step: int, best_ssim: float, seconds: float, finished_before: bool = False) -> str:
+    """The lines `recon train` ends with: steps, best validation SSIM, checkpoint paths, time."""
+    lines = [f"training {'was already finished' if finished_before else 'finished'}: {global_step} optimizer steps, "
+             f"{seconds:.1f} s in this run"]
+    lines.append(f"  best validation SSIM: {best_ssim:.4f}" if best_ssim >= 0 else "  best validation SSIM: none (no validation data)")
+    for name in ("best.safetensors", "last.safetensors"):
+        path = ckpt / name
+        if path.is_file():
+            lines.append(f"  {name.split('.')[0]} weights: {path}")
+    lines.append(f"  resume state: {ckpt / 'resume.json'}")
+    return "\n".join(lines)

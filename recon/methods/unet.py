@@ -1,0 +1,65 @@
+"""`unet`: fastMRI's image-domain U-Net baseline (`recon.models.image_unet`) behind the batched
+method interface.
+
+Weights: `--unet-checkpoint PATH` (safetensors, or fastMRI's `.pt` state dict read with
+`weights_only=True`), or the shipped simulated-data checkpoint `models/unet.safetensors`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from recon.methods.batch import ReconBatch
+from recon.models.image_unet import unet_reconstruct
+from recon.models.unet import Unet
+
+#: Weights shipped with the source tree, when present (see models/README.md).
+DEFAULT_UNET_CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "unet.safetensors"
+
+
+def resolve_unet_checkpoint(checkpoint: str | os.PathLike[str] | None) -> Path:
+    """The given checkpoint, or the shipped one; ValueError naming how to get one otherwise."""
+    if checkpoint is not None:
+        return Path(checkpoint)
+    if DEFAULT_UNET_CHECKPOINT.is_file():
+        return DEFAULT_UNET_CHECKPOINT
+    raise ValueError(
+        "unet needs weights: train them with `recon train --model unet` and pass --unet-checkpoint PATH "
+        f"(or fastMRI's published knee_mc_leaderboard_state_dict.pt); none shipped at {DEFAULT_UNET_CHECKPOINT}"
+    )
+
+
+class UnetMethod:
+    """The `unet` method over a `ReconBatch`, in chunks of `batch_size` slices, without gradients."""
+
+    def __init__(self, model: Unet, device: torch.device | None, batch_size: int = 8) -> None:
+        self.model = model.eval() if device is None else model.to(device).eval()
+        self.device = device
+        self.batch_size = max(1, int(batch_size))
+
+    @torch.no_grad()
+    def __call__(self, batch: ReconBatch) -> torch.Tensor:
+        """`ReconBatch` -> `(B, h, w)` float32 on the input's device."""
+        k = batch.masked_kspace
+        device = self.device if self.device is not None else k.device
+        model = self.model.to(device)
+        outs = [
+            unet_reconstruct(model, k[s : s + self.batch_size].to(device), batch.crop_size).to(k.device)
+            for s in range(0, k.shape[0], self.batch_size)
+        ]
+        return torch.cat(outs)
+
+
+def make_unet(
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int = 8,
+    **_: object,
+) -> UnetMethod:
+    """Method factory for the registry: U-Net weights (default: shipped) on `device` (None: the batch's)."""
+    from recon.models.checkpoint import load_unet
+
+    return UnetMethod(load_unet(resolve_unet_checkpoint(checkpoint)), None if device is None else torch.device(device), batch_size)
