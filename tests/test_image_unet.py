@@ -27,7 +27,7 @@ def _slice(rng: np.random.Generator, coils: int = 4, h: int = 48, w: int = 40) -
 def test_transform_matches_fastmri(target_shape: tuple[int, int]) -> None:
     """Crop, RSS, instance norm, clamp; (44, 44) is wider than the k-space (40 columns): fastMRI's square crop."""
     rng = np.random.default_rng(0)
-    from recon.fft import fft2c, ifft2c
+    from recon.core import fft2c, ifft2c
 
     image = ifft2c(torch.from_numpy(_slice(rng)))
     image[:, 24, 20] = 300.0  # a bright pixel, so that the clamp at ±6 is exercised
