@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from recon.methods.batch import ReconBatch
+from recon.methods.learned import LearnedMethod
 from recon.models.image_unet import unet_reconstruct
-from recon.models.unet import Unet
 
 #: Weights shipped with the source tree, when present (see models/README.md).
 DEFAULT_UNET_CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "unet.safetensors"
@@ -32,25 +32,11 @@ def resolve_unet_checkpoint(checkpoint: str | os.PathLike[str] | None) -> Path:
     )
 
 
-class UnetMethod:
-    """The `unet` method over a `ReconBatch`, in chunks of `batch_size` slices, without gradients."""
+class UnetMethod(LearnedMethod):
+    """fastMRI's U-Net over a `ReconBatch`: zero-filled RSS in, de-normalized image out."""
 
-    def __init__(self, model: Unet, device: torch.device | None, batch_size: int = 8) -> None:
-        self.model = model.eval() if device is None else model.to(device).eval()
-        self.device = device
-        self.batch_size = max(1, int(batch_size))
-
-    @torch.no_grad()
-    def __call__(self, batch: ReconBatch) -> torch.Tensor:
-        """`ReconBatch` -> `(B, h, w)` float32 on the input's device."""
-        k = batch.masked_kspace
-        device = self.device if self.device is not None else k.device
-        model = self.model.to(device)
-        outs = [
-            unet_reconstruct(model, k[s : s + self.batch_size].to(device), batch.crop_size).to(k.device)
-            for s in range(0, k.shape[0], self.batch_size)
-        ]
-        return torch.cat(outs)
+    def chunk(self, model: torch.nn.Module, batch: ReconBatch, start: int, stop: int, device: torch.device) -> torch.Tensor:
+        return unet_reconstruct(model, batch.masked_kspace[start:stop].to(device), batch.crop_size)
 
 
 def make_unet(

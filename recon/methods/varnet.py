@@ -12,39 +12,25 @@ import torch
 
 from recon.core import center_crop
 from recon.methods.batch import ReconBatch
+from recon.methods.learned import LearnedMethod
 from recon.models.checkpoint import load_model, resolve_checkpoint
-from recon.models.varnet import VarNet
 
 
-class VarNetMethod:
-    """Run a VarNet over a `ReconBatch` in chunks of `batch_size` slices, without gradients."""
+class VarNetMethod(LearnedMethod):
+    """A VarNet over a `ReconBatch`: calibration region and data from the acquisition model."""
 
-    def __init__(self, model: VarNet, device: torch.device | None, batch_size: int = 4) -> None:
-        self.model = model.eval() if device is None else model.to(device).eval()
-        self.device = device
-        self.batch_size = max(1, int(batch_size))
-
-    @torch.no_grad()
-    def __call__(self, batch: ReconBatch) -> torch.Tensor:
-        """`ReconBatch` -> `(B, h, w)` float32 on the input's device, cropped to `batch.crop_size`."""
-        k = batch.masked_kspace
-        device = self.device if self.device is not None else k.device
-        model = self.model.to(device)
+    def chunk(self, model: torch.nn.Module, batch: ReconBatch, start: int, stop: int, device: torch.device) -> torch.Tensor:
         mask = batch.mask.bool()
-        calib = torch.as_tensor(batch.calib).reshape(-1, 2).expand(k.shape[0], 2)
+        mask = mask if mask.shape[0] == 1 else mask[start:stop]
+        calib = torch.as_tensor(batch.calib).reshape(-1, 2).expand(batch.masked_kspace.shape[0], 2)
         cal_k = batch.calib_kspace
-        outs = []
-        for s in range(0, k.shape[0], self.batch_size):
-            e = min(s + self.batch_size, k.shape[0])
-            m = mask if mask.shape[0] == 1 else mask[s:e]
-            image = model(
-                k[s:e].to(device),
-                m.to(device),
-                calib=calib[s:e].to(device),
-                calib_kspace=None if cal_k is None else cal_k[s:e].to(device),
-            )
-            outs.append(center_crop(image, batch.crop_size).float().to(k.device))
-        return torch.cat(outs)
+        image = model(
+            batch.masked_kspace[start:stop].to(device),
+            mask.to(device),
+            calib=calib[start:stop].to(device),
+            calib_kspace=None if cal_k is None else cal_k[start:stop].to(device),
+        )
+        return center_crop(image, batch.crop_size)
 
 
 def make_varnet(

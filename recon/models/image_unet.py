@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 
 from recon.core import center_crop, ifft2c, rss
-from recon.models.unet import Unet
 
 #: fastMRI's normalization epsilon and clamp range.
 EPS = 1e-11
