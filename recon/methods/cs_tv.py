@@ -4,6 +4,20 @@
 differences along rows and columns (`linops.FiniteDifference`; anisotropic TV on complex
 magnitudes), by `alg.pdhg` on `K = [A; G]` with the duals `prox.L2DataDual` and
 `prox.TVDual`: the same iteration as SigPy's `TotalVariationRecon` at `sigma = 1`.
+
+Parameters by rule (`tv_rule`): on data normalized by `classical.data_scale` (BART's scale),
+`lam = C_TV sigma_n`, with `sigma_n` the slice's complex noise std per k-space sample
+(`recon.noise.estimate_noise_sigma` over the scale). The TV weight trades the data misfit,
+whose size is set by the noise (`||A x - y|| ~ sqrt(m) sigma_n` at the true image), against
+the image's edges (Rudin-Osher-Fatemi: the weight is the Lagrange multiplier of the
+noise-level constraint); a weight proportional to the noise level gives the same balance at
+every SNR and data scale. `C_TV` was fixed on the tuning split only (seeds 2000+, simulated
+phantom and MNI152 template, 4x and 8x; `benchmarks/tune_rules.py`,
+`benchmarks/results/tune_rules_*.md`).
+
+Stopping rule (method defaults): PDHG from zero stops once the relative change
+`||x_k - x_{k-1}|| <= TOL ||x_k||` or after `ITERS` iterations (PDHG converges slowly; the
+cap bounds the run time). An explicit `iters` runs exactly that many.
 """
 
 from __future__ import annotations
@@ -17,9 +31,13 @@ from recon.linops import FiniteDifference, Sense, Stack
 from recon.methods.classical import ClassicalMethod, normalized
 from recon.prox import L2DataDual, Separable, TVDual
 
-#: lam on the normalized scale; TV runs until its PDHG has converged (100 iterations), see
-#: `benchmarks/sweep_baselines.py` and `benchmarks/results/`.
-DEFAULTS: dict[str, float | int] = {"lam": 0.003, "iters": 100}
+#: The constant of the noise rule (module docstring), fixed on the tuning split.
+C_TV = 1.0
+ITERS = 50
+TOL = 1e-3
+
+#: Iteration cap and relative-change tolerance of the default stopping rule (module docstring).
+DEFAULTS: dict[str, float | int] = {"iters": ITERS, "tol": TOL}
 
 
 def tv_objective(x: torch.Tensor, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float) -> torch.Tensor:
@@ -59,9 +77,24 @@ def pdhg_tv(
     return pdhg(Stack([sense, grad]), dual, x0, u0, tau_t, sigma, iters, tol=tol, callback=callback)
 
 
-def tv_recon(kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int) -> torch.Tensor:
-    """Scale-invariant PDHG TV: solve on k-space / `data_scale`, scale back."""
-    return normalized(pdhg_tv, kspace, maps, mask, lam, iters)
+def tv_rule(sigma_n: float) -> float:
+    """TV weight `C_TV sigma_n` from the normalized complex noise std per k-space sample."""
+    return C_TV * float(sigma_n)
+
+
+def tv_recon(kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int, sigma: float | None = None, tol: float = 0.0) -> torch.Tensor:
+    """Scale-invariant PDHG TV: solve on k-space / `data_scale`, scale back (sigma: unused, see `pdhg_tv`)."""
+    return normalized(pdhg_tv, kspace, maps, mask, lam, iters, tol=tol)
+
+
+class _TV:
+    """`tv_recon` with a fixed tolerance (picklable)."""
+
+    def __init__(self, tol: float) -> None:
+        self.tol = float(tol)
+
+    def __call__(self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int, sigma: float | None = None) -> torch.Tensor:
+        return tv_recon(kspace, maps, mask, lam, iters, tol=self.tol)
 
 
 def make_cs_tv(
@@ -71,5 +104,6 @@ def make_cs_tv(
     espirit: Mapping[str, Any] | None = None,
     **_: object,
 ) -> ClassicalMethod:
-    """`cs-tv` method; lam/iters default to `DEFAULTS`, device None = the batch's."""
-    return ClassicalMethod.build(tv_recon, DEFAULTS, lam, iters, device, espirit)
+    """`cs-tv` method; lam None = `tv_rule` per slice; iters None = `DEFAULTS` (then with its tolerance); device None = the batch's."""
+    tol = float(DEFAULTS["tol"]) if iters is None else 0.0
+    return ClassicalMethod.build(_TV(tol), DEFAULTS, lam, iters, device, espirit, tv_rule)
