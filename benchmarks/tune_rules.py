@@ -99,7 +99,9 @@ def main() -> int:
                         summary.append({"source": source, "accel": accel, "method": method, "c": c, "iters": it, "ssim": v, "zero_filled": zf})
                         lines.append(f"| {method} | {c} | {it} | {v:.4f} |")
             lines.append("")
-    write_results(args.out, {"rows": rows, "summary": summary, "grid": GRID, "checkpoints": CHECKPOINTS}, "\n".join(lines) + "\n")
+    command = "OMP_NUM_THREADS=1 python benchmarks/tune_rules.py --data " + " ".join(map(str, args.data)) + f" --out {args.out}"
+    lines += ["Command (data from `recon simulate ... --preset small --volumes 4 --slices 1 --seed 2000`, with `--source mni152` for the template):", "", "```sh", command, "```"]
+    write_results(args.out, {"command": command, "rows": rows, "summary": summary, "grid": GRID, "checkpoints": CHECKPOINTS}, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

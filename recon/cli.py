@@ -26,7 +26,7 @@ def _names(text: str) -> list[str]:
 def _add_method_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("method options")
     g.add_argument("--checkpoint", help="VarNet weights (.safetensors, or fastMRI .pt loaded with weights_only=True)")
-    g.add_argument("--lam", type=float, help="regularization weight of sense / cs / cs-tv (normalized data scale)")
+    g.add_argument("--lam", type=float, help="fixed regularization weight of sense / cs / cs-tv on the normalized data scale (default: per slice from its noise level)")
     g.add_argument("--iters", type=int, help="iterations of sense / cs / cs-tv")
     g.add_argument("--backend", choices=["auto", "torch", "cupy"], default="auto", help="operator backend (default: cupy on CUDA when installed)")
 

@@ -15,15 +15,19 @@ the wavelet coefficients of `x - step A^H (A x - y)` is `step lam`, and the nois
 coefficients is proportional to `sigma_n` (orthonormal FFT, unit-RSS maps, orthogonal
 wavelet), so a threshold proportional to the noise level removes noise the same way at every
 SNR and data scale, as in wavelet shrinkage (Donoho and Johnstone's threshold is
-`sigma sqrt(2 ln N)`). `C_L1` is below that: the fastMRI target is the noisy fully sampled
+`sigma sqrt(2 ln N)`). `C_L1 = 0.3` is far below that: the fastMRI target is the noisy fully sampled
 RSS image, so removing all noise costs SSIM in the background. It was fixed on the tuning split
 only (seeds 2000+, simulated phantom and MNI152 template, 4x and 8x;
 `benchmarks/tune_rules.py`, `benchmarks/results/tune_rules_*.md`).
 
-Stopping rule (method defaults): FISTA from `x = 0` stops once the relative change
-`||x_k - x_{k-1}|| <= TOL ||x_k||` or after `ITERS` iterations. With the weight set by the
-noise level, the regularization is in the objective, not in an early stop; the cap bounds
-the run time where convergence is slow. An explicit `iters` runs exactly that many.
+Stopping rule: FISTA from `x = 0` runs `ITERS` (20) iterations, fixed with `C_L1` on the
+tuning split. At the noise-level weight FISTA is still far from its minimizer at 8x after 20
+iterations, and the later iterates fit noise (SSIM falls from 20 to 50 iterations at 8x on both
+sources, `tune_rules_*.md`), so the count is part of the regularization. The discrepancy
+principle (stop once `||A x - y||^2 <= m sigma_n^2`) was measured on the tuning split and does
+not work as a stop here: it is met after 1-5 iterations at 4x (most k-space samples are
+noise-dominated, so the residual reaches the noise energy as soon as the center is fit) and
+not within 40 at 8x. An explicit `iters` runs exactly that many.
 """
 
 from __future__ import annotations
@@ -38,12 +42,11 @@ from recon.methods.classical import ClassicalMethod, normalized
 from recon.prox import L1Wavelet
 
 #: The constant of the noise rule (module docstring), fixed on the tuning split.
-C_L1 = 1.0
-ITERS = 50
-TOL = 1e-3
+C_L1 = 0.3
+ITERS = 20
 
-#: Iteration cap and relative-change tolerance of the default stopping rule (module docstring).
-DEFAULTS: dict[str, float | int] = {"iters": ITERS, "tol": TOL}
+#: The iteration count of the default stopping rule (module docstring).
+DEFAULTS: dict[str, float | int] = {"iters": ITERS}
 
 Restart = Literal["gradient", "function"] | None
 
@@ -94,14 +97,13 @@ def l1_rule(sigma_n: float) -> float:
 
 
 class _L1Wavelet:
-    """`fista_l1_wavelet` on normalized data with a fixed restart rule and tolerance (picklable)."""
+    """`fista_l1_wavelet` on normalized data with a fixed restart rule (picklable)."""
 
-    def __init__(self, restart: Restart, tol: float = 0.0) -> None:
+    def __init__(self, restart: Restart) -> None:
         self.restart = restart
-        self.tol = float(tol)
 
     def __call__(self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int, sigma: float | None = None) -> torch.Tensor:
-        return normalized(fista_l1_wavelet, kspace, maps, mask, lam, iters, restart=self.restart, tol=self.tol)
+        return normalized(fista_l1_wavelet, kspace, maps, mask, lam, iters, restart=self.restart)
 
 
 def l1_wavelet_recon(kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int) -> torch.Tensor:
@@ -117,6 +119,5 @@ def make_cs(
     restart: Restart = None,
     **_: object,
 ) -> ClassicalMethod:
-    """`cs` method; lam None = `l1_rule` per slice; iters None = `DEFAULTS` (then with its tolerance); device None = the batch's, restart as `alg.fista`."""
-    tol = float(DEFAULTS["tol"]) if iters is None else 0.0
-    return ClassicalMethod.build(_L1Wavelet(restart, tol), DEFAULTS, lam, iters, device, espirit, l1_rule)
+    """`cs` method; lam None = `l1_rule` per slice, iters None = `DEFAULTS`; device None = the batch's, restart as `alg.fista`."""
+    return ClassicalMethod.build(_L1Wavelet(restart), DEFAULTS, lam, iters, device, espirit, l1_rule)
