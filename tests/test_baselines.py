@@ -189,6 +189,8 @@ def test_sense_keeps_the_interior_intensity(accel: int) -> None:
     inside = target > 0.3 * target.max()
     ratio = float(out[inside].mean() / target[inside].mean())
     assert abs(ratio - 1) < 0.02, ratio
+    ratio = float(get_method("sense", discrepancy=True)(batch)[inside].mean() / target[inside].mean())
+    assert abs(ratio - 1) < 0.02, ratio
     shrunk = get_method("sense", lam=0.1, iters=30)(batch)
     assert float(shrunk[inside].mean() / target[inside].mean()) < 0.98
 

@@ -55,24 +55,30 @@ def data_scale(kspace: torch.Tensor) -> torch.Tensor:
     on the full image's scale. Of its magnitudes it takes the median, the 90th percentile and
     the maximum, and uses the 90th percentile unless the maximum is an outlier
     (`max - p90 >= 2 (p90 - median)`), then the maximum. Here the block is the sampled run
-    symmetric about the center column (the ACS region, up to 32) by the central 32 rows.
+    symmetric about the center column (the ACS region, up to 32) by the central 32 rows; where
+    the image data hold no such run (calibration lines stored apart), the central 32 columns
+    zero-filled, with the energy of the missing columns restored by `sqrt(block / sampled)`.
 
     The methods divide k-space by it and multiply the image back, so step sizes and explicit
     weights act on data whose bright tissue is ~1, whatever the scanner's units. A slice with
-    no sampled center columns, or an all-zero block, gets scale 1.
+    no sampled column near the center, or an all-zero block, gets scale 1.
     """
     batch, _, height, width = kspace.shape
     sampled = (kspace != 0).flatten(1, 2).any(1)
     scales = []
     for b in range(batch):
         c0, c1 = _center_run(sampled[b], SCALE_BLOCK)
+        if c1 - c0 < 2:
+            c0 = max(0, width // 2 - SCALE_BLOCK // 2)
+            c1 = min(width, c0 + SCALE_BLOCK)
+        measured = int(sampled[b, c0:c1].sum())
         rows = min(height, SCALE_BLOCK)
         r0 = height // 2 - rows // 2
-        if c1 <= c0:
+        if measured == 0:
             scales.append(1.0)
             continue
         block = kspace[b : b + 1, :, r0 : r0 + rows, c0:c1]
-        low = ops.rss(ops.ifft2c(block), 1).flatten()
+        low = ops.rss(ops.ifft2c(block), 1).flatten() * math.sqrt((c1 - c0) / measured)
         low = low / math.sqrt(height * width / (rows * (c1 - c0)))
         ordered = torch.sort(low.float()).values.cpu()
         n = ordered.numel()
@@ -82,21 +88,32 @@ def data_scale(kspace: torch.Tensor) -> torch.Tensor:
     return torch.tensor(scales, dtype=torch.float32, device=kspace.device).reshape(-1, 1, 1, 1)
 
 
+#: The noise floor test: the outermost band's estimate over the band twice as wide must reach this.
+FLAT_FLOOR = 0.9
+
+
 def noise_sigma(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-slice complex noise std `(B,)` float in k-space units (`recon.noise.estimate_noise_sigma`).
 
     kspace `(B, C, H, W)`; mask `(B, 1, 1, W)` columns or `(B, 1, H, W)` locations (then the
-    columns sampled anywhere count). 0 for a slice without measurable noise (edge rows all zero,
-    e.g. noiseless simulations).
+    columns sampled anywhere count). The estimate holds where the outer readout rows are pure
+    noise (2x readout oversampling, as in fastMRI files); where they still carry the object's
+    k-space tail (no oversampling, noiseless data) it would measure signal. So a slice counts as
+    having a measurable noise floor only if the outer 1/32 of the rows gives at least
+    `FLAT_FLOOR` times the estimate from the outer 1/16 (a flat floor; a signal tail falls
+    outwards); otherwise, and without noise at all, its entry is 0 (no noise-based rule applies).
     """
     cols = mask.bool().flatten(1, 2).any(1).reshape(mask.shape[0], -1).expand(kspace.shape[0], -1).cpu().numpy()
     data = kspace.detach().cpu().numpy()
     out = []
     for b in range(kspace.shape[0]):
         try:
-            out.append(float(estimate_noise_sigma(data[b], np.asarray(cols[b]))))
+            wide = float(estimate_noise_sigma(data[b], np.asarray(cols[b]), edge_fraction=1 / 16))
+            outer = float(estimate_noise_sigma(data[b], np.asarray(cols[b]), edge_fraction=1 / 32))
         except ValueError:
             out.append(0.0)
+            continue
+        out.append(wide if outer >= FLAT_FLOOR * wide else 0.0)
     return torch.tensor(out, dtype=torch.float32)
 
 
