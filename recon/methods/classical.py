@@ -88,32 +88,24 @@ def data_scale(kspace: torch.Tensor) -> torch.Tensor:
     return torch.tensor(scales, dtype=torch.float32, device=kspace.device).reshape(-1, 1, 1, 1)
 
 
-#: The noise floor test: the outermost band's estimate over the band twice as wide must reach this.
-FLAT_FLOOR = 0.9
-
-
 def noise_sigma(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-slice complex noise std `(B,)` float in k-space units (`recon.noise.estimate_noise_sigma`).
 
     kspace `(B, C, H, W)`; mask `(B, 1, 1, W)` columns or `(B, 1, H, W)` locations (then the
-    columns sampled anywhere count). The estimate holds where the outer readout rows are pure
-    noise (2x readout oversampling, as in fastMRI files); where they still carry the object's
-    k-space tail (no oversampling, noiseless data) it would measure signal. So a slice counts as
-    having a measurable noise floor only if the outer 1/32 of the rows gives at least
-    `FLAT_FLOOR` times the estimate from the outer 1/16 (a flat floor; a signal tail falls
-    outwards); otherwise, and without noise at all, its entry is 0 (no noise-based rule applies).
+    columns sampled anywhere count). 0 for a slice without measurable noise (edge rows all
+    zero). The estimate holds where the outer readout rows are pure noise (2x readout
+    oversampling, as in fastMRI files); where they still carry the object's k-space tail (no
+    oversampling, analytic phantoms with sharp edges) it measures signal, and the noise rules
+    then regularize more than they would at the true noise level.
     """
     cols = mask.bool().flatten(1, 2).any(1).reshape(mask.shape[0], -1).expand(kspace.shape[0], -1).cpu().numpy()
     data = kspace.detach().cpu().numpy()
     out = []
     for b in range(kspace.shape[0]):
         try:
-            wide = float(estimate_noise_sigma(data[b], np.asarray(cols[b]), edge_fraction=1 / 16))
-            outer = float(estimate_noise_sigma(data[b], np.asarray(cols[b]), edge_fraction=1 / 32))
+            out.append(float(estimate_noise_sigma(data[b], np.asarray(cols[b]))))
         except ValueError:
             out.append(0.0)
-            continue
-        out.append(wide if outer >= FLAT_FLOOR * wide else 0.0)
     return torch.tensor(out, dtype=torch.float32)
 
 
