@@ -1,16 +1,20 @@
 """BART cross-check: `bart ecalib` + `bart pics` beside this project's sense / cs / cs-tv.
 
-Same undersampled slices (simulated report split, fastMRI validation-seeded random masks at 4x
-and 8x). BART rows: `ecalib -m1 -r H:nlow` (rectangular ACS region) then `pics -S -l2`,
-`pics -S -l1` (30 iterations, lambda 0.01 on BART's own data scale), and fastMRI's CS
-baseline `ecalib -d0 -m1 -r nlow` + `pics -d0 -S -R T:7:0:0.01 -i 200`. The ESPIRiT kernel is
+Same undersampled slices (a simulated split of either source, fastMRI validation-seeded random
+masks at 4x and 8x). BART rows (`--bart`): `l2`, `l1`: `ecalib -m1 -r H:nlow` (rectangular ACS
+region) then `pics -S -l2` / `pics -S -l1` (`--bart-iters` iterations, lambda 0.01 on BART's
+own data scale); `tv`: fastMRI's CS baseline `ecalib -d0 -m1 -r nlow` + `pics -d0 -S -R
+T:7:0:0.01 -i 200`. The ESPIRiT kernel is
 BART's default 6 except on ACS regions narrower than 12 columns, where it is capped as ours is
 (`fitted_kernel_width`; BART's ecalib aborts with a 6-wide kernel on 7 columns). Ours: the registered
-methods with their defaults (ESPIRiT maps estimated inside). Reports fastMRI SSIM / PSNR /
-NMSE and seconds per slice; writes results/baselines_bart_<preset>_<accels>.json and .md. Exits cleanly (0,
-a message) where `bart` is not installed. Usage:
+methods with their defaults (ESPIRiT maps estimated inside; lambda by each method's noise
+rule). Reports fastMRI SSIM / PSNR / NMSE and seconds per slice, overall and on the volumes at
+or above the median SNR (measured: BART's data scale over the k-space noise std), per source:
+`--source knee` (simulated phantom) or `mni152` (real-anatomy template), `--seed` picks the
+split (e.g. 4000: acceptance). Writes results/baselines_bart_<source>_<split>_<accels>.json
+and .md. Exits cleanly (0, a message) where `bart` is not installed. Usage:
 
-    OMP_NUM_THREADS=2 python benchmarks/bart_compare.py [--preset knee|small] [--volumes 1] [--slices 1] [--accels 4 8]
+    OMP_NUM_THREADS=2 python benchmarks/bart_compare.py [--source knee|mni152] [--seed 4000] [--preset knee|small] [--volumes 1] [--slices 1] [--accels 4 8] [--bart l1]
 """
 
 from __future__ import annotations
@@ -30,26 +34,42 @@ from bart_cfl import bart_available, kspace_to_bart, read_cfl, run_bart, write_c
 from recon.acquisition import centered_region
 from recon.calib import fitted_kernel_width
 from recon.core import center_crop
+from recon.io.fastmri import read_volume
 from recon.methods import ReconBatch, get_method
-from recon.simulate import PRESETS
+from recon.methods.classical import data_scale, noise_sigma
+from recon.simulate import PRESETS, seed_split
 from recon.simulate.dataset import REPORT_SEED, simulate_dataset
 
+SOURCES = {"knee": "simulated phantom (knee-like)", "mni152": "real-anatomy template (MNI152)"}
 
-def bart_runs(height: int, nlow: int) -> dict[str, tuple[list[str], list[str]]]:
-    """name -> (ecalib args, pics args)."""
+
+def bart_runs(height: int, nlow: int, iters: int = 30, which: tuple[str, ...] = ("l2", "l1", "tv")) -> dict[str, tuple[list[str], list[str]]]:
+    """name -> (ecalib args, pics args), for the runs named in `which`."""
     kernel = ["-k", str(fitted_kernel_width(6, nlow))]  # BART's default 6 (ecalib aborts on 7 ACS columns)
     rect = ["ecalib", "-m1", *kernel, "-r", f"{height}:{nlow}"]
-    return {
-        "bart pics -l2": (rect, ["pics", "-S", "-l2", "-r", "0.01", "-i", "30"]),
-        "bart pics -l1": (rect, ["pics", "-S", "-l1", "-r", "0.01", "-i", "30"]),
-        "bart fastMRI CS (T:7:0:0.01, 200 it)": (["ecalib", "-d0", "-m1", *kernel, "-r", str(nlow)], ["pics", "-d0", "-S", "-R", "T:7:0:0.01", "-i", "200"]),
+    runs = {
+        "l2": (f"bart pics -l2 ({iters} it)", rect, ["pics", "-S", "-l2", "-r", "0.01", "-i", str(iters)]),
+        "l1": (f"bart pics -l1 ({iters} it)", rect, ["pics", "-S", "-l1", "-r", "0.01", "-i", str(iters)]),
+        "tv": ("bart fastMRI CS (T:7:0:0.01, 200 it)", ["ecalib", "-d0", "-m1", *kernel, "-r", str(nlow)], ["pics", "-d0", "-S", "-R", "T:7:0:0.01", "-i", "200"]),
     }
+    return {runs[w][0]: (runs[w][1], runs[w][2]) for w in which}
 
 
-def run_bart_volume(kspace: np.ndarray, nlow: int, work: Path, threads: int) -> dict[str, tuple[np.ndarray, float]]:
+def simulate(source: str, out: Path, volumes: int, slices: int, seed: int, preset: str) -> list[Path]:
+    """`recon simulate`'s files for `source` (knee phantom or MNI152 template) at `seed`."""
+    if source == "mni152":
+        from recon.simulate.mni152 import MNI_PRESETS, simulate_mni152_dataset
+
+        config = MNI_PRESETS[preset]
+        return simulate_mni152_dataset(out, volumes, slices, config.coils, seed, config=config)
+    config = PRESETS[preset]
+    return simulate_dataset(out, volumes, slices, config.coils, seed, config=config)
+
+
+def run_bart_volume(kspace: np.ndarray, nlow: int, work: Path, threads: int, iters: int, which: tuple[str, ...]) -> dict[str, tuple[np.ndarray, float]]:
     """BART reconstructions `(S, H, W)` complex and seconds per slice, per BART setting."""
     out: dict[str, tuple[list[np.ndarray], float]] = {}
-    for name, (ecalib, pics) in bart_runs(kspace.shape[-2], nlow).items():
+    for name, (ecalib, pics) in bart_runs(kspace.shape[-2], nlow, iters, which).items():
         images, seconds = [], 0.0
         for s, k in enumerate(kspace):
             base = work / f"s{s}"
@@ -68,21 +88,30 @@ def main() -> int:
     parser.add_argument("--accels", type=int, nargs="+", default=[8], choices=(4, 8), help="BART's TV with 200 iterations takes ~1 min per slice")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--preset", default="knee", choices=sorted(PRESETS), help="simulated size (knee: 15 coils 640 x ~368)")
+    parser.add_argument("--source", default="knee", choices=sorted(SOURCES), help="knee: simulated phantom; mni152: real-anatomy template")
+    parser.add_argument("--seed", type=int, default=REPORT_SEED, help="dataset seed: its range is the split (4000+: acceptance)")
+    parser.add_argument("--bart", nargs="+", default=["l2", "l1", "tv"], choices=("l2", "l1", "tv"), help="BART runs (tv: ~1 min per slice)")
+    parser.add_argument("--bart-iters", type=int, default=30, help="iterations of the pics -l1 / -l2 runs")
     args = parser.parse_args()
     if not bart_available():
         print("bart is not installed; skipping the BART cross-check")
         return 0
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bart_compare_"))
-    config = PRESETS[args.preset]
-    paths = simulate_dataset(work / "data", args.volumes, args.slices, config.coils, REPORT_SEED, config=config)
+    split = seed_split(args.seed) or "unsplit"
+    paths = simulate(args.source, work / "data", args.volumes, args.slices, args.seed, args.preset)
     rows: list[dict[str, Any]] = []
+    snr: dict[str, dict[str, float | None]] = {}
     for path in paths:
+        _, _, info = read_volume(path)
+        stated = info.attrs.get("snr")
         for accel in args.accels:
             data = undersample(path, accel)
             target, crop, nlow = data["target"], data["crop"], data["nlow"]
             kspace = torch.from_numpy(data["kspace"])
             batch = ReconBatch(kspace, torch.from_numpy(data["mask"]).reshape(1, 1, 1, -1).expand(kspace.shape[0], 1, 1, -1), torch.tensor([centered_region(kspace.shape[-1], nlow)] * kspace.shape[0]), crop)
+            measured = float((data_scale(kspace).flatten().cpu() / noise_sigma(kspace, batch.mask).clamp_min(1e-30)).mean())
+            snr.setdefault(path.name, {"stated": None if stated is None else float(stated), "measured": measured})
             results: dict[str, tuple[np.ndarray, float]] = {}
             if not rows:
                 for name in ("zero-filled", "sense", "cs", "cs-tv"):
@@ -91,30 +120,41 @@ def main() -> int:
                 start = time.perf_counter()
                 image = get_method(name)(batch).numpy()
                 results[f"ours {name}"] = (image, (time.perf_counter() - start) / kspace.shape[0])
-            for name, (image, seconds) in run_bart_volume(data["kspace"], nlow, work, args.threads).items():
+            for name, (image, seconds) in run_bart_volume(data["kspace"], nlow, work, args.threads, args.bart_iters, tuple(args.bart)).items():
                 mag = center_crop(torch.from_numpy(np.abs(image)), crop).numpy().astype(np.float32)
                 results[name] = (mag, seconds)
             for name, (image, seconds) in results.items():
-                row = {"file": path.name, "accel": accel, "method": name, "seconds_per_slice": seconds, **scores(target, image)}
+                inside = target > 0.3 * target.max(axis=(-2, -1), keepdims=True)
+                row = {"file": path.name, "accel": accel, "method": name, "seconds_per_slice": seconds, "interior": float(image[inside].mean() / target[inside].mean()), **scores(target, image)}
                 rows.append(row)
                 print(f"{path.name} {accel}x {name:40s} SSIM {row['ssim']:.4f} {seconds:6.2f} s/slice", flush=True)
     methods = list(dict.fromkeys(r["method"] for r in rows))
+    median_snr = float(np.median([v["measured"] for v in snr.values()]))
+    high = {name for name, v in snr.items() if v["measured"] >= median_snr}
+    command = "OMP_NUM_THREADS={t} python benchmarks/bart_compare.py --source {s} --seed {seed} --preset {p} --volumes {v} --slices {sl} --accels {a} --threads {t} --bart {b} --bart-iters {bi}".format(
+        t=args.threads, s=args.source, seed=args.seed, p=args.preset, v=args.volumes, sl=args.slices, a=" ".join(map(str, args.accels)), b=" ".join(args.bart), bi=args.bart_iters
+    )
     lines = [
-        "# This project's baselines beside BART",
+        f"# This project's baselines beside BART: {SOURCES[args.source]}, {split} split",
         "",
-        f"Simulated report split (seed {REPORT_SEED}), {len(paths)} volume(s) x {args.slices} slice(s), preset "
-        f"`{args.preset}` ({config.coils} coils, {config.rows} x {'/'.join(map(str, config.widths))}), fastMRI random masks, {args.threads} threads. Mean over volumes; seconds per slice include "
-        "ESPIRiT (and, for BART, process start and .cfl I/O).",
+        f"{SOURCES[args.source]}, {split} split (seed {args.seed}), {len(paths)} volume(s) x {args.slices} slice(s), preset "
+        f"`{args.preset}`, fastMRI random masks, {args.threads} threads. Mean over volumes; seconds per slice include "
+        "ESPIRiT (and, for BART, process start and .cfl I/O); the machine is shared, so times are not a speed measurement.",
         "",
-        "| accel | method | SSIM | PSNR | NMSE | s/slice |",
-        "| --- | --- | --- | --- | --- | --- |",
     ]
-    for accel in args.accels:
-        for m in methods:
-            sel = [r for r in rows if r["accel"] == accel and r["method"] == m]
-            mean = {k: float(np.mean([r[k] for r in sel])) for k in ("ssim", "psnr", "nmse", "seconds_per_slice")}
-            lines.append(f"| {accel}x | {m} | {mean['ssim']:.4f} | {mean['psnr']:.2f} | {mean['nmse']:.4f} | {mean['seconds_per_slice']:.2f} |")
-    write_results(f"baselines_bart_{args.preset}_" + "_".join(f"{a}x" for a in args.accels), {"rows": rows, "preset": args.preset, "machine": machine()}, "\n".join(lines) + "\n")
+    for title, chosen in (("All volumes", set(snr)), (f"Volumes at or above the median measured SNR ({median_snr:.1f})", high)):
+        lines += [f"## {title}", "", "| accel | method | volumes | SSIM | PSNR | NMSE | interior | s/slice |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for accel in args.accels:
+            for m in methods:
+                sel = [r for r in rows if r["accel"] == accel and r["method"] == m and r["file"] in chosen]
+                mean = {k: float(np.mean([r[k] for r in sel])) for k in ("ssim", "psnr", "nmse", "interior", "seconds_per_slice")}
+                lines.append(f"| {accel}x | {m} | {len(sel)} | {mean['ssim']:.4f} | {mean['psnr']:.2f} | {mean['nmse']:.4f} | {mean['interior']:.3f} | {mean['seconds_per_slice']:.2f} |")
+        lines.append("")
+    lines += ["## Volumes", "", "| file | stated SNR | measured SNR |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {'-' if v['stated'] is None else format(v['stated'], 'g')} | {v['measured']:.1f} |" for name, v in snr.items()]
+    lines += ["", "Interior: mean image intensity inside the object (target > 0.3 of its slice maximum) over the target's there. Measured SNR: BART's data scale (`classical.data_scale`) over the k-space noise std (`recon.noise.estimate_noise_sigma`), mean over the accelerations.", "", "Command:", "", "```sh", command, "```"]
+    stem = f"baselines_bart_{args.source}_{split}_" + "_".join(f"{a}x" for a in args.accels)
+    write_results(stem, {"rows": rows, "snr": snr, "median_snr": median_snr, "source": args.source, "seed": args.seed, "split": split, "preset": args.preset, "command": command, "machine": machine()}, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

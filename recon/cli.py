@@ -22,9 +22,9 @@ from recon.validate import UsageError
 def _add_method_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("method options")
     g.add_argument("--checkpoint", help="VarNet weights (.safetensors, or fastMRI .pt loaded with weights_only=True) (default: the shipped simulated-data weights)")
-    g.add_argument("--unet-checkpoint", help="U-Net weights for method unet (`recon train --model unet`, or fastMRI's knee_mc_leaderboard_state_dict.pt)")
-    g.add_argument("--lam", type=float, help="regularization weight of sense / cs / cs-tv (normalized data scale; default: sense 0.1, cs 0.003, cs-tv 0.003)")
-    g.add_argument("--iters", type=int, help="iterations of sense / cs / cs-tv (default: sense 10, cs 10, cs-tv 100)")
+    g.add_argument("--unet-checkpoint", help="U-Net weights for method unet (`recon train --model unet`, or fastMRI's knee_mc_leaderboard_state_dict.pt) (default: the shipped simulated-data weights)")
+    g.add_argument("--lam", type=float, help="fixed regularization weight of sense / cs / cs-tv on the normalized data scale (default: per slice from its noise level: sense sigma^2, cs 0.3 sigma, cs-tv 0.1 sigma)")
+    g.add_argument("--iters", type=int, help="iterations of sense / cs / cs-tv (default: sense 10, cs 20, cs-tv 100)")
     g.add_argument("--backend", choices=["auto", "torch", "cupy"], default="auto", help="operator backend (default: cupy on CUDA when installed)")
 
 

@@ -39,7 +39,7 @@ def problem() -> dict:
     kspace = torch.from_numpy(k * mask)[None]
     mask_t = torch.from_numpy(mask)[None, None, None]
     maps = espirit_calib(kspace, centered_region(48, 8))
-    y = kspace / data_scale(kspace)
+    y = kspace / ops.rss(ops.ifft2c(kspace), 1).max()  # zero-filled peak 1: the settings the SigPy comparisons were set up on
     return {"y": y, "maps": maps, "mask": mask_t, "full": torch.from_numpy(k)[None], "img": img}
 
 
@@ -147,3 +147,85 @@ def test_registered_methods_beat_zero_filled_at_target_scale(problem: dict, name
     assert err < 0.2 and err < err_zero
     with_maps = get_method(name, iters=30)(batch._replace(maps=espirit_calib(full * mask, centered_region(48, 12))))
     assert torch.allclose(with_maps, out, atol=1e-4 * float(out.max()))
+
+
+def _bart_scale(kspace: np.ndarray, work: Path) -> float:
+    """The scale `bart pics` applies to `(C, H, W)` k-space (its debug output, `-d4`)."""
+    import subprocess
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from bart_cfl import kspace_to_bart, write_cfl
+
+    write_cfl(work / "k", kspace_to_bart(kspace))
+    write_cfl(work / "s", kspace_to_bart(np.ones_like(kspace)))
+    out = subprocess.run(["bart", "pics", "-d4", "-i", "1", str(work / "k"), str(work / "s"), str(work / "x")], capture_output=True, text=True, check=True)
+    line = next(x for x in (out.stdout + out.stderr).splitlines() if x.startswith("Scaling:"))
+    return float(line.split()[1])
+
+
+@pytest.mark.skipif(__import__("shutil").which("bart") is None, reason="BART (`bart`) is not installed; scripts/_setup.sh installs it")
+@pytest.mark.parametrize("nlow", [8, 12, 40])
+def test_data_scale_is_barts(tmp_path: Path, nlow: int) -> None:
+    k, _, _ = phantom_kspace(8, 64, 48, seed=4, noise=5e-3)
+    kspace = (k * column_mask(48, 4, nlow)).astype(np.complex64)
+    ours = float(data_scale(torch.from_numpy(kspace)[None]))
+    assert ours == pytest.approx(_bart_scale(kspace, tmp_path), rel=1e-3)
+
+
+def _noisy_slice(accel: int) -> tuple[ReconBatch, torch.Tensor]:
+    """One simulated knee slice (2x readout oversampling, 8 coils, noise as `recon simulate`), masked; and its RSS target."""
+    from recon.simulate import SimConfig, simulate_volume
+
+    vol = simulate_volume(11, config=SimConfig(rows=128, widths=(72,), coils=8, slices=1, crop=(64, 64), acquired_fraction=(1.0, 1.0)), contrast="CORPD_FBK", keep_maps=False)
+    full = torch.from_numpy(vol.kspace)
+    mask = torch.from_numpy(column_mask(72, accel, 12))[None, None, None]
+    return ReconBatch(full * mask, mask, torch.tensor([centered_region(72, 12)]), (64, 64)), torch.from_numpy(vol.target)
+
+
+@pytest.mark.parametrize("accel", [4, 8])
+def test_sense_keeps_the_interior_intensity(accel: int) -> None:
+    batch, target = _noisy_slice(accel)
+    out = get_method("sense")(batch)
+    inside = target > 0.3 * target.max()
+    ratio = float(out[inside].mean() / target[inside].mean())
+    assert abs(ratio - 1) < 0.02, ratio
+    ratio = float(get_method("sense", discrepancy=True)(batch)[inside].mean() / target[inside].mean())
+    assert abs(ratio - 1) < 0.02, ratio
+    shrunk = get_method("sense", lam=0.1, iters=30)(batch)
+    assert float(shrunk[inside].mean() / target[inside].mean()) < 0.98
+
+
+def test_noise_rule_sets_lam_from_the_measured_noise() -> None:
+    from recon.methods import cs
+    from recon.methods.classical import noise_sigma
+
+    batch, _ = _noisy_slice(4)
+    sigma_n = float(noise_sigma(batch.masked_kspace, batch.mask)[0]) / float(data_scale(batch.masked_kspace))
+    assert 0.005 < sigma_n < 0.2
+    by_rule = get_method("cs", iters=20)(batch)
+    explicit = get_method("cs", lam=cs.l1_rule(sigma_n), iters=20)(batch)
+    assert torch.allclose(by_rule, explicit, atol=1e-5 * float(explicit.max()))
+    assert not torch.allclose(by_rule, get_method("cs", lam=10 * cs.l1_rule(sigma_n), iters=20)(batch), atol=1e-3 * float(explicit.max()))
+
+
+def test_cg_sense_stops_at_the_noise_level() -> None:
+    from recon.alg import batch_dot
+    from recon.linops import Sense
+    from recon.methods.classical import noise_sigma
+
+    batch, _ = _noisy_slice(4)
+    y, mask = batch.masked_kspace, batch.mask
+    sigma = float(noise_sigma(y, mask)[0])
+    maps = espirit_calib(y, centered_region(72, 12))
+    level = float(mask.expand(y.shape).sum()) * sigma**2
+    seen: list[float] = []
+
+    def residual(it: int, x: torch.Tensor) -> None:
+        r = Sense(maps, mask).forward(x) - y
+        seen.append(float(batch_dot(r, r).sum()))
+
+    cg_sense(y, maps, mask, 0.0, 50, callback=residual, sigma=sigma)
+    assert len(seen) < 50 and seen[-1] <= level < seen[-2]
+    seen.clear()
+    cg_sense(y, maps, mask, 0.0, 5, callback=residual)
+    assert len(seen) == 5

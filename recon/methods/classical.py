@@ -4,32 +4,109 @@ A `ClassicalMethod` takes coil maps from the batch or estimates them by ESPIRiT 
 batch's calibration region (`recon.calib`), runs its solver on the batch's device (or the one
 it was built for) and returns the magnitude center-cropped to `crop_size`. Unit-RSS ESPIRiT
 maps make `|x| ~ RSS`, the fastMRI target's scale.
+
+Parameters by rule: every solver runs on k-space divided by `data_scale` (BART `pics`'s
+automatic scale), and unless the caller fixes `lam`, each slice's weight comes from its own
+noise level, `sigma_n = estimate_noise_sigma(kspace) / data_scale` (the complex noise std per
+k-space sample on the normalized scale; `recon.noise`), through the method's `rule`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+import math
+
+import numpy as np
 import torch
 
 from recon import ops
 from recon.calib import espirit_calib
 from recon.core import center_crop
 from recon.methods.batch import ReconBatch
+from recon.noise import estimate_noise_sigma
 
-#: `solver(kspace, maps, mask, lam, iters) -> (B, 1, H, W)` complex64 image at k-space's scale.
-Solver = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, int], torch.Tensor]
+#: `solver(kspace, maps, mask, lam, iters, sigma=None) -> (B, 1, H, W)` complex64 image at
+#: k-space's scale; `sigma` is the normalized noise std a stopping rule may use (None: unknown).
+Solver = Callable[..., torch.Tensor]
+
+#: `rule(sigma_n) -> lam`: the regularization weight of one slice from its normalized noise std.
+Rule = Callable[[float], float]
+
+#: BART's calibration block for its automatic scale: at most 32 samples per axis.
+SCALE_BLOCK = 32
+
+
+def _center_run(sampled: torch.Tensor, limit: int) -> tuple[int, int]:
+    """`[W//2 - r, W//2 + r)`: the widest sampled run symmetric about the center column, at most `limit` wide (BART's calibration region)."""
+    width = sampled.shape[0]
+    start = stop = width // 2
+    while stop - start + 2 <= limit and start > 0 and stop < width and bool(sampled[start - 1]) and bool(sampled[stop]):
+        start, stop = start - 1, stop + 1
+    return start, stop
 
 
 def data_scale(kspace: torch.Tensor) -> torch.Tensor:
-    """Per-slice scale `(B, 1, 1, 1)`: max of the zero-filled RSS image (1 where that is 0).
+    """Per-slice scale `(B, 1, 1, 1)`, computed as BART `pics` scales its data automatically.
 
-    The methods divide k-space by it and multiply the image back, so regularization weights
-    are defined on data whose zero-filled image peaks at 1, whatever the scanner's units.
+    BART (`estimate_scaling`, used by `pics` unless `-w` is given) takes the fully sampled
+    k-space center, at most 32 x 32, inverse-FFTs it, combines the coils by root-sum-of-squares
+    and divides by `sqrt(N / n)` per axis (full over block size), so the low-resolution image is
+    on the full image's scale. Of its magnitudes it takes the median, the 90th percentile and
+    the maximum, and uses the 90th percentile unless the maximum is an outlier
+    (`max - p90 >= 2 (p90 - median)`), then the maximum. Here the block is the sampled run
+    symmetric about the center column (the ACS region, up to 32) by the central 32 rows; where
+    the image data hold no such run (calibration lines stored apart), the central 32 columns
+    zero-filled, with the energy of the missing columns restored by `sqrt(block / sampled)`.
+
+    The methods divide k-space by it and multiply the image back, so step sizes and explicit
+    weights act on data whose bright tissue is ~1, whatever the scanner's units. A slice with
+    no sampled column near the center, or an all-zero block, gets scale 1.
     """
-    peak = ops.rss(ops.ifft2c(kspace), 1).flatten(1).amax(1)
-    peak = torch.where(peak > 0, peak, torch.ones_like(peak))
-    return peak.reshape(-1, 1, 1, 1)
+    batch, _, height, width = kspace.shape
+    sampled = (kspace != 0).flatten(1, 2).any(1)
+    scales = []
+    for b in range(batch):
+        c0, c1 = _center_run(sampled[b], SCALE_BLOCK)
+        if c1 - c0 < 2:
+            c0 = max(0, width // 2 - SCALE_BLOCK // 2)
+            c1 = min(width, c0 + SCALE_BLOCK)
+        measured = int(sampled[b, c0:c1].sum())
+        rows = min(height, SCALE_BLOCK)
+        r0 = height // 2 - rows // 2
+        if measured == 0:
+            scales.append(1.0)
+            continue
+        block = kspace[b : b + 1, :, r0 : r0 + rows, c0:c1]
+        low = ops.rss(ops.ifft2c(block), 1).flatten() * math.sqrt((c1 - c0) / measured)
+        low = low / math.sqrt(height * width / (rows * (c1 - c0)))
+        ordered = torch.sort(low.float()).values.cpu()
+        n = ordered.numel()
+        median, p90, peak = float(ordered[n // 2]), float(ordered[int(0.9 * n)]), float(ordered[-1])
+        scale = p90 if (peak - p90) < 2 * (p90 - median) else peak
+        scales.append(scale if scale > 0 else 1.0)
+    return torch.tensor(scales, dtype=torch.float32, device=kspace.device).reshape(-1, 1, 1, 1)
+
+
+def noise_sigma(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-slice complex noise std `(B,)` float in k-space units (`recon.noise.estimate_noise_sigma`).
+
+    kspace `(B, C, H, W)`; mask `(B, 1, 1, W)` columns or `(B, 1, H, W)` locations (then the
+    columns sampled anywhere count). 0 for a slice without measurable noise (edge rows all
+    zero). The estimate holds where the outer readout rows are pure noise (2x readout
+    oversampling, as in fastMRI files); where they still carry the object's k-space tail (no
+    oversampling, analytic phantoms with sharp edges) it measures signal, and the noise rules
+    then regularize more than they would at the true noise level.
+    """
+    cols = mask.bool().flatten(1, 2).any(1).reshape(mask.shape[0], -1).expand(kspace.shape[0], -1).cpu().numpy()
+    data = kspace.detach().cpu().numpy()
+    out = []
+    for b in range(kspace.shape[0]):
+        try:
+            out.append(float(estimate_noise_sigma(data[b], np.asarray(cols[b]))))
+        except ValueError:
+            out.append(0.0)
+    return torch.tensor(out, dtype=torch.float32)
 
 
 def normalized(solve: Callable[..., torch.Tensor], kspace: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -39,21 +116,32 @@ def normalized(solve: Callable[..., torch.Tensor], kspace: torch.Tensor, *args: 
 
 
 class ClassicalMethod:
-    """A solver with fixed `lam`/`iters`, run on `device` (None = where the batch lives).
+    """A solver with `iters` (its iteration cap), run on `device` (None = where the batch lives).
 
-    espirit: keyword options of `recon.calib.espirit_calib` for batches without maps.
+    lam: a fixed weight on the normalized scale for every slice; None = per slice by `rule` from
+    the slice's normalized noise std (then the slices are solved one at a time, each with its
+    own weight and noise level). espirit: keyword options of `recon.calib.espirit_calib` for
+    batches without maps.
     """
 
     def __init__(
         self,
         solver: Solver,
-        lam: float,
+        lam: float | None,
         iters: int,
         device: str | torch.device | None = None,
         espirit: Mapping[str, Any] | None = None,
+        rule: Rule | None = None,
     ) -> None:
+        if lam is None and rule is None:
+            raise ValueError("a classical method needs a fixed lam or a noise rule")
+        if lam is not None and not (math.isfinite(lam) and lam >= 0):
+            raise ValueError(f"lam must be finite and >= 0, got {lam}")
+        if int(iters) < 1:
+            raise ValueError(f"iters must be >= 1, got {iters}")
         self.solver = solver
-        self.lam = float(lam)
+        self.lam = None if lam is None else float(lam)
+        self.rule = rule
         self.iters = int(iters)
         self.device = None if device is None else torch.device(device)
         self.espirit = dict(espirit or {})
@@ -67,15 +155,22 @@ class ClassicalMethod:
         iters: int | None,
         device: str | torch.device | None,
         espirit: Mapping[str, Any] | None,
+        rule: Rule | None = None,
     ) -> ClassicalMethod:
-        """The method with `lam`/`iters` from the caller, or from `defaults` where None."""
-        return cls(
-            solver,
-            defaults["lam"] if lam is None else lam,
-            defaults["iters"] if iters is None else iters,
-            device,
-            espirit,
-        )
+        """The method with `lam`/`iters` from the caller; where None, `rule` and `defaults["iters"]`."""
+        return cls(solver, lam, defaults["iters"] if iters is None else iters, device, espirit, rule)
+
+    def solve(self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`(B, 1, H, W)` complex image: fixed `lam` for the batch, or per slice by the rule."""
+        if self.lam is not None:
+            return self.solver(kspace, maps, mask, self.lam, self.iters)
+        sigma = noise_sigma(kspace, mask) / data_scale(kspace).flatten().cpu()
+        images = []
+        for b in range(kspace.shape[0]):
+            sigma_n = float(sigma[b])
+            m = mask[b : b + 1] if mask.shape[0] == kspace.shape[0] else mask
+            images.append(self.solver(kspace[b : b + 1], maps[b : b + 1], m, self.rule(sigma_n), self.iters, sigma=sigma_n))
+        return torch.cat(images)
 
     def maps_for(self, batch: ReconBatch, device: torch.device) -> torch.Tensor:
         """The batch's maps, or ESPIRiT maps from its calibration region (no fully sampled data)."""
@@ -91,5 +186,5 @@ class ClassicalMethod:
         kspace = batch.masked_kspace.to(device, torch.complex64)
         mask = batch.mask.to(device).bool()
         maps = self.maps_for(batch, device)
-        image = self.solver(kspace, maps, mask, self.lam, self.iters)
+        image = self.solve(kspace, maps, mask)
         return center_crop(image.abs()[:, 0], batch.crop_size).float().to(home)
