@@ -22,6 +22,7 @@ _REGISTRY: dict[str, str | MethodFactory] = {
     "cs": "recon.methods.cs:make_cs",
     "cs-tv": "recon.methods.cs_tv:make_cs_tv",
     "varnet": "recon.methods.varnet:make_varnet",
+    "grappa": "recon.methods.grappa:make_grappa",
 }
 
 
