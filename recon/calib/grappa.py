@@ -108,8 +108,8 @@ def uniform_spacing(columns: torch.Tensor, calib: tuple[int, int]) -> int:
         found = sorted({int(g) for g in gaps})
         raise ValueError(
             f"GRAPPA needs uniform undersampling (one constant spacing between the sampled columns outside the "
-            f"calibration region [{start}, {stop})); this mask has spacings {found[:8]}{' ...' if len(found) > 8 else ''}. "
-            f"For random or irregular masks use sense or cs (SPIRiT, which handles arbitrary Cartesian masks, is planned)"
+            f"calibration region [{start}, {stop})); this mask has spacings {found[:8]}{' ...' if len(found) > 8 else ''}; "
+            f"for random or irregular masks use sense or cs (SPIRiT, which handles arbitrary Cartesian masks, is planned)"
         )
     return spacing
 
