@@ -8,7 +8,7 @@ lam = 0.01, calibrating on the centre block; recon runs in its pygrappa-compatib
 its default mode (the acquisition model's mask). Both libraries get `--threads` threads (torch,
 and the BLAS under NumPy through the environment, set before NumPy loads). Each timing is the
 median of `--repeats` runs after one untimed warm-up; the agreement of the filled k-space and
-of the RSS image with pygrappa is recorded too. Writes `grappa_knee.json` / `.md`.
+of the RSS image with pygrappa is recorded too. Writes `grappa_knee_<threads>t.json` / `.md`.
 
 Usage:
     python benchmarks/bench_grappa.py [--threads 2 --repeats 5 --accelerations 4 8]
@@ -132,7 +132,7 @@ def main() -> None:
         results["cases"].append(case)
     results["loadavg_end"] = os.getloadavg()
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "grappa_knee.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out_dir / f"grappa_knee_{args.threads}t.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         "# GRAPPA: recon vs pygrappa (`mdgrappa`), one 15-coil 640 x 368 slice",
         "",
@@ -156,7 +156,7 @@ def main() -> None:
         "noise amplification where zero-filling drops the noise of the missing lines, so on this",
         "noisy phantom it can score worse than zero-filled; it is a sanity figure, not a quality claim.",
     ]
-    (args.out_dir / "grappa_knee.md").write_text("\n".join(lines) + "\n")
+    (args.out_dir / f"grappa_knee_{args.threads}t.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ their centres (all coils), the weights solve `(S^H S + lam0 I) W = S^H T`, Tikho
 `lam0 = lam * ||S^H S||_F / n` (`n` = number of source values), pygrappa's scaling, so `lam`
 is relative and GRAPPA is scale-invariant. All patterns share one Gram matrix `A^H A` of the
 full-window calibration matrix `A`; each pattern's system is a sub-block of it, and patterns
-with equally many sources are solved as one batch (Cholesky, complex128; the system is
+of similar size are solved as one batch (Cholesky, complex128; the system is
 Hermitian positive definite for `lam > 0`).
 
 Calibration patches: as pygrappa, the calibration block (all rows x the calibration columns)
@@ -210,22 +210,25 @@ def grappa_calibrate(
     bits = _code_bits(codes.to(device), points)  # (P, points)
     counts = bits.sum(1)
     weights = torch.zeros(batch, codes.numel(), points * coils, coils, dtype=torch.complex128, device=device)
-    for count in torch.unique(counts).tolist():
-        if count == 0:
+    # one batched solve per size class (counts padded up to a power of two, identity on padding)
+    sizes = torch.where(counts > 0, 2 ** torch.ceil(torch.log2(counts.clamp_min(1).double())).long(), 0).clamp_max(points)
+    for size in torch.unique(sizes).tolist():
+        if size == 0:
             continue
-        group = torch.nonzero(counts == count).flatten()
-        pos = torch.nonzero(bits[group])[:, 1].reshape(group.numel(), count)  # sources, ascending
+        group = torch.nonzero(sizes == size).flatten()
+        pos = torch.argsort((~bits[group]).to(torch.int8), dim=1, stable=True)[:, :size]  # sources first, ascending
+        real = torch.arange(size, device=device) < counts[group, None]
         src = (pos[:, :, None] * coils + torch.arange(coils, device=device)).reshape(group.numel(), -1)  # (g, n)
-        gram = grams[:, src[:, :, None], src[:, None, :]]  # (B, g, n, n)
-        rhs = grams[:, src][:, :, :, target]  # (B, g, n, C)
-        n = src.shape[1]
-        lam0 = lam * torch.linalg.matrix_norm(gram) / n  # Frobenius
-        eye = torch.eye(n, dtype=gram.dtype, device=device)
-        factor, info = torch.linalg.cholesky_ex(gram + lam0[..., None, None] * eye)
+        valid = real.repeat_interleave(coils, dim=1)  # (g, n)
+        gram = grams[:, src[:, :, None], src[:, None, :]] * (valid[:, :, None] & valid[:, None, :])  # (B, g, n, n)
+        rhs = grams[:, src][:, :, :, target] * valid[..., None]  # (B, g, n, C)
+        lam0 = lam * torch.linalg.matrix_norm(gram) / (counts[group] * coils)  # Frobenius, over the sources
+        diag = torch.where(valid, lam0[..., None], 1.0)
+        factor, info = torch.linalg.cholesky_ex(gram + torch.diag_embed(diag.to(gram.dtype)))
         if bool((info != 0).any()):
-            raise ValueError(f"GRAPPA calibration matrix is singular for a {count}-point sampling pattern at lam={lam}; use lam > 0")
-        solved = torch.cholesky_solve(rhs, factor)
-        weights[:, group[:, None], src] = solved
+            raise ValueError(f"GRAPPA calibration matrix is singular for a sampling pattern at lam={lam}; use lam > 0")
+        half = torch.linalg.solve_triangular(factor, rhs, upper=False)
+        weights[:, group[:, None], src] = torch.linalg.solve_triangular(factor.mH, half, upper=True)
     weights = weights.reshape(batch, codes.numel(), points, coils, coils).to(torch.complex64)
     return GrappaKernels(codes.to(device), weights, (kx, ky))
 
