@@ -23,6 +23,7 @@ _REGISTRY: dict[str, str | MethodFactory] = {
     "cs-tv": "recon.methods.cs_tv:make_cs_tv",
     "varnet": "recon.methods.varnet:make_varnet",
     "unet": "recon.methods.unet:make_unet",
+    "grappa": "recon.methods.grappa:make_grappa",
 }
 
 

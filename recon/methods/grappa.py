@@ -1,0 +1,76 @@
+"""`grappa`: GRAPPA-filled k-space (`recon.calib.grappa`), RSS of the coil images, cropped.
+
+For uniformly undersampled data only (constant spacing of the sampled columns outside the
+calibration region, `calib.grappa.uniform_spacing`); a random mask is refused with a pointer
+to the model-based methods. The kernels are calibrated per slice on the batch's calibration
+region (`batch.calib`) of its calibration data (`batch.calibration_data`: the ISMRMRD
+calibration-only lines when the file has them). The output is at the zero-filled / fastMRI
+target's scale (RSS of orthonormal inverse FFTs).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from recon import ops
+from recon.calib.grappa import DEFAULT_LAM, grappa, uniform_spacing
+from recon.core import center_crop
+from recon.methods.batch import ReconBatch
+
+#: Readout extent of the default kernel (pygrappa's default window is 5 x 5).
+DEFAULT_KX = 5
+
+
+def default_kernel(spacing: int) -> tuple[int, int]:
+    """`(5, ky)` with `ky` the smallest odd width >= 5 that reaches a sampled column from every
+    missing one at spacing `R` (`ky >= R + 1`): 5 up to 4x, 9 at 8x."""
+    ky = max(5, spacing + 1)
+    return DEFAULT_KX, ky + 1 - ky % 2
+
+
+class Grappa:
+    """GRAPPA with a fixed kernel (None = `default_kernel` per batch) and relative Tikhonov `lam`."""
+
+    def __init__(
+        self,
+        kernel: Sequence[int] | None = None,
+        lam: float = DEFAULT_LAM,
+        device: str | torch.device | None = None,
+        pygrappa_compat: bool = False,
+    ) -> None:
+        if kernel is not None and len(kernel) != 2:
+            raise ValueError(f"grappa kernel must be (kx, ky), got {kernel!r}")
+        self.kernel = None if kernel is None else (int(kernel[0]), int(kernel[1]))
+        self.lam = float(lam)
+        if self.lam < 0:
+            raise ValueError(f"grappa lam must be >= 0, got {lam}")
+        self.device = None if device is None else torch.device(device)
+        self.pygrappa_compat = bool(pygrappa_compat)
+
+    @torch.no_grad()
+    def __call__(self, batch: ReconBatch) -> torch.Tensor:
+        """`ReconBatch` -> `(B, h, w)` float32 on the batch's device."""
+        home = batch.masked_kspace.device
+        device = self.device or home
+        kspace = batch.masked_kspace.to(device, torch.complex64)
+        count, _, height, width = kspace.shape
+        sampled = batch.mask.to(device).bool().expand(count, 1, height, width)[:, 0]
+        regions = batch.calib.reshape(-1, 2).expand(count, 2).cpu()
+        spacing = max(uniform_spacing(sampled[b].any(0), tuple(regions[b].tolist())) for b in range(count))
+        kernel = self.kernel or default_kernel(spacing)
+        filled = grappa(kspace, sampled, batch.calibration_data, regions, kernel, self.lam, self.pygrappa_compat)
+        image = ops.rss(ops.ifft2c(filled), 1)
+        return center_crop(image, batch.crop_size).float().to(home)
+
+
+def make_grappa(
+    kernel: Sequence[int] | None = None,
+    lam: float | None = None,
+    device: str | torch.device | None = None,
+    pygrappa_compat: bool = False,
+    **_: object,
+) -> Grappa:
+    """`grappa` method; kernel `(kx, ky)` (None = `default_kernel`), lam default 0.01 (pygrappa's)."""
+    return Grappa(kernel, DEFAULT_LAM if lam is None else lam, device, pygrappa_compat)
