@@ -21,6 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from recon.metrics import spread
+
 #: Below this many paired volumes the percentile bootstrap CI is known to under-cover.
 MIN_VOLUMES_FOR_CI = 10
 #: Direction of "better" per metric (+1: higher is better, -1: lower is better).
@@ -175,7 +177,8 @@ def paired_comparisons(
 def describe(values: Sequence[float]) -> dict[str, float | int]:
     """n, mean, sample std (ddof = 1; NaN for one value) of `values`."""
     v = np.asarray(values, dtype=np.float64)
-    return {"n": int(v.size), "mean": float(v.mean()) if v.size else math.nan, "std": float(v.std(ddof=1)) if v.size > 1 else math.nan}
+    std = spread(v)
+    return {"n": int(v.size), "mean": float(v.mean()) if v.size else math.nan, "std": math.nan if std is None else std}
 
 
 def format_mean_spread(mean: float, std: float | None, n: int, digits: int = 4, two_std: bool = True) -> str:
