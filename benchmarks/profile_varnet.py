@@ -108,6 +108,12 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write(result: dict[str, Any], out_dir: Path, stem: str) -> None:
+    """Rewrite the results after every variant, so a run stopped at its time cap keeps what it measured."""
+    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / f"{stem}.md").write_text(markdown(result))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -143,6 +149,10 @@ def main() -> int:
         "input": {k: size[k] for k in ("coils", "rows", "cols")}, "warmup": args.warmup, "steps": args.steps,
         "command": "python benchmarks/profile_varnet.py " + " ".join(sys.argv[1:]), "variants": {},
     }
+    out_dir = args.out_dir or RESULTS
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"profile_varnet_{slug(result['device_name'])}"
+    result["complete"] = False
     failed = False
     for name, run in variants.items():
         if args.variants and name not in args.variants:
@@ -161,11 +171,9 @@ def main() -> int:
                 torch.cuda.empty_cache()
         print(f"{name}: " + ", ".join(f"{m} {t['total_ms_per_step']:.2f} ms" for m, t in result["variants"][name].items()
                                       if isinstance(t, dict)), flush=True)
-    out_dir = args.out_dir or RESULTS
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"profile_varnet_{slug(result['device_name'])}"
-    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out_dir / f"{stem}.md").write_text(markdown(result))
+        write(result, out_dir, stem)
+    result["complete"] = True
+    write(result, out_dir, stem)
     print(f"wrote {out_dir / stem}.json and .md")
     return 1 if failed else 0
 

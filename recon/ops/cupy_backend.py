@@ -786,6 +786,17 @@ def _dc_layout_ok(k: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor) -> bool
     return k.ndim == 4 and same and mask.device == k.device and _kernel_ok(k, k0)
 
 
+_COMPLEX_OF = {torch.float16: torch.complex32, torch.float32: torch.complex64, torch.float64: torch.complex128}
+
+
+def _promoted(eta: torch.Tensor, k: torch.Tensor) -> torch.dtype:
+    """torch's result dtype of `eta * k` for real `eta` and complex `k`, written out because
+    `torch.result_type` returns a dtype, which torch.compile cannot trace: a 0-dim `eta` takes
+    `k`'s dtype, a (1,) `eta` widens it to the complex type of `eta`'s precision."""
+    wide = _COMPLEX_OF.get(eta.dtype, k.dtype) if eta.ndim else k.dtype
+    return wide if wide.itemsize > k.dtype.itemsize else k.dtype
+
+
 def soft_dc(k: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor, eta: torch.Tensor | float) -> torch.Tensor:
     """Soft data consistency `k - eta * mask * (k - k0)`; mask (bool or 0/1) broadcasts to `k`.
 
@@ -797,7 +808,7 @@ def soft_dc(k: torch.Tensor, k0: torch.Tensor, mask: torch.Tensor, eta: torch.Te
     if isinstance(eta, torch.Tensor):
         eta_ok = eta.numel() == 1 and not eta.is_complex() and eta.device == k.device
         if eta_ok and k.is_complex():
-            dtype = torch.result_type(eta, k)
+            dtype = _promoted(eta, k)
             if dtype != k.dtype and dtype.is_complex and k0.dtype == k.dtype:
                 k, k0 = k.to(dtype), k0.to(dtype)
     else:

@@ -21,6 +21,7 @@ from recon.train import TrainConfig, train
 from tests._baseline_data import column_mask, phantom_kspace
 
 DEV = torch.device("cuda")
+INDEX = 0  # set_per_process_memory_fraction needs an indexed device
 
 
 def _phantom_volume(slices: int = 2, coils: int = 8, rows: int = 64, cols: int = 48, step: int = 4, nlow: int = 8) -> Undersampled:
@@ -105,11 +106,11 @@ def test_batch_run_halves_the_batch_on_a_real_out_of_memory_error() -> None:
     done.clear()
     total = torch.cuda.get_device_properties(DEV).total_memory
     torch.cuda.empty_cache()
-    torch.cuda.set_per_process_memory_fraction(min(1.0, (torch.cuda.memory_allocated(DEV) + 3 * per_slice) / total), DEV)
+    torch.cuda.set_per_process_memory_fraction(min(1.0, (torch.cuda.memory_allocated(DEV) + 3 * per_slice) / total), INDEX)
     try:
         halved = run_method(recording, data, DEV, batch_size=16)
     finally:
-        torch.cuda.set_per_process_memory_fraction(1.0, DEV)
+        torch.cuda.set_per_process_memory_fraction(1.0, INDEX)
         torch.cuda.empty_cache()
     assert sum(done) == 16 and max(done) < 16, done
     assert _rel(halved, reference) < 1e-4
