@@ -279,7 +279,7 @@ def markdown(result: dict[str, Any]) -> str:
         best_train = max(ours, key=lambda r: r.get("train_step_s_fastmri_over_variant", 0))
         lines += [
             "",
-            "Targets (issue 6):",
+            "Targets (issue 20):",
             f"- whole volume under 1 s: {best_vol['infer_volume_s']:.3f} s ({best_vol['variant']}): "
             f"{'met' if best_vol['infer_volume_s'] < 1 else 'missed'}",
             f"- inference >= 2x fastMRI: {best_inf.get('infer_slice_s_fastmri_over_variant', float('nan')):.2f}x per slice "
