@@ -290,3 +290,39 @@ def test_prewhitening_absolute_noise_scale(tmp_path: Path) -> None:
     _write(bad, data, range(W), rnbw=0.0, noise=scan)
     with pytest.raises(InputError, match="relativeReceiverNoiseBandwidth 0 is outside"):
         read_ismrmrd(bad)
+
+
+def test_convert_keeps_the_unacquired_side_unknown(tmp_path: Path) -> None:
+    """`recon convert` of 5/8 partial Fourier with an asymmetric echo: the never-acquired columns
+    are padding in the written header, the echo is recorded, the target is the POCS image, and a
+    retrospective mask of the converted file samples no never-acquired column."""
+    from fastmri.data.mri_data import SliceDataset
+
+    kspace, truth = _coil_kspace()
+    raw = tmp_path / "raw.h5"
+    _write(raw, kspace, range(PF_START, W), first_sample=ECHO_START)
+    conv = tmp_path / "conv" / "conv.h5"
+    assert main(["convert", str(raw), str(conv)]) == 0
+    with h5py.File(conv, "r") as f:
+        assert list(f.attrs["readout_extent"]) == [ECHO_START, H] and "mask" not in f
+        target = f["reconstruction_rss"][()][0]
+    assert _nrmse(target, truth[0]) < 0.02  # POCS per coil, both axes 5/8: measured 0.0103 (zero-filled 0.052)
+    sample = SliceDataset(conv.parent, challenge="multicoil")[0]  # fastMRI's own reader
+    assert (sample[3]["padding_left"], sample[3]["padding_right"]) == (PF_START, W)
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(conv), "--out", str(out), "--acceleration", "2", "--quiet"]) == 0
+    with h5py.File(out / "conv.h5", "r") as f:
+        mask = f["mask"][()].astype(bool)
+        image = f["reconstruction"][()][0]
+    assert mask[PF_START:].any() and not mask[:PF_START].any()
+    assert np.isfinite(image).all() and _nrmse(image, truth[0]) < 0.3
+
+
+def test_half_fourier_is_refused_in_one_line_unless_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kspace, _ = _coil_kspace()
+    raw = tmp_path / "half.h5"
+    _write(raw, kspace, range(W // 2 - 2, W))  # half Fourier + 2 lines: no symmetric centre to estimate the phase from
+    assert main(["reconstruct", str(raw), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "half.h5" in err and "symmetric centre of 5 samples" in err and "--partial-fourier zero" in err
+    assert main(["reconstruct", str(raw), "--out", str(tmp_path / "zero"), "--quiet", "--partial-fourier", "zero"]) == 0
