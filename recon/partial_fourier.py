@@ -76,6 +76,11 @@ def partial_axes(extent: Extent, shape: Sequence[int]) -> tuple[bool, bool]:
     return tuple(is_partial_fourier(_clip(region, n), n) for region, n in zip(extent, shape[-2:]))  # type: ignore[return-value]
 
 
+def has_partial(extent: Extent | None, shape: Sequence[int]) -> bool:
+    """Whether `extent` (None: the whole grid) leaves a partial-Fourier side on a `(..., H, W)` grid."""
+    return extent is not None and any(partial_axes(extent, shape))
+
+
 def _clip(region: Region, size: int) -> Region:
     return max(0, int(region[0])), min(int(size), int(region[1]))
 
@@ -226,7 +231,7 @@ def reconstruct(
     """
     mode = check_mode(mode)
     k, numpy = _to_torch(kspace)
-    if extent is None or not any(partial_axes(extent, k.shape)):
+    if not has_partial(extent, k.shape):
         return _back(ifft2c(k), numpy)
     if mode == "homodyne":
         return _back(homodyne(k, extent), numpy)  # type: ignore[arg-type]
@@ -243,7 +248,7 @@ def batch_images(kspace: torch.Tensor, extent: Extent | None, mode: str = DEFAUL
 def combined_image(image: torch.Tensor, extent: Extent | None, mode: str = DEFAULT_MODE) -> torch.Tensor:
     """A coil-combined complex image `(B, 1, H, W)` with its partial-Fourier part re-estimated by
     `mode` from its own k-space inside the acquired rectangle (the model-based methods)."""
-    if extent is None or not any(partial_axes(extent, image.shape)):
+    if not has_partial(extent, image.shape):
         return image
     return reconstruct(fft2c(image), extent, mode)  # type: ignore[return-value]
 

@@ -72,7 +72,7 @@ class Grappa:
         filled = torch.zeros_like(kspace)
         filled[..., r0:r1, :] = grappa(kspace[..., r0:r1, :], sampled[:, r0:r1], batch.calibration_data[..., r0:r1, :].to(device),
                                        regions, kernel, self.lam, self.pygrappa_compat)
-        if batch.extent is not None and any(pf.partial_axes(batch.extent, filled.shape)):
+        if pf.has_partial(batch.extent, filled.shape):
             image = ops.rss(pf.batch_images(filled, batch.extent, self.partial_fourier), 1)
         else:
             image = ops.rss(ops.ifft2c(filled), 1)

@@ -47,7 +47,7 @@ class UnetMethod(LearnedMethod):
 
     def chunk(self, model: torch.nn.Module, batch: ReconBatch, start: int, stop: int, device: torch.device) -> torch.Tensor:
         kspace = batch.masked_kspace[start:stop].to(device)
-        if batch.extent is not None and any(pf.partial_axes(batch.extent, kspace.shape)):
+        if pf.has_partial(batch.extent, kspace.shape):
             kspace = fft2c(pf.batch_images(kspace, batch.extent, self.partial_fourier))
         return unet_reconstruct(model, kspace, batch.crop_size)
 

@@ -38,7 +38,7 @@ class VarNetMethod(LearnedMethod):
         kspace = batch.masked_kspace[start:stop].to(device)
         args = (kspace, mask.to(device))
         kwargs = {"calib": calib[start:stop].to(device), "calib_kspace": None if cal_k is None else cal_k[start:stop].to(device)}
-        if batch.extent is None or not any(pf.partial_axes(batch.extent, kspace.shape)):
+        if not pf.has_partial(batch.extent, kspace.shape):
             return center_crop(model(*args, **kwargs), batch.crop_size)
         filled = model.reconstruct_kspace(*args, **kwargs)
         return center_crop(ops.rss(pf.batch_images(filled, batch.extent, self.partial_fourier), 1), batch.crop_size)

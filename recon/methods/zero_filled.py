@@ -18,7 +18,7 @@ from recon.methods.batch import Method, ReconBatch
 def zero_filled(batch: ReconBatch, partial_fourier: str = pf.DEFAULT_MODE) -> torch.Tensor:
     """RSS of the inverse FFT of the zero-filled k-space, cropped: `(B, h, w)` float32."""
     kspace = batch.masked_kspace
-    if batch.extent is not None and any(pf.partial_axes(batch.extent, kspace.shape)):
+    if pf.has_partial(batch.extent, kspace.shape):
         coils = pf.batch_images(kspace, batch.extent, partial_fourier)
     else:
         coils = ops.ifft2c(kspace)
