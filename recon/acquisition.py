@@ -38,6 +38,62 @@ def centered_region(width: int, n: int) -> Region:
     return start, start + int(n)
 
 
+#: An axis is partial Fourier / partial echo when more than this fraction of it is acquired on one
+#: side of the k-space centre without its conjugate-symmetric partner (fastMRI's symmetric
+#: padding and the edge gaps of uniform undersampling stay below it; a 7/8 partial Fourier
+#: leaves 1/8 of the axis unpaired).
+PARTIAL_FOURIER_MIN_UNPAIRED = 1.0 / 16.0
+
+
+def mirror_index(size: int) -> np.ndarray:
+    """Index of `-k` for every index `k` of a centered axis of `size` (DC at `size // 2`), `(size,)`."""
+    c = int(size) // 2
+    return (2 * c - np.arange(int(size))) % int(size)
+
+
+def symmetric_band(region: Region, size: int) -> Region:
+    """`[lo, hi)`: the run around the centre `size // 2` of `region` whose mirrored samples are in `region` too.
+
+    Empty (`(c, c)`) when `region` does not hold the centre.
+    """
+    inside = np.zeros(int(size), dtype=bool)
+    inside[region[0] : region[1]] = True
+    return run_around(inside & inside[mirror_index(size)], int(size) // 2)
+
+
+def unpaired(region: Region, size: int) -> int:
+    """Samples of `region` whose mirror about the centre is outside it (0 for a symmetric region)."""
+    lo, hi = symmetric_band(region, size)
+    return (region[1] - region[0]) - (hi - lo)
+
+
+def is_partial_fourier(region: Region, size: int) -> bool:
+    """Whether an acquired extent `[start, stop)` of a centered axis of `size` is partial Fourier
+    (more than `PARTIAL_FOURIER_MIN_UNPAIRED` of the axis acquired without its mirror)."""
+    return unpaired(region, size) > PARTIAL_FOURIER_MIN_UNPAIRED * int(size)
+
+
+def acquired_extent(columns: np.ndarray, limits: Region) -> Region:
+    """The acquirable columns of prospectively acquired data.
+
+    The header's `limits`, with the short side narrowed to the first (or last) acquired column
+    when the acquired run is partial Fourier (`is_partial_fourier`): headers that declare the
+    full matrix while one side of k-space was never acquired (e.g. 5/8 partial Fourier numbered
+    on the full grid) then do not count the never-acquired side as acquirable. The long side
+    keeps the header's limit (undersampled lines there can still be filled in).
+    """
+    cols = np.asarray(columns, dtype=bool).reshape(-1)
+    index = np.flatnonzero(cols)
+    start, stop = int(limits[0]), int(limits[1])
+    if index.size == 0:
+        return start, stop
+    lo, hi = max(start, int(index[0])), min(stop, int(index[-1]) + 1)
+    if lo >= hi or not is_partial_fourier((lo, hi), cols.size):
+        return start, stop
+    centre = cols.size // 2
+    return (lo, stop) if centre - lo < hi - centre else (start, hi)
+
+
 def run_around(flags: np.ndarray, index: int) -> Region:
     """`[start, stop)` of the run of True entries of 1-D `flags` that contains `index` ((index, index) if none)."""
     flags = np.asarray(flags, dtype=bool).reshape(-1)
@@ -152,6 +208,22 @@ class Acquisition:
         """Whether part of the readout was not acquired."""
         return self.readout != (0, int(self.encoded_size[0]))
 
+    @property
+    def kspace_extent(self) -> tuple[Region, Region]:
+        """`(readout rows, acquirable columns)`: the rectangle of k-space that was (or could be) acquired.
+
+        Outside it nothing was measured: a side of an axis missing beyond the centre's mirror is
+        partial Fourier (columns) or partial echo (readout), see `recon.partial_fourier`.
+        """
+        return (int(self.readout[0]), int(self.readout[1])), (int(self.acquirable[0]), int(self.acquirable[1]))
+
+    @property
+    def partial_fourier(self) -> bool:
+        """Whether the readout extent or the acquirable columns are partial Fourier (`is_partial_fourier`)."""
+        (r0, r1), cols = self.kspace_extent
+        rows = int(self.encoded_size[0])
+        return is_partial_fourier((r0, min(r1, rows)), rows) or is_partial_fourier(cols, self.width)
+
     def sampling(self, rows: int, index: int = 0) -> np.ndarray:
         """Sampled k-space locations of slice `index` as bool `(rows, W)` (readout x columns)."""
         out = np.zeros((rows, self.width), dtype=bool)
@@ -173,6 +245,7 @@ class Acquisition:
             **self.provenance.attrs(),
             "calib_region": [int(self.calib[0]), int(self.calib[1])],
             "readout_extent": [int(self.readout[0]), int(self.readout[1])],
+            "acquirable_columns": [int(self.acquirable[0]), int(self.acquirable[1])],
             "encoded_size": [int(v) for v in self.encoded_size],
             "recon_size": [int(v) for v in self.recon_size],
             "prewhitened": bool(self.prewhitened),

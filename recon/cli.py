@@ -26,10 +26,16 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lam", type=float, help="fixed regularization weight of sense / cs / cs-tv on the normalized data scale (default: per slice from its noise level: sense sigma^2, cs 0.3 sigma, cs-tv 0.1 sigma)")
     g.add_argument("--iters", type=int, help="iterations of sense / cs / cs-tv (default: sense 10, cs 20, cs-tv 100)")
     g.add_argument("--backend", choices=["auto", "torch", "cupy"], default="auto", help="operator backend (default: cupy on CUDA when installed)")
+    g.add_argument("--partial-fourier", choices=["pocs", "homodyne", "zero"], default="pocs",
+                   help="partial Fourier / asymmetric echo: how the unacquired side is estimated after the method's own fill-in "
+                        "(per coil before the RSS; on the coil-combined image for sense / cs / cs-tv); homodyne keeps the real part, "
+                        "zero leaves it zero (default: pocs; data without a partial side are not affected)")
 
 
 def _method_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
     opts: dict[str, Any] = {}
+    if getattr(args, "partial_fourier", "pocs") != "pocs":
+        opts["partial_fourier"] = args.partial_fourier
     if name == "varnet" and args.checkpoint:
         opts["checkpoint"] = args.checkpoint
     if name == "unet" and args.unet_checkpoint:

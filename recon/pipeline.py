@@ -143,6 +143,7 @@ def slice_batch(data: Undersampled, start: int, stop: int, device: torch.device)
         calib=calib,
         crop_size=acq.crop_size,
         calib_kspace=None if cal is None else torch.from_numpy(np.ascontiguousarray(cal[start:stop])).to(device),
+        extent=acq.kspace_extent,
     )
 
 

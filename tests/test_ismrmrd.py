@@ -225,7 +225,7 @@ def test_convert_to_fastmri_layout(tmp_path: Path) -> None:
 
     sample = SliceDataset(out.parent, challenge="multicoil")[0]
     assert sample[0].shape == (C, H, W) and sample[3]["num_low_frequency"] == len(ACS)
-    assert (sample[3]["padding_left"], sample[3]["padding_right"]) == (0, W)
+    assert (sample[3]["padding_left"], sample[3]["padding_right"]) == (PF_SKIP, W)  # the never-acquired side is not acquirable
     full = tmp_path / "full.h5"
     _simulate(full, averages=1, undersample=False)
     out = convert_ismrmrd_to_fastmri(full, tmp_path / "full_fastmri.h5", keep_identity=True)

@@ -3,9 +3,13 @@
 The readout oversampling is kept by default (fastMRI files keep the 2x oversampled readout,
 640 rows, and crop to reconSpace in image space); pass `remove_oversampling=True` to crop it.
 Fully sampled scans (one gap-free run of acquired columns; partial Fourier counts as fully
-sampled, its missing side zero-filled) get a `reconstruction_rss` target (RSS of the coil images, centre-cropped
-to reconSpace); undersampled scans get the acquired `mask` and the challenge-style attrs
-`acceleration` and `num_low_frequency` instead. Patient identity is left out unless asked.
+sampled within its acquirable columns, which exclude the never-acquired side) get a
+`reconstruction_rss` target (RSS of the coil images, centre-cropped to reconSpace; a partial-Fourier
+or partial-echo side is completed per coil by POCS, `recon.partial_fourier`, the default of
+`recon reconstruct`); undersampled scans get the acquired `mask` and the challenge-style attrs
+`acceleration` and `num_low_frequency` instead. An asymmetric echo is recorded in the root attr
+`readout_extent` (`[r0, r1)` acquired rows), which `recon.io.fastmri` reads back, so the
+unacquired rows stay unknown rather than zero data. Patient identity is left out unless asked.
 """
 
 from __future__ import annotations
@@ -16,21 +20,24 @@ from typing import Any
 
 import numpy as np
 
-from recon.core import center_crop, ifft2c, rss
+from recon import partial_fourier
+from recon.core import center_crop, rss
 from recon.io.errors import InputError
 from recon.io.ismrmrd import RawScan, read_ismrmrd
 
 
 def rss_target(scan: RawScan, path: str | os.PathLike[str] = "<scan>") -> np.ndarray:
-    """(S, rx, ry) float32 RSS of the coil images, centre-cropped to reconSpace (rx, ry).
+    """(S, rx, ry) float32 RSS of the coil images, centre-cropped to reconSpace (rx, ry); a
+    partial-Fourier side is completed per coil by POCS first.
 
-    Raises InputError when the recon matrix is larger than the image grid.
+    Raises InputError when the recon matrix is larger than the image grid, or when the partial
+    Fourier leaves too little of k-space for POCS.
     """
-    img = rss(ifft2c(scan.kspace), 1)
     try:
+        img = rss(partial_fourier.reconstruct(scan.kspace, scan.acquisition.kspace_extent, partial_fourier.DEFAULT_MODE), 1)
         return np.ascontiguousarray(center_crop(img, scan.acquisition.crop_size)).astype(np.float32)
     except ValueError as err:
-        raise InputError(path, f"reconSpace does not fit the encoded grid ({err})") from None
+        raise InputError(path, f"reconSpace does not fit the encoded grid, or no target can be made ({err})") from None
 
 
 def convert_ismrmrd_to_fastmri(
@@ -80,6 +87,8 @@ def convert_ismrmrd_to_fastmri(
     if not full:
         attrs["acceleration"] = float(mask.size / max(int(mask.sum()), 1))
         attrs["num_low_frequency"] = int(acq.num_low_frequencies)
+    if acq.partial_echo:
+        attrs["readout_extent"] = [int(acq.readout[0]), int(acq.readout[1])]
     if keep_identity and "patient_id" in scan.identity:
         attrs["patient_id"] = scan.identity["patient_id"]
     write_fastmri_volume(

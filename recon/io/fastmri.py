@@ -63,6 +63,18 @@ class VolumeInfo:
         """Alias of `num_low_frequency` (the file attribute's fastMRI spelling)."""
         return self.num_low_frequency
 
+    def readout_extent(self) -> tuple[int, int]:
+        """Acquired readout rows `[r0, r1)`: the root attr `readout_extent` (written by
+        `recon convert` for an asymmetric echo), else all rows. ValueError when it does not fit."""
+        rows = int(self.shape[-2])
+        extent = self.attrs.get("readout_extent")
+        if extent is None:
+            return 0, rows
+        start, stop = (int(v) for v in extent)
+        if not 0 <= start < stop <= rows:
+            raise ValueError(f"{self.path}: attr readout_extent {list(extent)} is not inside the {rows} readout rows")
+        return start, stop
+
     def acquisition(self) -> Acquisition:
         """The file's sampling as an `Acquisition`.
 
@@ -92,7 +104,7 @@ class VolumeInfo:
         return Acquisition(
             columns=columns,
             calib=calib,
-            readout=(0, rows),
+            readout=self.readout_extent(),
             acquirable=(left, right),
             encoded_size=(rows, width, 1),
             recon_size=header.recon_size,

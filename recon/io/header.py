@@ -175,6 +175,8 @@ def parse_header(xml: bytes | str, path: str = "<header>", *, require_limits: bo
         noise_bandwidth = None if bandwidth is None else float(bandwidth)
     except ValueError:
         raise InputError(path, f"relativeReceiverNoiseBandwidth is not a number: {bandwidth[:40]!r}") from None
+    if noise_bandwidth is not None and not 0 < noise_bandwidth <= 2:
+        raise InputError(path, f"relativeReceiverNoiseBandwidth {noise_bandwidth:g} is outside (0, 2]; the noise scale cannot be trusted")
     identity = {key: v for key, where in _IDENTITY.items() if (v := _optional(root, where)) is not None}
     meta = {key: v for key, where in _META.items() if (v := _optional(root, where)) is not None}
     return HeaderInfo(

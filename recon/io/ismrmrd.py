@@ -33,7 +33,7 @@ import h5py
 import ismrmrd
 import numpy as np
 
-from recon.acquisition import Acquisition, MaskProvenance, run_around
+from recon.acquisition import Acquisition, MaskProvenance, acquired_extent, run_around
 from recon.core import fftc, ifftc
 from recon.io.errors import InputError
 from recon.io.geometry import SliceGeometry, make_geometry
@@ -293,6 +293,7 @@ def _grid(
             noise,
             noise_dwell_us=float(heads["sample_time_us"][noise_idx[0]]),
             data_dwell_us=float(heads["sample_time_us"][sel[0]]),
+            noise_bandwidth=hdr.noise_bandwidth,
         )
     whiten = prewhiten and cov is not None
     if whiten:
@@ -322,7 +323,7 @@ def _grid(
         columns=sampled if per_slice else union,
         calib=calib_region,
         readout=(int(readout[0]), int(readout[1])),
-        acquirable=(left, min(cols, left + maximum + 1)),
+        acquirable=acquired_extent(union, (left, min(cols, left + maximum + 1))),
         encoded_size=(rows, cols, 1),
         recon_size=hdr.recon_size,
         calibration_only=(has_cal & ~union) if calib is not None else None,

@@ -7,6 +7,14 @@ variance in every coil, which SENSE/RSS combination assumes.
 Noise variance per sample is proportional to the receiver bandwidth, i.e. to 1 / dwell time.
 A noise scan sampled with dwell `t_noise` has covariance `Psi_noise`; imaging data sampled
 with dwell `t_data` has `Psi_noise * t_noise / t_data`, and that is the one to whiten with.
+
+Receiver noise bandwidth: the anti-aliasing filter rolls off towards the edges of the sampled
+band, so the variance of noise samples is the pass band's variance times the filter's
+equivalent noise bandwidth relative to the sampling bandwidth (ISMRMRD
+`relativeReceiverNoiseBandwidth`, about 0.79 on Siemens; Kellman and McVeigh, MRM 2005). The
+covariance is divided by it, so whitened data have unit noise variance in the pass band (SNR
+units) and the measured sample variance of whitened noise equals that factor; Gadgetron's
+noise adjustment scales its whitening matrix by the same `sqrt` of the factor.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ def noise_covariance(
     *,
     noise_dwell_us: float | None = None,
     data_dwell_us: float | None = None,
+    noise_bandwidth: float | None = None,
 ) -> np.ndarray:
     """(C, C) complex128 noise covariance of the coils, scaled to the imaging data's bandwidth.
 
@@ -27,6 +36,8 @@ def noise_covariance(
         noise_dwell_us: dwell time (sample_time_us) of the noise scan.
         data_dwell_us: dwell time of the imaging data. When both dwell times are given the
             covariance is multiplied by `noise_dwell_us / data_dwell_us` (variance ∝ bandwidth).
+        noise_bandwidth: the receiver's relative noise bandwidth (`relativeReceiverNoiseBandwidth`);
+            when given the covariance is divided by it (module docstring). Must be in (0, 2].
     """
     x = np.asarray(noise, dtype=np.complex128)
     if x.ndim != 2 or x.shape[1] < 2:
@@ -35,6 +46,10 @@ def noise_covariance(
     cov = (x @ x.conj().T) / (x.shape[1] - 1)
     if noise_dwell_us and data_dwell_us:
         cov = cov * (float(noise_dwell_us) / float(data_dwell_us))
+    if noise_bandwidth is not None:
+        if not 0 < float(noise_bandwidth) <= 2.0:
+            raise ValueError(f"relative receiver noise bandwidth must be in (0, 2], got {noise_bandwidth}")
+        cov = cov / float(noise_bandwidth)
     return cov
 
 

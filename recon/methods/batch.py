@@ -17,6 +17,9 @@ class ReconBatch(NamedTuple):
     maps: optional `(B, C, H, W)` complex64 coil sensitivities.
     calib_kspace: optional `(B, C, H, W)` calibration data when they are not image data
         (ISMRMRD calibration-only lines); None = calibrate on `masked_kspace`.
+    extent: `((r0, r1), (c0, c1))` acquired readout rows x acquirable columns
+        (`Acquisition.kspace_extent`); None = the whole grid. A side missing beyond the
+        centre's mirror is partial Fourier / partial echo (`recon.partial_fourier`).
     """
 
     masked_kspace: torch.Tensor
@@ -25,6 +28,7 @@ class ReconBatch(NamedTuple):
     crop_size: tuple[int, int]
     maps: torch.Tensor | None = None
     calib_kspace: torch.Tensor | None = None
+    extent: tuple[tuple[int, int], tuple[int, int]] | None = None
 
     @property
     def calibration_data(self) -> torch.Tensor:

@@ -9,6 +9,11 @@ Parameters by rule: every solver runs on k-space divided by `data_scale` (BART `
 automatic scale), and unless the caller fixes `lam`, each slice's weight comes from its own
 noise level, `sigma_n = estimate_noise_sigma(kspace) / data_scale` (the complex noise std per
 k-space sample on the normalized scale; `recon.noise`), through the method's `rule`.
+
+Partial Fourier / partial echo: the solvers' data consistency leaves the unacquired side free
+(the batch's mask), ESPIRiT calibrates on the readout's symmetric centre, the noise level is
+measured on acquired rows only, and the coil-combined complex image is then completed by
+`recon.partial_fourier` (`partial_fourier`: pocs, homodyne or zero) before its magnitude is taken.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 import torch
 
 from recon import ops
+from recon import partial_fourier as pf
 from recon.calib import espirit_calib
 from recon.core import center_crop
 from recon.methods.batch import ReconBatch
@@ -96,10 +102,12 @@ def noise_sigma(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     zero). The estimate holds where the outer readout rows are pure noise (2x readout
     oversampling, as in fastMRI files); where they still carry the object's k-space tail (no
     oversampling, analytic phantoms with sharp edges) it measures signal, and the noise rules
-    then regularize more than they would at the true noise level.
+    then regularize more than they would at the true noise level. With a partial echo the
+    outer rows are those of the acquired readout (the unacquired ones are not noise).
     """
     cols = mask.bool().flatten(1, 2).any(1).reshape(mask.shape[0], -1).expand(kspace.shape[0], -1).cpu().numpy()
-    data = kspace.detach().cpu().numpy()
+    r0, r1 = pf.readout_extent(mask, kspace.shape[-2])
+    data = kspace[..., r0:r1, :].detach().cpu().numpy()
     out = []
     for b in range(kspace.shape[0]):
         try:
@@ -132,6 +140,7 @@ class ClassicalMethod:
         device: str | torch.device | None = None,
         espirit: Mapping[str, Any] | None = None,
         rule: Rule | None = None,
+        partial_fourier: str = pf.DEFAULT_MODE,
     ) -> None:
         if lam is None and rule is None:
             raise ValueError("a classical method needs a fixed lam or a noise rule")
@@ -145,6 +154,7 @@ class ClassicalMethod:
         self.iters = int(iters)
         self.device = None if device is None else torch.device(device)
         self.espirit = dict(espirit or {})
+        self.partial_fourier = pf.check_mode(partial_fourier)
 
     @classmethod
     def build(
@@ -156,9 +166,10 @@ class ClassicalMethod:
         device: str | torch.device | None,
         espirit: Mapping[str, Any] | None,
         rule: Rule | None = None,
+        partial_fourier: str = pf.DEFAULT_MODE,
     ) -> ClassicalMethod:
         """The method with `lam`/`iters` from the caller; where None, `rule` and `defaults["iters"]`."""
-        return cls(solver, lam, defaults["iters"] if iters is None else iters, device, espirit, rule)
+        return cls(solver, lam, defaults["iters"] if iters is None else iters, device, espirit, rule, partial_fourier)
 
     def solve(self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """`(B, 1, H, W)` complex image: fixed `lam` for the batch, or per slice by the rule."""
@@ -173,10 +184,18 @@ class ClassicalMethod:
         return torch.cat(images)
 
     def maps_for(self, batch: ReconBatch, device: torch.device) -> torch.Tensor:
-        """The batch's maps, or ESPIRiT maps from its calibration region (no fully sampled data)."""
+        """The batch's maps, or ESPIRiT maps from its calibration region (no fully sampled data).
+
+        With a partial echo the calibration rows are the readout's symmetric centre (unless the
+        `espirit` options fix `calib_rows`), so no unacquired row enters the calibration matrix.
+        """
         if batch.maps is not None:
             return batch.maps.to(device, torch.complex64)
-        return espirit_calib(batch.calibration_data.to(device, torch.complex64), batch.calib, **self.espirit)
+        options = dict(self.espirit)
+        if batch.mask.shape[-2] > 1 and "calib_rows" not in options:
+            lo, hi = pf.symmetric_readout(batch.mask, batch.masked_kspace.shape[-2])
+            options["calib_rows"] = hi - lo
+        return espirit_calib(batch.calibration_data.to(device, torch.complex64), batch.calib, **options)
 
     @torch.no_grad()
     def __call__(self, batch: ReconBatch) -> torch.Tensor:
@@ -186,5 +205,5 @@ class ClassicalMethod:
         kspace = batch.masked_kspace.to(device, torch.complex64)
         mask = batch.mask.to(device).bool()
         maps = self.maps_for(batch, device)
-        image = self.solve(kspace, maps, mask)
+        image = pf.combined_image(self.solve(kspace, maps, mask), batch.extent, self.partial_fourier)
         return center_crop(image.abs()[:, 0], batch.crop_size).float().to(home)

@@ -39,6 +39,7 @@ import torch
 from recon.alg import Callback, batch_dot, fista
 from recon.linops import Sense
 from recon.methods.classical import ClassicalMethod, normalized
+from recon.partial_fourier import DEFAULT_MODE
 from recon.prox import L1Wavelet
 
 #: The constant of the noise rule (module docstring), fixed on the tuning split.
@@ -117,7 +118,11 @@ def make_cs(
     device: str | torch.device | None = None,
     espirit: Mapping[str, Any] | None = None,
     restart: Restart = None,
+    partial_fourier: str = DEFAULT_MODE,
     **_: object,
 ) -> ClassicalMethod:
-    """`cs` method; lam None = `l1_rule` per slice, iters None = `DEFAULTS`; device None = the batch's, restart as `alg.fista`."""
-    return ClassicalMethod.build(_L1Wavelet(restart), DEFAULTS, lam, iters, device, espirit, l1_rule)
+    """`cs` method; lam None = `l1_rule` per slice, iters None = `DEFAULTS`; device None = the batch's, restart as `alg.fista`.
+
+    partial_fourier: pocs | homodyne | zero, on the combined image (`recon.partial_fourier`).
+    """
+    return ClassicalMethod.build(_L1Wavelet(restart), DEFAULTS, lam, iters, device, espirit, l1_rule, partial_fourier)

@@ -30,6 +30,7 @@ import torch
 from recon.alg import Callback, batch_dot, pdhg
 from recon.linops import FiniteDifference, Sense, Stack
 from recon.methods.classical import ClassicalMethod, normalized
+from recon.partial_fourier import DEFAULT_MODE
 from recon.prox import L2DataDual, Separable, TVDual
 
 #: The constant of the noise rule (module docstring), fixed on the tuning split.
@@ -92,7 +93,11 @@ def make_cs_tv(
     iters: int | None = None,
     device: str | torch.device | None = None,
     espirit: Mapping[str, Any] | None = None,
+    partial_fourier: str = DEFAULT_MODE,
     **_: object,
 ) -> ClassicalMethod:
-    """`cs-tv` method; lam None = `tv_rule` per slice, iters None = `DEFAULTS`; device None = the batch's."""
-    return ClassicalMethod.build(tv_recon, DEFAULTS, lam, iters, device, espirit, tv_rule)
+    """`cs-tv` method; lam None = `tv_rule` per slice, iters None = `DEFAULTS`; device None = the batch's.
+
+    partial_fourier: pocs | homodyne | zero, on the combined image (`recon.partial_fourier`).
+    """
+    return ClassicalMethod.build(tv_recon, DEFAULTS, lam, iters, device, espirit, tv_rule, partial_fourier)

@@ -6,6 +6,11 @@ to the model-based methods. The kernels are calibrated per slice on the batch's 
 region (`batch.calib`) of its calibration data (`batch.calibration_data`: the ISMRMRD
 calibration-only lines when the file has them). The output is at the zero-filled / fastMRI
 target's scale (RSS of orthonormal inverse FFTs).
+
+Partial echo: kernels are calibrated and applied on the acquired readout rows only (the
+unacquired rows are outside the matrix for GRAPPA, never zero data). The partial-Fourier /
+partial-echo side is then completed per coil, on the GRAPPA-filled k-space, before the RSS
+(`recon.partial_fourier`, `partial_fourier`: pocs, homodyne or zero).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Sequence
 import torch
 
 from recon import ops
+from recon import partial_fourier as pf
 from recon.calib.grappa import DEFAULT_LAM, grappa, uniform_spacing
 from recon.core import center_crop
 from recon.methods.batch import ReconBatch
@@ -39,6 +45,7 @@ class Grappa:
         lam: float = DEFAULT_LAM,
         device: str | torch.device | None = None,
         pygrappa_compat: bool = False,
+        partial_fourier: str = pf.DEFAULT_MODE,
     ) -> None:
         if kernel is not None and len(kernel) != 2:
             raise ValueError(f"grappa kernel must be (kx, ky), got {kernel!r}")
@@ -48,6 +55,7 @@ class Grappa:
             raise ValueError(f"grappa lam must be >= 0, got {lam}")
         self.device = None if device is None else torch.device(device)
         self.pygrappa_compat = bool(pygrappa_compat)
+        self.partial_fourier = pf.check_mode(partial_fourier)
 
     @torch.no_grad()
     def __call__(self, batch: ReconBatch) -> torch.Tensor:
@@ -60,8 +68,14 @@ class Grappa:
         regions = batch.calib.reshape(-1, 2).expand(count, 2).cpu()
         spacing = max(uniform_spacing(sampled[b].any(0), tuple(regions[b].tolist())) for b in range(count))
         kernel = self.kernel or default_kernel(spacing)
-        filled = grappa(kspace, sampled, batch.calibration_data, regions, kernel, self.lam, self.pygrappa_compat)
-        image = ops.rss(ops.ifft2c(filled), 1)
+        r0, r1 = pf.readout_extent(batch.mask, height)
+        filled = torch.zeros_like(kspace)
+        filled[..., r0:r1, :] = grappa(kspace[..., r0:r1, :], sampled[:, r0:r1], batch.calibration_data[..., r0:r1, :].to(device),
+                                       regions, kernel, self.lam, self.pygrappa_compat)
+        if pf.has_partial(batch.extent, filled.shape):
+            image = ops.rss(pf.batch_images(filled, batch.extent, self.partial_fourier), 1)
+        else:
+            image = ops.rss(ops.ifft2c(filled), 1)
         return center_crop(image, batch.crop_size).float().to(home)
 
 
@@ -70,7 +84,9 @@ def make_grappa(
     lam: float | None = None,
     device: str | torch.device | None = None,
     pygrappa_compat: bool = False,
+    partial_fourier: str = pf.DEFAULT_MODE,
     **_: object,
 ) -> Grappa:
-    """`grappa` method; kernel `(kx, ky)` (None = `default_kernel`), lam default 0.01 (pygrappa's)."""
-    return Grappa(kernel, DEFAULT_LAM if lam is None else lam, device, pygrappa_compat)
+    """`grappa` method; kernel `(kx, ky)` (None = `default_kernel`), lam default 0.01 (pygrappa's);
+    partial_fourier: pocs | homodyne | zero, per coil after the fill-in."""
+    return Grappa(kernel, DEFAULT_LAM if lam is None else lam, device, pygrappa_compat, partial_fourier)

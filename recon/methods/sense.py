@@ -37,6 +37,7 @@ import torch
 from recon.alg import Callback, batch_dot, conjugate_gradient
 from recon.linops import Sense, hybrid_sense
 from recon.methods.classical import ClassicalMethod, normalized
+from recon.partial_fourier import DEFAULT_MODE
 
 #: The iteration count of the default stopping rule (module docstring).
 ITERS = 10
@@ -121,11 +122,13 @@ def make_sense(
     espirit: Mapping[str, Any] | None = None,
     hybrid: bool = False,
     discrepancy: bool = False,
+    partial_fourier: str = DEFAULT_MODE,
     **_: object,
 ) -> ClassicalMethod:
     """`sense` method; lam None = `tikhonov_rule` per slice, iters None = `DEFAULTS`; device None = the batch's, hybrid as `cg_sense`.
 
     discrepancy: also stop each slice by the discrepancy principle at its measured noise level
     (only with the noise rule, lam None; module docstring).
+    partial_fourier: pocs | homodyne | zero, on the combined image (`recon.partial_fourier`).
     """
-    return ClassicalMethod.build(_Sense(hybrid, discrepancy), DEFAULTS, lam, iters, device, espirit, tikhonov_rule)
+    return ClassicalMethod.build(_Sense(hybrid, discrepancy), DEFAULTS, lam, iters, device, espirit, tikhonov_rule, partial_fourier)

@@ -11,18 +11,21 @@ import torch
 from torch import nn
 
 from recon import ops
+from recon.acquisition import symmetric_band
 from recon.models.unet import NormUnet
+from recon.partial_fourier import symmetric_readout
 
 
 def detect_num_low_frequencies(mask: torch.Tensor) -> torch.Tensor:
     """Width of the symmetric fully sampled center of each mask, as fastMRI detects it.
 
-    mask: `(B, ..., W)` (bool or 0/1), the column pattern read from `[:, 0, ..., 0, :]`.
-    Counts the contiguous run of sampled columns left of `W // 2` and from `W // 2` on,
+    mask: `(B, ..., W)` (bool or 0/1); the column pattern is the columns sampled in any row
+    (fastMRI reads row 0 of its column masks, the same pattern; a partial-echo mask
+    `(B, 1, H, W)` has unsampled rows). Counts the contiguous run of sampled columns left of `W // 2` and from `W // 2` on,
     returns `max(2 * min(left, right), 1)` as `(B,)` int64 (an all-ones half counts as 0,
     as in fastMRI).
     """
-    cols = mask.reshape(mask.shape[0], -1, mask.shape[-1])[:, 0, :].to(torch.int8)
+    cols = mask.reshape(mask.shape[0], -1, mask.shape[-1]).bool().any(1).to(torch.int8)
     cent = cols.shape[1] // 2
     left = torch.argmin(cols[:, :cent].flip(1), dim=1)
     right = torch.argmin(cols[:, cent:], dim=1)
@@ -38,6 +41,19 @@ def _low_frequency_widths(
         return detected
     given = torch.as_tensor(num_low_frequencies, device=mask.device).long().reshape(-1).expand(batch)
     return torch.where(given > 0, given, detected)
+
+
+def _symmetric_columns(start: torch.Tensor, stop: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(B,)` column regions, each cut to its symmetric centre when it is more than two columns
+    off-centre (fastMRI's own placements, at most one off, are kept as they are)."""
+    regions = []
+    for a, z in zip(start.tolist(), stop.tolist()):
+        centre = width // 2
+        if abs((centre - a) - (z - centre)) > 2:
+            a, z = symmetric_band((a, z), width)
+        regions.append((a, z))
+    out = torch.tensor(regions, dtype=torch.long, device=start.device).reshape(-1, 2)
+    return out[:, 0], out[:, 1]
 
 
 class SensitivityModel(nn.Module):
@@ -59,21 +75,29 @@ class SensitivityModel(nn.Module):
 
         The calibration columns are `calib` (`(B, 2)` `[start, stop)`, from the acquisition
         model) when given; otherwise `num_low_frequencies` centered as fastMRI places them, or
-        detected from the mask as fastMRI does.
+        detected from the mask as fastMRI does. A region more than two columns off-centre
+        (partial Fourier: the acquired run around the centre is one-sided) is cut to its
+        symmetric centre, and with a sampled-location mask `(B, 1, H, W)` (partial echo) only
+        the readout's symmetric centre is kept, so the low-resolution images the maps come
+        from carry no partial-Fourier asymmetry.
         """
         b, c, h, w = masked_kspace.shape
         if self.mask_center:
             if calib is not None:
                 region = torch.as_tensor(calib, device=masked_kspace.device).long().reshape(-1, 2).expand(b, 2)
-                start, stop = region[:, 0], region[:, 1]
+                start, stop = _symmetric_columns(region[:, 0], region[:, 1], w)
             else:
                 nlow = _low_frequency_widths(mask, num_low_frequencies, b)
                 start = (w - nlow + 1) // 2
                 stop = start + nlow
             cols = torch.arange(w, device=masked_kspace.device)
-            keep = (cols >= start[:, None]) & (cols < stop[:, None])
+            keep = ((cols >= start[:, None]) & (cols < stop[:, None])).view(b, 1, 1, w)
+            if mask.shape[-2] > 1:
+                r0, r1 = symmetric_readout(mask, h)
+                rows = torch.arange(h, device=masked_kspace.device)
+                keep = keep & ((rows >= r0) & (rows < r1)).view(1, 1, h, 1)
             zero = torch.zeros((), dtype=masked_kspace.dtype, device=masked_kspace.device)
-            masked_kspace = torch.where(keep.view(b, 1, 1, w), masked_kspace, zero)
+            masked_kspace = torch.where(keep, masked_kspace, zero)
         images = ops.ifft2c(masked_kspace).reshape(b * c, 1, h, w)
         maps = self.norm_unet(images).reshape(b, c, h, w)
         return maps / ops.rss(maps, 1).unsqueeze(1)
@@ -153,6 +177,18 @@ class VarNet(nn.Module):
         Returns:
             `(B, H, W)` float32 RSS image, uncropped, as fastMRI's model returns.
         """
+        return ops.rss(ops.ifft2c(self.reconstruct_kspace(masked_kspace, mask, num_low_frequencies, calib, calib_kspace)), 1)
+
+    def reconstruct_kspace(
+        self,
+        masked_kspace: torch.Tensor,
+        mask: torch.Tensor,
+        num_low_frequencies: int | torch.Tensor | None = None,
+        calib: torch.Tensor | None = None,
+        calib_kspace: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The last cascade's coil k-space `(B, C, H, W)` complex64 (arguments as `forward`),
+        whose RSS image `forward` returns; the partial-Fourier step works on it."""
         mask = mask.bool()
         if mask.dim() < 4:
             mask = mask.reshape(*([1] * (4 - mask.dim())), *mask.shape)
@@ -161,4 +197,4 @@ class VarNet(nn.Module):
         kspace = masked_kspace.clone()
         for cascade in self.cascades:
             kspace = cascade(kspace, masked_kspace, mask, maps)
-        return ops.rss(ops.ifft2c(kspace), 1)
+        return kspace
