@@ -1,4 +1,5 @@
-"""The numerical basics every layer shares: centered orthonormal FFTs, center crops and RSS.
+"""The numerical basics every layer shares: centered orthonormal FFTs, center crops, RSS, and
+the resizing of k-space grids (readout crop in hybrid space, centred zero-padding).
 
 One implementation each, for NumPy arrays and torch tensors alike (the type of the input picks
 the library; the result has the same type). Conventions as fastMRI, SigPy and BART:
@@ -74,3 +75,37 @@ def center_crop(x: Array, shape: Sequence[int]) -> Array:
     top = (rows - h) // 2
     left = (cols - w) // 2
     return x[..., top : top + h, left : left + w]
+
+
+def crop_readout(kspace: Array, rows: int) -> Array:
+    """k-space `(..., H, W)` on a readout FOV cut to its central `rows` rows: `(..., rows, W)`.
+
+    Done in hybrid space: a centred 1-D inverse FFT along the readout (axis -2), the centre crop
+    of the image rows `[(H - rows) // 2, ... + rows)`, and the forward FFT back. The readout must
+    be fully acquired (an unacquired sample would be mixed into every row). Pixel size and image
+    scale stay as they are: the result's image is exactly the centre rows of the input's.
+    """
+    height = int(kspace.shape[-2])
+    if not 1 <= int(rows) <= height:
+        raise ValueError(f"cannot crop a readout of {height} rows to {rows}")
+    if int(rows) == height:
+        return kspace
+    start = (height - int(rows)) // 2
+    return fftc(ifftc(kspace, (-2,))[..., start : start + int(rows), :], (-2,))
+
+
+def pad_center(kspace: Array, shape: Sequence[int]) -> Array:
+    """Zero-pad the last two axes to `shape = (rows, cols)`, keeping the centre `(H // 2, W // 2)`
+    at `(rows // 2, cols // 2)` (the centred-FFT k-space origin). A smaller size is an error."""
+    h, w = int(shape[0]), int(shape[1])
+    rows, cols = int(kspace.shape[-2]), int(kspace.shape[-1])
+    if h < rows or w < cols:
+        raise ValueError(f"cannot zero-pad {rows}x{cols} to the smaller {h}x{w}")
+    top, left = h // 2 - rows // 2, w // 2 - cols // 2
+    if isinstance(kspace, torch.Tensor):
+        out_t = kspace.new_zeros((*kspace.shape[:-2], h, w))
+        out_t[..., top : top + rows, left : left + cols] = kspace
+        return out_t
+    out = np.zeros((*kspace.shape[:-2], h, w), dtype=kspace.dtype)
+    out[..., top : top + rows, left : left + cols] = kspace
+    return out
