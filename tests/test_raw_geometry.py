@@ -360,7 +360,7 @@ def test_reference_scan_with_another_contrast_only_calibrates(tmp_path: Path, ki
         assert nrmse(image, ref) < 0.03  # measured 0.011; averaging the reference in gives 0.58
 
 
-def test_reference_scan_on_another_k_space_step_is_refused(tmp_path: Path) -> None:
+def test_reference_scan_on_another_k_space_step_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     scan = Scan(reference=(12, 28))
     src = write_scan(tmp_path / "ref.h5", scan)
     with h5py.File(src, "r+") as f:
@@ -369,6 +369,7 @@ def test_reference_scan_on_another_k_space_step_is_refused(tmp_path: Path) -> No
         last = xml.rindex("<fieldOfView_mm><x>176.0</x><y>230.0</y>", 0, xml.rindex("<reconSpace>"))
         f["dataset/xml"][0] = (xml[:last] + "<fieldOfView_mm><x>176.0</x><y>200.0</y>" + xml[last + 40 :]).encode()
     assert reconstruct(src, tmp_path / "out", "nii") != 0
+    assert "reference scan (encoding 1) has encoded FOV 176x200 mm" in capsys.readouterr().err
 
 
 def test_two_repetitions_are_separate_outputs(tmp_path: Path) -> None:
