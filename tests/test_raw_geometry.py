@@ -444,3 +444,43 @@ def test_fastmri_spacing_from_header(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "h5" / "knee.h5", "r") as f:
         np.testing.assert_allclose(f["reconstruction"][()], vol.target, rtol=1e-5, atol=1e-6 * float(vol.target.max()))
 
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_crop_readout_and_pad_center(lib: str) -> None:
+    """The hybrid-space crop keeps the centre image rows exactly; zero-padding keeps the k-space
+    centre at `n // 2` (both odd and even sizes)."""
+    import torch
+
+    from recon.core import crop_readout, pad_center
+
+    rng = np.random.default_rng(1)
+    k = rng.standard_normal((2, 3, 20, 9)) + 1j * rng.standard_normal((2, 3, 20, 9))
+    x = k if lib == "numpy" else torch.from_numpy(k)
+    cropped = crop_readout(x, 11)
+    image = np.asarray(ifft2c(cropped))
+    np.testing.assert_allclose(image, np.asarray(ifft2c(x))[..., 4:15, :], atol=1e-12)
+    padded = np.asarray(pad_center(x, (25, 12)))
+    assert padded[..., 25 // 2, 12 // 2].tolist() == k[..., 10, 4].tolist()
+    assert np.count_nonzero(padded) == k.size
+    with pytest.raises(ValueError):
+        crop_readout(x, 21)
+    with pytest.raises(ValueError):
+        pad_center(x, (19, 12))
+
+
+def test_display_transform_per_plane() -> None:
+    """Coronal: patient left on the right, inferior down; sagittal: posterior on the right."""
+    from recon.io.geometry import display_transform, make_geometry, stack_problem
+
+    def geo(read, phase, pos=(0.0, 0.0, 0.0)):
+        return make_geometry(np.array(pos), np.array(read, float), np.array(phase, float), np.cross(read, phase), (1.0, 1.0, 1.0), (4, 4))
+
+    assert display_transform(geo((0, 0, -1), (1, 0, 0))) == (False, False, False)  # coronal: read down = inferior
+    assert display_transform(geo((0, 0, 1), (-1, 0, 0))) == (False, True, True)
+    assert display_transform(geo((0, 1, 0), (0, 0, -1))) == (True, False, False)  # sagittal, transposed
+    assert display_transform(geo((1, 0, 0), (0, 1, 0))) == (True, False, False)  # axial, read left-right
+    even = [geo((1, 0, 0), (0, 1, 0), (0, 0, z)) for z in (0.0, 3.0, 6.0)]
+    assert stack_problem(even) is None
+    assert "unevenly spaced" in stack_problem([*even[:2], geo((1, 0, 0), (0, 1, 0), (0, 0, 7.0))])
+    assert "orientation" in stack_problem([even[0], geo((0, 1, 0), (1, 0, 0), (0, 0, 3.0))])
