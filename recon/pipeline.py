@@ -5,9 +5,7 @@
   fastMRI validation does), as an `Undersampled` volume with its acquisition model;
 * `slice_batch`: slices of it as a `methods.ReconBatch` on a device;
 * `run_method`: all slices through a method in batches, halving the batch on device
-  out-of-memory errors; methods that work on any grid get each batch with its readout
-  oversampling removed in hybrid space (`crop_batch_readout`), learned ones (`native_grid`)
-  the stored grid they were trained on;
+  out-of-memory errors;
 * `build_method`: a registered method built once per process.
 """
 
@@ -23,7 +21,6 @@ import torch
 
 from recon import methods, ops
 from recon.acquisition import Acquisition, MaskProvenance, retrospective
-from recon.core import center_crop, crop_readout
 from recon.io.fastmri import FastMRIVolume, VolumeInfo
 from recon.io.sanity import check_memory
 from recon.masks import apply_mask, make_mask, seed_from_filename
@@ -149,36 +146,6 @@ def slice_batch(data: Undersampled, start: int, stop: int, device: torch.device)
     )
 
 
-def readout_rows(acq: Acquisition, height: int) -> int:
-    """Rows of the readout FOV of a `height`-row grid: `height / readout_oversampling`, at least the
-    recon rows; `height` itself when the readout is not fully acquired (a partial echo's unknown
-    samples would be mixed into every row in hybrid space) or not oversampled."""
-    if acq.readout != (0, height) or acq.readout_oversampling <= 1.0:
-        return height
-    rows = int(round(height / acq.readout_oversampling))
-    return min(height, max(rows, acq.crop_size[0]))
-
-
-def crop_batch_readout(batch: methods.ReconBatch, rows: int) -> methods.ReconBatch:
-    """`batch` on the central `rows` rows of its readout FOV (`recon.core.crop_readout`).
-
-    Hybrid space: a 1-D inverse FFT along the fully sampled readout, the crop, the forward FFT
-    back; unsampled columns stay exactly zero, the column mask is unchanged, coil maps are cut to
-    the same rows. The images inside the kept FOV are those of the full grid, at half the cost
-    for 2x oversampling (ESPIRiT, SENSE, CS, GRAPPA). Needs a column mask `(B, 1, 1, W)`.
-    """
-    height = batch.masked_kspace.shape[-2]
-    if rows == height:
-        return batch
-    if batch.mask.shape[-2] != 1:
-        raise ValueError("a readout crop in hybrid space needs a fully sampled readout (column mask)")
-    return batch._replace(
-        masked_kspace=crop_readout(batch.masked_kspace, rows),
-        calib_kspace=None if batch.calib_kspace is None else crop_readout(batch.calib_kspace, rows),
-        maps=None if batch.maps is None else center_crop(batch.maps, (rows, batch.maps.shape[-1])),
-    )
-
-
 def run_method(
     method: methods.Method,
     data: Undersampled,
@@ -186,26 +153,21 @@ def run_method(
     batch_size: int = 8,
     backend: str | None = None,
     on_batch: Callable[[int], None] | None = None,
-    remove_oversampling: bool = True,
 ) -> np.ndarray:
     """Reconstruct all slices in batches on `device`; returns `(S, h, w)` float32.
 
-    With `remove_oversampling` each batch reaches a method on its readout FOV (`readout_rows`,
-    `crop_batch_readout`) unless the method declares `native_grid` (the learned ones).
     `backend` (`torch`, `cupy`, None = automatic) selects the `recon.ops` backend for this run.
     A device allocation failure (torch, CuPy or cuFFT) halves the batch and retries.
     `on_batch(n)` is called after each batch with its number of slices (progress bars).
     """
     num = data.kspace.shape[0]
-    native = not remove_oversampling or bool(getattr(method, "native_grid", False))
-    rows = data.kspace.shape[-2] if native else readout_rows(data.acquisition, data.kspace.shape[-2])
     out: list[np.ndarray] = []
     start = 0
     size = max(1, int(batch_size))
     with ops.use_backend(backend):
         while start < num:
             stop = min(start + size, num)
-            batch = crop_batch_readout(slice_batch(data, start, stop, device), rows)
+            batch = slice_batch(data, start, stop, device)
             try:
                 with torch.no_grad():
                     images = method(batch)

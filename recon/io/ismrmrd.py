@@ -25,10 +25,10 @@ at `FOV / 64`; the padded columns lie outside `acquisition.acquirable`. Slices a
 the order of their position along the slice normal (ISMRMRD slice indices need not be).
 
 Readout oversampling: `remove_oversampling=False` (the default) keeps the encoded readout,
-as fastMRI files do (640 rows); the pipeline removes it per slice batch in hybrid space for
-the methods that work on any grid (`recon.pipeline.crop_batch_readout`). `True` crops it here
-already (`recon.core.crop_readout`); a partial echo keeps it (its unacquired samples would be
-mixed into every row).
+as fastMRI files do (640 rows); the classical methods calibrate ESPIRiT on it and solve on
+the readout FOV (`recon.methods.classical`). `True` crops it here already in hybrid space
+(`recon.core.crop_readout`); a partial echo keeps it (its unacquired samples would be mixed
+into every row).
 
 Everything about the sampling and the grid is in `RawScan.acquisition` (`recon.acquisition`).
 

@@ -12,11 +12,7 @@ class LearnedMethod:
 
     `device` None runs on each batch's device. Subclasses define `chunk`: slices `[start, stop)`
     of the batch -> `(stop - start, h, w)` images cropped to `batch.crop_size`.
-    `native_grid`: the networks see the stored grid they were trained on (fastMRI: 640 rows with
-    the 2x readout oversampling), so the pipeline does not crop the readout for them.
     """
-
-    native_grid = True
 
     def __init__(self, model: torch.nn.Module, device: torch.device | None, batch_size: int) -> None:
         self.model = model.eval() if device is None else model.to(device).eval()

@@ -75,11 +75,6 @@ class CheckedMethod:
         self.name = name
         self.method = method
 
-    @property
-    def native_grid(self) -> bool:
-        """Whether the method needs the stored k-space grid (readout oversampling kept)."""
-        return bool(getattr(self.method, "native_grid", False))
-
     def __call__(self, batch: ReconBatch) -> torch.Tensor:
         return check_images(self.name, batch, self.method(batch))
 
