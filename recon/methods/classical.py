@@ -170,11 +170,15 @@ class ClassicalMethod:
         """The method with `lam`/`iters` from the caller; where None, `rule` and `defaults["iters"]`."""
         return cls(solver, lam, defaults["iters"] if iters is None else iters, device, espirit, rule)
 
-    def solve(self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """`(B, 1, H, W)` complex image: fixed `lam` for the batch, or per slice by the rule."""
+    def solve(
+        self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, sigma: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`(B, 1, H, W)` complex image: fixed `lam` for the batch, or per slice by the rule from
+        `sigma`, the normalized noise std `(B,)` (None: measured on `kspace`)."""
         if self.lam is not None:
             return self.solver(kspace, maps, mask, self.lam, self.iters)
-        sigma = noise_sigma(kspace, mask) / data_scale(kspace).flatten().cpu()
+        if sigma is None:
+            sigma = noise_sigma(kspace, mask) / data_scale(kspace).flatten().cpu()
         images = []
         for b in range(kspace.shape[0]):
             sigma_n = float(sigma[b])
@@ -197,8 +201,11 @@ class ClassicalMethod:
         mask = batch.mask.to(device).bool()
         maps = self.maps_for(batch, device)
         rows = int(batch.crop_size[0])
+        sigma = None
         if self.readout_crop and mask.shape[-2] == 1 and rows < kspace.shape[-2]:
+            if self.lam is None:  # the noise level from the oversampled readout's outer rows, as before the crop
+                sigma = noise_sigma(kspace, mask) / data_scale(kspace).flatten().cpu()
             kspace = crop_readout(kspace, rows)
             maps = center_crop(maps, (rows, maps.shape[-1]))
-        image = self.solve(kspace, maps, mask)
+        image = self.solve(kspace, maps, mask, sigma)
         return center_crop(image.abs()[:, 0], batch.crop_size).float().to(home)
