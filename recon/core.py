@@ -1,5 +1,5 @@
 """The numerical basics every layer shares: centered orthonormal FFTs, center crops, RSS, and
-the resizing of k-space grids (readout crop in hybrid space, centred zero-padding).
+the readout crop in hybrid space.
 
 One implementation each, for NumPy arrays and torch tensors alike (the type of the input picks
 the library; the result has the same type). Conventions as fastMRI, SigPy and BART:
@@ -93,19 +93,3 @@ def crop_readout(kspace: Array, rows: int) -> Array:
     start = (height - int(rows)) // 2
     return fftc(ifftc(kspace, (-2,))[..., start : start + int(rows), :], (-2,))
 
-
-def pad_center(kspace: Array, shape: Sequence[int]) -> Array:
-    """Zero-pad the last two axes to `shape = (rows, cols)`, keeping the centre `(H // 2, W // 2)`
-    at `(rows // 2, cols // 2)` (the centred-FFT k-space origin). A smaller size is an error."""
-    h, w = int(shape[0]), int(shape[1])
-    rows, cols = int(kspace.shape[-2]), int(kspace.shape[-1])
-    if h < rows or w < cols:
-        raise ValueError(f"cannot zero-pad {rows}x{cols} to the smaller {h}x{w}")
-    top, left = h // 2 - rows // 2, w // 2 - cols // 2
-    if isinstance(kspace, torch.Tensor):
-        out_t = kspace.new_zeros((*kspace.shape[:-2], h, w))
-        out_t[..., top : top + rows, left : left + cols] = kspace
-        return out_t
-    out = np.zeros((*kspace.shape[:-2], h, w), dtype=kspace.dtype)
-    out[..., top : top + rows, left : left + cols] = kspace
-    return out
