@@ -5,13 +5,15 @@ batch's calibration region (`recon.calib`), runs its solver on the batch's devic
 it was built for) and returns the magnitude center-cropped to `crop_size`. Unit-RSS ESPIRiT
 maps make `|x| ~ RSS`, the fastMRI target's scale.
 
-Readout oversampling: the maps come from the stored grid (fastMRI: 640 rows), then k-space and
-maps are cut to the `crop_size` rows of the readout FOV in hybrid space (`recon.core.
-crop_readout`: 1-D inverse FFT along the readout, crop, FFT back) and the solver runs there, at
-about half the cost. ESPIRiT itself stays on the stored grid: on the cropped grid the object
-fills the FOV along the readout, the periodic maps cannot follow coil sensitivities that differ
-at the two FOV edges, and the images lose SSIM (-0.02 at 8x on the simulated knee,
-`benchmarks/results/oversampling_knee_1t.md`). A partial echo (a 2-D mask) keeps the full grid.
+Readout oversampling: with `readout_crop` (off by default) the maps come from the stored grid
+(fastMRI: 640 rows), then k-space and maps are cut to the `crop_size` rows of the readout FOV in
+hybrid space (`recon.core.crop_readout`: 1-D inverse FFT along the readout, crop, FFT back) and
+the solver runs there, at about half its cost. It is off because the images do not stay the
+same where the object fills the readout FOV (the fastMRI knee): CG's step sizes and CS's
+periodic wavelets then see another problem, and the fastMRI SSIM moves by -0.005 (SENSE, 4x)
+and -0.008 (CS, 8x); ESPIRiT on the cropped grid, whose periodic maps cannot follow coil
+sensitivities that differ at the two FOV edges, loses 0.02 at 8x
+(`benchmarks/results/oversampling_knee_1t.md`). A partial echo (a 2-D mask) keeps the full grid.
 
 Parameters by rule: every solver runs on k-space divided by `data_scale` (BART `pics`'s
 automatic scale), and unless the caller fixes `lam`, each slice's weight comes from its own
@@ -153,8 +155,8 @@ class ClassicalMethod:
         self.iters = int(iters)
         self.device = None if device is None else torch.device(device)
         self.espirit = dict(espirit or {})
-        #: solve on the readout FOV (module docstring); False solves on the stored grid
-        self.readout_crop = True
+        #: solve on the readout FOV (module docstring); False (default) solves on the stored grid
+        self.readout_crop = False
 
     @classmethod
     def build(
