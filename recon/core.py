@@ -1,4 +1,5 @@
-"""The numerical basics every layer shares: centered orthonormal FFTs, center crops and RSS.
+"""The numerical basics every layer shares: centered orthonormal FFTs, center crops, RSS, and
+the readout crop in hybrid space.
 
 One implementation each, for NumPy arrays and torch tensors alike (the type of the input picks
 the library; the result has the same type). Conventions as fastMRI, SigPy and BART:
@@ -74,3 +75,21 @@ def center_crop(x: Array, shape: Sequence[int]) -> Array:
     top = (rows - h) // 2
     left = (cols - w) // 2
     return x[..., top : top + h, left : left + w]
+
+
+def crop_readout(kspace: Array, rows: int) -> Array:
+    """k-space `(..., H, W)` on a readout FOV cut to its central `rows` rows: `(..., rows, W)`.
+
+    Done in hybrid space: a centred 1-D inverse FFT along the readout (axis -2), the centre crop
+    of the image rows `[(H - rows) // 2, ... + rows)`, and the forward FFT back. The readout must
+    be fully acquired (an unacquired sample would be mixed into every row). Pixel size and image
+    scale stay as they are: the result's image is exactly the centre rows of the input's.
+    """
+    height = int(kspace.shape[-2])
+    if not 1 <= int(rows) <= height:
+        raise ValueError(f"cannot crop a readout of {height} rows to {rows}")
+    if int(rows) == height:
+        return kspace
+    start = (height - int(rows)) // 2
+    return fftc(ifftc(kspace, (-2,))[..., start : start + int(rows), :], (-2,))
+

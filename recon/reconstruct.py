@@ -119,6 +119,13 @@ class ReconstructJob:
     def _one(self, path: Path, target: Path, choice: dict[str, int | None], warnings: list[str]) -> dict[str, Any]:
         """Load, check, reconstruct, check and write one image of `path` (one ISMRMRD choice)."""
         data, acquisition, identity = self._load(path, warnings, choice)
+        if self.fmt == "nii" and data.acquisition.geometry is not None:
+            from recon.io.errors import InputError
+            from recon.io.geometry import stack_problem
+
+            problem = stack_problem(list(data.acquisition.geometry))
+            if problem is not None:
+                raise InputError(path, f"{problem}; a NIfTI volume needs one constant slice step: use --format dcm (one file per slice)")
         checks.check_input(path, data.kspace, data.acquisition.column_mask, data.acquisition.calib, self.method, data.calibration)
         device = resolve_device(self.device)
         method = build_method(self.method, {"device": str(device), **self.method_options})
@@ -196,5 +203,13 @@ class ReconstructJob:
             return [target]
         from recon.io.writers import write_output
 
+        from recon.io.geometry import header_voxel, nominal_geometry
+
         meta = {**attrs, "identity": identity, "montage": True}
-        return list(write_output(target.parent / (src.stem + _suffix(choice)), images.astype(np.float32), self.fmt, geometry=None if acq.geometry is None else list(acq.geometry), meta=meta, keep_identity=self.keep_identity))
+        if acq.geometry is not None:
+            geometry = list(acq.geometry)
+        elif acq.recon_fov_mm is not None and self.fmt != "png":  # fastMRI: spacing from the header, no positions
+            geometry = nominal_geometry(images.shape[0], acq.crop_size, header_voxel(acq.recon_fov_mm, acq.crop_size))
+        else:
+            geometry = None
+        return list(write_output(target.parent / (src.stem + _suffix(choice)), images.astype(np.float32), self.fmt, geometry=geometry, meta=meta, keep_identity=self.keep_identity))

@@ -97,10 +97,11 @@ def nominal_geometry(
     matrix: tuple[int, int],
     voxel_mm: tuple[float, float, float] = (0.5, 0.5, 3.0),
 ) -> list[SliceGeometry]:
-    """Geometry for files that carry none (fastMRI): identity directions, slices along +z.
+    """Geometry for files that carry no positions (fastMRI): identity directions, slices along +z.
 
-    The default voxel (0.5 x 0.5 mm in plane, 3 mm slices) is nominal for fastMRI knee; pass
-    the header FOV / matrix where known. Slice s is centred at (0, 0, s * voxel_mm[2]).
+    Pass the voxel from the header (`header_voxel`: recon FOV / recon matrix); the default
+    (0.5 x 0.5 mm, 3 mm slices) is only for files without any FOV. Slice s is centred at
+    (0, 0, s * voxel_mm[2]).
     """
     fov = (voxel_mm[0] * matrix[0], voxel_mm[1] * matrix[1], voxel_mm[2])
     return [
@@ -116,13 +117,75 @@ def nominal_geometry(
     ]
 
 
+#: Largest deviation (mm) of one slice step from the mean step, or of a direction cosine from the
+#: first slice's, that still counts as one evenly spaced, parallel stack.
+STACK_TOLERANCE_MM = 1e-3
+
+
+def stack_problem(geometry: list[SliceGeometry]) -> str | None:
+    """Why these slices are not one evenly spaced stack of parallel, equal grids (what a NIfTI
+    affine can express), or None when they are. The slices are taken in the given order."""
+    g = geometry[0]
+    for s, h in enumerate(geometry[1:], 1):
+        same = all(
+            np.allclose(getattr(h, name), getattr(g, name), atol=STACK_TOLERANCE_MM)
+            for name in ("read_dir", "phase_dir", "fov_mm")
+        ) and h.matrix == g.matrix
+        if not same:
+            return f"slice {s} differs from slice 0 in orientation or grid"
+    if len(geometry) < 3:
+        return None
+    pos = np.array([h.position for h in geometry], float)
+    steps = np.diff(pos, axis=0)
+    mean = (pos[-1] - pos[0]) / (len(geometry) - 1)
+    worst = float(np.linalg.norm(steps - mean, axis=1).max())
+    if worst > STACK_TOLERANCE_MM:
+        lengths = ", ".join(f"{float(np.linalg.norm(v)):.4g}" for v in steps[:8])
+        return f"slices are unevenly spaced (steps {lengths}{', ...' if len(steps) > 8 else ''} mm)"
+    return None
+
+
+def display_transform(g: SliceGeometry) -> tuple[bool, bool, bool]:
+    """`(transpose, flip_rows, flip_cols)` that put an image indexed (read, phase) in radiological
+    display orientation: axial and coronal with the patient's left on the screen's right,
+    sagittal with posterior on the right; axial with posterior down, coronal and sagittal with
+    inferior down (the patient's LPS axes; the plane is the one the slice normal is closest to).
+
+    Apply in this order: transpose, then flip the rows (up-down), then the columns (left-right).
+    """
+    read, phase = np.asarray(g.read_dir, float), np.asarray(g.phase_dir, float)
+    plane = int(np.argmax(np.abs(np.cross(read, phase))))  # 0 sagittal, 1 coronal, 2 axial
+    screen_right, screen_down = {
+        0: (np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])),
+        1: (np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, -1.0])),
+        2: (np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])),
+    }[plane]
+    kept = abs(read @ screen_down) + abs(phase @ screen_right)
+    swapped = abs(phase @ screen_down) + abs(read @ screen_right)
+    transpose = swapped > kept
+    down, right = (phase, read) if transpose else (read, phase)
+    return bool(transpose), bool(down @ screen_down < 0), bool(right @ screen_right < 0)
+
+
+def to_display(image: np.ndarray, g: SliceGeometry) -> np.ndarray:
+    """`image` (read, phase) in radiological display orientation (`display_transform`)."""
+    transpose, flip_rows, flip_cols = display_transform(g)
+    out = image.T if transpose else image
+    out = out[::-1] if flip_rows else out
+    return np.ascontiguousarray(out[:, ::-1] if flip_cols else out)
+
+
 def slice_step_lps(geometry: list[SliceGeometry]) -> np.ndarray:
     """(3,) LPS vector from one slice to the next: the mean step between positions.
 
-    For one slice (or coincident positions) it is `slice_dir * thickness`. Assumes equally spaced parallel slices
-    (what a NIfTI affine can express); DICOM output stores each slice's own position.
+    For one slice (or coincident positions) it is `slice_dir * thickness`. Slices that are not
+    one evenly spaced parallel stack (`stack_problem`) raise ValueError: a NIfTI affine cannot
+    express them; DICOM output stores each slice's own position.
     """
     g = geometry[0]
+    problem = stack_problem(geometry)
+    if problem is not None:
+        raise ValueError(f"{problem}; NIfTI needs one constant slice step: write DICOM (one file per slice) instead")
     if len(geometry) > 1:
         pos = np.array([h.position for h in geometry], float)
         step = (pos[-1] - pos[0]) / (len(geometry) - 1)
@@ -147,3 +210,10 @@ def nifti_affine(geometry: list[SliceGeometry]) -> np.ndarray:
     ras = np.eye(4)
     ras[:3, :] = _LPS_TO_RAS @ lps[:3, :]
     return ras
+
+
+def header_voxel(
+    recon_fov_mm: tuple[float, float, float], matrix: tuple[int, int]
+) -> tuple[float, float, float]:
+    """Pixel spacing (rows, cols) and slice thickness from the header: recon FOV / recon matrix."""
+    return recon_fov_mm[0] / matrix[0], recon_fov_mm[1] / matrix[1], recon_fov_mm[2]

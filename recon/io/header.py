@@ -23,6 +23,20 @@ ISMRMRD_NS = "http://www.ismrm.org/ISMRMRD"
 
 
 @dataclass(frozen=True)
+class EncodingSpace:
+    """One `<encoding>` element's encoded grid (ISMRMRD `encoding_space_ref` indexes them).
+
+    encoded_size: encodedSpace matrix (x, y, z). fov_mm: encodedSpace field of view (x, y, z)
+    in mm, None when absent. step1_center, step1_maximum: `kspace_encoding_step_1` limits.
+    """
+
+    encoded_size: tuple[int, int, int]
+    fov_mm: tuple[float, float, float] | None
+    step1_center: int | None = None
+    step1_maximum: int | None = None
+
+
+@dataclass(frozen=True)
 class HeaderInfo:
     """What the readers need from an ISMRMRD header (fastMRI files and raw ISMRMRD alike).
 
@@ -37,7 +51,8 @@ class HeaderInfo:
     identity: patient identity fields, kept apart so outputs leave them out unless asked.
     meta: other non-identifying fields (protocol, vendor, field strength, TR, TE).
     noise_bandwidth: `acquisitionSystemInformation/relativeReceiverNoiseBandwidth`, if given.
-    num_encodings: number of `<encoding>` elements (the first is the imaging one).
+    num_encodings: number of `<encoding>` elements (the first is the imaging one; each one's
+        grid: `parse_encodings`).
     """
 
     encoded_size: tuple[int, int, int]
@@ -107,11 +122,11 @@ def _triple(root: Element, path: list[str], source: str) -> tuple[int, int, int]
     return x, y, 1 if z is None else z
 
 
-def _fov(root: Element, space: str) -> tuple[float, float, float] | None:
-    """`encoding/<space>/fieldOfView_mm` (x, y, z), or None when missing or not numeric."""
+def _fov(root: Element, space: str, prefix: tuple[str, ...] = ("encoding",)) -> tuple[float, float, float] | None:
+    """`<prefix>/<space>/fieldOfView_mm` (x, y, z), or None when missing or not numeric."""
     values: list[float] = []
     for axis in "xyz":
-        text = _optional(root, ["encoding", space, "fieldOfView_mm", axis])
+        text = _optional(root, [*prefix, space, "fieldOfView_mm", axis])
         try:
             values.append(float(text))  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -135,6 +150,33 @@ _META = {
 }
 
 
+def _root(xml: bytes | str, path: str) -> Element:
+    """The parsed XML root (defusedxml; InputError for unsafe or malformed XML)."""
+    if isinstance(xml, str):
+        xml = xml.encode("utf-8")
+    try:
+        return SafeET.fromstring(bytes(xml), forbid_dtd=True)
+    except defusedxml.DefusedXmlException as err:
+        raise InputError(path, f"unsafe ISMRMRD header refused ({type(err).__name__}: entities/DTD not allowed)") from err
+    except SafeET.ParseError as err:
+        raise InputError(path, f"ISMRMRD header is not well-formed XML ({err})") from err
+
+
+def parse_encodings(xml: bytes | str, path: str = "<header>") -> tuple[EncodingSpace, ...]:
+    """Every `<encoding>`'s encoded grid in file order; an acquisition's `encoding_space_ref`
+    indexes this tuple (a separate reference scan is usually the second encoding)."""
+    limits = ["encodingLimits", "kspace_encoding_step_1"]
+    return tuple(
+        EncodingSpace(
+            encoded_size=_triple(enc, ["encodedSpace", "matrixSize"], path),
+            fov_mm=_fov(enc, "encodedSpace", ()),
+            step1_center=_optional_int(enc, limits + ["center"], path),
+            step1_maximum=_optional_int(enc, limits + ["maximum"], path),
+        )
+        for enc in _root(xml, path).findall("{*}encoding")
+    )
+
+
 def parse_header(xml: bytes | str, path: str = "<header>", *, require_limits: bool = True) -> HeaderInfo:
     """Parse an ISMRMRD header safely into a `HeaderInfo` (the one parser of the project).
 
@@ -148,14 +190,7 @@ def parse_header(xml: bytes | str, path: str = "<header>", *, require_limits: bo
     Raises:
         InputError: malformed XML, forbidden entities/DTDs, or a needed field missing.
     """
-    if isinstance(xml, str):
-        xml = xml.encode("utf-8")
-    try:
-        root = SafeET.fromstring(bytes(xml), forbid_dtd=True)
-    except defusedxml.DefusedXmlException as err:
-        raise InputError(path, f"unsafe ISMRMRD header refused ({type(err).__name__}: entities/DTD not allowed)") from err
-    except SafeET.ParseError as err:
-        raise InputError(path, f"ISMRMRD header is not well-formed XML ({err})") from err
+    root = _root(xml, path)
     encodings = root.findall("{*}encoding")
     if not encodings:
         raise InputError(path, "ISMRMRD header has no <encoding>")

@@ -11,9 +11,24 @@ were measured). Repeated imaging lines (averages) are averaged. Calibration-only
 (ACQ_IS_PARALLEL_CALIBRATION without _AND_IMAGING) are kept apart from the image data: they go
 to `RawScan.calibration` and are used only to calibrate (coil maps), never as measured data.
 
+A separate reference scan (lines with `encoding_space_ref > 0`, e.g. a GRAPPA pre-scan with
+another contrast or TE, described by its own `<encoding>`) is gridded onto the imaging grid by
+its own `kspace_encoding_step_1` centre and used as the calibration data instead of any
+calibration lines of the imaging encoding; its k-space step (encoded FOV) must equal the
+imaging one, since regridding onto another step would need interpolation.
+
+The grid follows the header: along each axis the k-space is zero-padded (or cropped) to
+`round(recon matrix x encoded FOV / recon FOV)` points, so the image grid has the recon pixel
+size `recon FOV / recon matrix` and the methods' centre crop to reconSpace covers the recon
+FOV. A 75% phase resolution (encoded y = 48, reconSpace y = 64, same FOV) thus gives 64 columns
+at `FOV / 64`; the padded columns lie outside `acquisition.acquirable`. Slices are stored in
+the order of their position along the slice normal (ISMRMRD slice indices need not be).
+
 Readout oversampling: `remove_oversampling=False` (the default) keeps the encoded readout,
-as fastMRI files do (640 rows, cropped to reconSpace in image space after reconstruction);
-`True` crops the readout in image space to the recon FOV now (Gadgetron-style).
+as fastMRI files do (640 rows); the classical methods calibrate ESPIRiT on it and solve on
+the readout FOV (`recon.methods.classical`). `True` crops it here already in hybrid space
+(`recon.core.crop_readout`); a partial echo keeps it (its unacquired samples would be mixed
+into every row).
 
 Everything about the sampling and the grid is in `RawScan.acquisition` (`recon.acquisition`).
 
@@ -34,10 +49,10 @@ import ismrmrd
 import numpy as np
 
 from recon.acquisition import Acquisition, MaskProvenance, acquired_extent, run_around
-from recon.core import fftc, ifftc
+from recon.core import crop_readout
 from recon.io.errors import InputError
 from recon.io.geometry import SliceGeometry, make_geometry
-from recon.io.header import HeaderInfo, parse_header
+from recon.io.header import EncodingSpace, HeaderInfo, parse_encodings, parse_header
 from recon.io.prewhiten import noise_covariance, prewhitening_matrix
 from recon.io.prewhiten import prewhiten as apply_prewhitening
 from recon.io.sanity import check_memory
@@ -119,16 +134,92 @@ def counter_values(path: str | os.PathLike[str], dataset: str = "dataset") -> di
         return {c: np.unique(idx[c][is_image]).astype(int).tolist() for c in _COUNTERS}
 
 
-def _crop_readout(kspace: np.ndarray, rows: int) -> np.ndarray:
-    """Crop the readout (axis -2) to `rows` in image space: centred iFFT, crop, centred FFT."""
-    img = ifftc(kspace, (-2,))
-    start = (img.shape[-2] - rows) // 2
-    return fftc(img[..., start : start + rows, :], (-2,))
+def _grid_points(n_enc: int, fov_enc: float, n_rec: int, fov_rec: float) -> int:
+    """Points along one axis of the image grid: the recon pixel size (`fov_rec / n_rec`) over the
+    encoded FOV, `round(n_rec * fov_enc / fov_rec)`; more points than `n_enc` mean k-space
+    zero-padding (phase resolution < 100%), fewer a k-space crop (a coarser recon matrix). Within
+    1% of `n_enc` (fields of view rounded in the header) the encoded grid is kept as it is."""
+    if not (fov_enc > 0 and fov_rec > 0):
+        return n_enc
+    points = max(1, int(round(n_rec * fov_enc / fov_rec)))
+    return n_enc if abs(points - n_enc) <= 0.01 * n_enc else points
+
+
+def _fit_axis(k: np.ndarray, axis: int, n: int) -> np.ndarray:
+    """Zero-pad or crop k-space along `axis` to `n` points, centre `size // 2` kept at `n // 2`."""
+    size = k.shape[axis]
+    if n == size:
+        return k
+    shape = list(k.shape)
+    shape[axis] = n
+    out = np.zeros(shape, k.dtype)
+    shift = n // 2 - size // 2
+    src = [slice(None)] * k.ndim
+    dst = [slice(None)] * k.ndim
+    src[axis] = slice(max(0, -shift), max(0, -shift) + min(n, size))
+    dst[axis] = slice(max(0, shift), max(0, shift) + min(n, size))
+    out[tuple(dst)] = k[tuple(src)]
+    return out
+
+
+def _shift_region(region: tuple[int, int], shift: int, n: int) -> tuple[int, int]:
+    """`[start, stop)` moved by `shift` and clipped to `[0, n)` (empty regions stay empty)."""
+    start = min(max(region[0] + shift, 0), n)
+    return start, max(start, min(max(region[1] + shift, 0), n))
 
 
 def _slice_geometry(head: np.void, fov: tuple[float, float, float], matrix: tuple[int, ...]) -> SliceGeometry:
     """Geometry of a slice from one of its acquisition headers, on the recon grid."""
     return make_geometry(head["position"], head["read_dir"], head["phase_dir"], head["slice_dir"], fov, matrix[:2])
+
+
+def _grid_reference(
+    path: Path,
+    hdr: HeaderInfo,
+    encodings: tuple[EncodingSpace, ...],
+    heads: np.ndarray,
+    payload: np.ndarray,
+    ref_sel: np.ndarray,
+    calib: np.ndarray,
+    cal_count: np.ndarray,
+    has_cal: np.ndarray,
+) -> None:
+    """Add the reference-scan lines `ref_sel` (`encoding_space_ref > 0`) to `calib` (S, C, H, W)
+    on the imaging grid, counting them in `cal_count` and flagging their columns in `has_cal`.
+
+    A line with encode step `e` of encoding `r` goes to column `e - center_r + W // 2`, its
+    samples to rows `H // 2 - center_sample + n`: both encodings share the k-space origin, and
+    the k-space step must be the same (equal encoded FOVs), or InputError.
+    """
+    _, n_coils, rows, cols = calib.shape
+    enc_fov = hdr.fov_mm
+    for a in ref_sel:
+        h = heads[a]
+        ref = int(h["encoding_space_ref"])
+        if ref >= len(encodings):
+            raise InputError(path, f"acquisition {a} refers to encoding {ref}, but the header has {len(encodings)} <encoding>")
+        space = encodings[ref]
+        fov = space.fov_mm
+        if enc_fov is not None and fov is not None and not np.allclose(fov[:2], enc_fov[:2], rtol=1e-3):
+            raise InputError(path, f"reference scan (encoding {ref}) has encoded FOV {fov[0]:g}x{fov[1]:g} mm, the image "
+                                   f"{enc_fov[0]:g}x{enc_fov[1]:g} mm; regridding onto another k-space step is not supported")
+        if int(h["active_channels"]) != n_coils:
+            raise InputError(path, f"reference scan has {int(h['active_channels'])} coils, the image {n_coils}")
+        center = space.step1_center if space.step1_center is not None else space.encoded_size[1] // 2
+        n = int(h["number_of_samples"])
+        data = np.asarray(payload[a]).view(np.complex64).reshape(n_coils, n)
+        if not np.isfinite(data.view(np.float32)).all():
+            raise InputError(path, f"reference acquisition {a} contains NaN or Inf")
+        if int(h["flags"]) & REVERSE:
+            data = data[:, ::-1]
+        col = int(h["idx"]["kspace_encode_step_1"]) - center + cols // 2
+        row0 = rows // 2 - int(h["center_sample"])
+        if not (0 <= col < cols and 0 <= row0 and row0 + n <= rows):
+            raise InputError(path, f"reference acquisition {a} falls outside the imaging matrix {rows}x{cols}")
+        s = int(h["idx"]["slice"])
+        calib[s, :, row0 : row0 + n, col] += data
+        cal_count[s, col] += 1
+        has_cal[col] = True
 
 
 def read_ismrmrd(
@@ -172,7 +263,9 @@ def read_ismrmrd(
         if dataset not in f or "xml" not in f[dataset] or "data" not in f[dataset]:
             raise InputError(path, f"no ISMRMRD group '{dataset}' with 'xml' and 'data'")
         xml = f[dataset]["xml"][0]
-        hdr = parse_header(xml if isinstance(xml, (bytes, str)) else str(xml), str(path), require_limits=False)
+        xml = xml if isinstance(xml, (bytes, str)) else str(xml)
+        hdr = parse_header(xml, str(path), require_limits=False)
+        encodings = parse_encodings(xml, str(path))
         if hdr.trajectory != "cartesian":
             raise InputError(path, f"trajectory '{hdr.trajectory}' is not supported (Cartesian only)")
         if hdr.encoded_size[2] > 1:
@@ -180,7 +273,7 @@ def read_ismrmrd(
         heads = f[dataset]["data"]["head"]
         payload = f[dataset]["data"]["data"]
         choice = {"repetition": repetition, "contrast": contrast, "set": set_index}
-        return _grid(path, hdr, heads, payload, choice, prewhiten, remove_oversampling, max_memory)
+        return _grid(path, hdr, heads, payload, choice, prewhiten, remove_oversampling, max_memory, encodings)
 
 
 def _grid(
@@ -192,6 +285,7 @@ def _grid(
     prewhiten: bool,
     remove_oversampling: bool,
     max_memory: int | None = None,
+    encodings: tuple[EncodingSpace, ...] = (),
 ) -> RawScan:
     """Place the selected acquisitions on the (S, C, H, W) grid; whiten; crop; describe."""
     flags = heads["flags"].astype(np.uint64)
@@ -228,9 +322,11 @@ def _grid(
     maximum = hdr.step1_maximum if hdr.step1_maximum is not None else cols - 1
     cal_flags = (flags[sel] & np.uint64(CALIBRATION)) != 0
     cal_only = (flags[sel] & np.uint64(CALIBRATION)) == np.uint64(CALIBRATION_ONLY)
+    ref_sel = np.flatnonzero(((flags & np.uint64(_NOT_IMAGE)) == 0) & (heads["encoding_space_ref"] > 0))
+    ref_sel = ref_sel[idx["slice"][ref_sel] < n_slices] if ref_sel.size else ref_sel
     if min(rows, cols) < 1 or min(hdr.recon_size[:2]) < 1:
         raise InputError(path, f"header encodedSpace {rows}x{cols} / reconSpace {hdr.recon_size[0]}x{hdr.recon_size[1]} is empty")
-    factor = GRID_MEMORY_FACTOR * (2 if cal_only.any() else 1)
+    factor = GRID_MEMORY_FACTOR * (2 if cal_only.any() or ref_sel.size else 1)
     check_memory(path, factor * 8 * n_slices * n_coils * rows * cols,
                  f"gridding {n_slices} slice(s) x {n_coils} coils x {rows}x{cols} (header encodedSpace)", max_memory)
     longest = int(heads["number_of_samples"][sel].max())
@@ -241,7 +337,8 @@ def _grid(
                                f"phase encodes spanning {span} columns); the image scale and resolution cannot be trusted")
     ksp = np.zeros((n_slices, n_coils, rows, cols), np.complex128)
     count = np.zeros((n_slices, cols), np.int64)
-    calib = np.zeros_like(ksp) if cal_only.any() else None
+    use_ref = ref_sel.size > 0
+    calib = np.zeros_like(ksp) if cal_only.any() or use_ref else None
     cal_count = np.zeros((n_slices, cols), np.int64)
     has_cal = np.zeros(cols, bool)
     readout = [rows, 0]
@@ -259,8 +356,8 @@ def _grid(
         if not (0 <= col < cols and 0 <= row0 and row0 + n <= rows):
             raise InputError(path, f"acquisition {a} falls outside the encoded matrix {rows}x{cols}")
         s = int(h["idx"]["slice"])
-        has_cal[col] |= bool(is_cal)
-        if calib is not None and is_cal:
+        has_cal[col] |= bool(is_cal) and not use_ref
+        if calib is not None and is_cal and not use_ref:
             calib[s, :, row0 : row0 + n, col] += data
             cal_count[s, col] += 1
         if only_cal:
@@ -271,6 +368,8 @@ def _grid(
         first_of_slice.setdefault(s, int(a))
     if not count.any():
         raise InputError(path, "only calibration lines, no imaging lines")
+    if use_ref:
+        _grid_reference(path, hdr, encodings, heads, payload, ref_sel, calib, cal_count, has_cal)
     ksp /= np.maximum(count, 1)[:, None, None, :]
     if calib is not None:
         calib /= np.maximum(cal_count, 1)[:, None, None, :]
@@ -304,36 +403,59 @@ def _grid(
 
     recon_fov = hdr.recon_fov_mm or hdr.fov_mm or (float(rows), float(cols), 1.0)
     enc_fov = hdr.fov_mm or recon_fov
-    oversampling = enc_fov[0] / recon_fov[0] if recon_fov[0] > 0 else 1.0
-    if remove_oversampling and oversampling > 1.001:
-        new_rows = int(round(rows * recon_fov[0] / enc_fov[0]))
-        ksp = _crop_readout(ksp, new_rows)
-        if calib is not None:
-            calib = _crop_readout(calib, new_rows)
-        enc_fov = (recon_fov[0], enc_fov[1], enc_fov[2])
-        rows, oversampling = new_rows, 1.0
-        readout = [0, rows]
-
-    geometry = tuple(
-        _slice_geometry(heads[first_of_slice.get(s, sel[0])], recon_fov, hdr.recon_size) for s in range(n_slices)
-    )
-    per_slice = bool((sampled != union).any())
+    n_rec_x, n_rec_y = int(hdr.recon_size[0]), int(hdr.recon_size[1])
+    grid_x = _grid_points(rows, enc_fov[0], n_rec_x, recon_fov[0])
+    grid_y = _grid_points(cols, enc_fov[1], n_rec_y, recon_fov[1])
+    if grid_x < n_rec_x or grid_y < n_rec_y:
+        raise InputError(path, f"reconSpace {n_rec_x}x{n_rec_y} over {recon_fov[0]:g}x{recon_fov[1]:g} mm is larger than "
+                               f"the encoded FOV {enc_fov[0]:g}x{enc_fov[1]:g} mm; not supported")
+    dx, dy = grid_x // 2 - rows // 2, grid_y // 2 - cols // 2
+    ksp = _fit_axis(_fit_axis(ksp, -2, grid_x), -1, grid_y)
+    if calib is not None:
+        calib = _fit_axis(_fit_axis(calib, -2, grid_x), -1, grid_y)
+    sampled = _fit_axis(sampled, -1, grid_y)
+    has_cal = _fit_axis(has_cal, -1, grid_y)
+    union = sampled.any(axis=0)
+    calib_region = _shift_region(calib_region, dy, grid_y)
+    readout = list(_shift_region((readout[0], readout[1]), dx, grid_x))
     left = max(0, cols // 2 - center)
+    acquirable = _shift_region((left, min(cols, left + maximum + 1)), dy, grid_y)
+    acceleration = float(cols) / max(1, int(count.astype(bool).any(axis=0).sum()))
+    spacing = (enc_fov[0] / grid_x, enc_fov[1] / grid_y)
+    rows, cols = grid_x, grid_y
+    enc_fov = (spacing[0] * rows, spacing[1] * cols, enc_fov[2])
+    oversampling = enc_fov[0] / (spacing[0] * n_rec_x)
+    if remove_oversampling and rows > n_rec_x and tuple(readout) == (0, rows):
+        ksp = crop_readout(ksp, n_rec_x)
+        if calib is not None:
+            calib = crop_readout(calib, n_rec_x)
+        rows, oversampling, readout = n_rec_x, 1.0, [0, n_rec_x]
+        enc_fov = (spacing[0] * rows, enc_fov[1], enc_fov[2])
+
+    fov = (spacing[0] * n_rec_x, spacing[1] * n_rec_y, recon_fov[2])
+    geometry = [_slice_geometry(heads[first_of_slice.get(s, sel[0])], fov, hdr.recon_size) for s in range(n_slices)]
+    normal = np.asarray(geometry[0].slice_dir)
+    order = np.argsort([float(np.dot(g.position, normal)) for g in geometry], kind="stable")
+    if (order != np.arange(n_slices)).any():
+        ksp, sampled = ksp[order], sampled[order]
+        calib = None if calib is None else calib[order]
+        geometry = [geometry[i] for i in order]
+    per_slice = bool((sampled != union).any())
     acquisition = Acquisition(
         columns=sampled if per_slice else union,
         calib=calib_region,
         readout=(int(readout[0]), int(readout[1])),
-        acquirable=acquired_extent(union, (left, min(cols, left + maximum + 1))),
+        acquirable=acquired_extent(union, acquirable),
         encoded_size=(rows, cols, 1),
         recon_size=hdr.recon_size,
         calibration_only=(has_cal & ~union) if calib is not None else None,
         readout_oversampling=float(oversampling),
         encoded_fov_mm=enc_fov,
         recon_fov_mm=recon_fov,
-        geometry=geometry,
+        geometry=tuple(geometry),
         noise_cov=cov,
         prewhitened=whiten,
-        provenance=MaskProvenance("acquired", float(cols) / max(1, int(union.sum()))),
+        provenance=MaskProvenance("acquired", acceleration),
     )
     return RawScan(
         kspace=ksp.astype(np.complex64),

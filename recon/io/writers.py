@@ -3,9 +3,12 @@
 All writers take `images` as (S, h, w) float32 magnitude, rows along the readout (`read_dir`),
 columns along the phase encodes (`phase_dir`), and one SliceGeometry per slice (patient LPS,
 see recon.io.geometry). Geometry of a different matrix than the images is recentred on the
-images' grid at the same pixel size. Without geometry (fastMRI files carry none) a nominal one
-is used: identity directions, 0.5 x 0.5 mm pixels, 3 mm slices along +z — documented as such,
-not a scanner position.
+images' grid at the same pixel size. Without geometry a nominal one is used: identity
+directions, 0.5 x 0.5 mm pixels, 3 mm slices along +z — documented as such, not a scanner
+position; fastMRI inputs pass `nominal_geometry` with their header's recon FOV / recon matrix.
+NIfTI needs one evenly spaced stack (`geometry.stack_problem`); DICOM writes each slice's own
+position. PNG previews are turned into radiological display orientation when a geometry is
+given (`geometry.display_transform`), and left in the array layout without one.
 
 Patient identity (`meta["identity"]`: patient_name, patient_id, patient_birth_date,
 patient_sex) is written only with `keep_identity=True`. Every output is written atomically.
@@ -27,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from recon.io.atomic import atomic_path
-from recon.io.geometry import SliceGeometry, nifti_affine, nominal_geometry
+from recon.io.geometry import SliceGeometry, nifti_affine, nominal_geometry, to_display
 
 FORMATS = ("h5", "nii", "dcm", "png")
 _SUFFIXES = (".nii.gz", ".nii", ".h5", ".dcm", ".png")
@@ -83,7 +86,8 @@ def write_output(
 
     Formats: "h5" (fastMRI submission, via recon.io.fastmri.write_reconstruction), "nii"
     (`<stem>.nii.gz`), "dcm" (folder `<stem>_dicom/` of one MR image per slice), "png"
-    (`<stem>_s000.png`, ... windowed previews; `meta["montage"]=True` for one `<stem>.png`).
+    (`<stem>_s000.png`, ... windowed previews; `meta["montage"]=True` for one `<stem>.png`;
+    in display orientation when `geometry` is given).
     """
     meta = dict(meta or {})
     stem = _stem(path)
@@ -101,7 +105,7 @@ def write_output(
         return write_dicom(stem.with_name(stem.name + "_dicom"), images, geometry, meta, keep_identity)
     if fmt == "png":
         return write_png(stem, images, montage=bool(meta.get("montage", False)),
-                         identity=_identity(meta, keep_identity))
+                         identity=_identity(meta, keep_identity), geometry=geometry)
     raise ValueError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
@@ -282,22 +286,31 @@ def write_png(
     images: np.ndarray,
     montage: bool = False,
     identity: dict[str, str] | None = None,
+    geometry: Sequence[SliceGeometry] | None = None,
 ) -> list[Path]:
     """Windowed 8-bit PNG previews: `<stem>_s000.png` per slice, or one `<stem>.png` montage.
 
-    The montage tiles slices row-major on a near-square grid. `identity` (only when the
-    caller keeps it) goes into PNG text chunks.
+    With `geometry` (one per slice, from the scanner's direction cosines) each slice is shown in
+    radiological display orientation (`recon.io.geometry.to_display`; the montage uses slice
+    0's); without it the array layout (rows = readout) is kept. The montage tiles slices
+    row-major on a near-square grid. `identity` (only when the caller keeps it) goes into PNG
+    text chunks.
     """
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
     stem = _stem(stem)
-    previews = _window(_check_images(images))
+    arr = _check_images(images)
+    previews = _window(arr)
+    if geometry is not None:
+        geo = _fit_geometry(geometry, arr)
+        shown = [to_display(p, geo[0] if montage else g) for p, g in zip(previews, geo)]
+        previews = np.stack(shown) if montage else shown
     info = PngInfo()
     for key, value in (identity or {}).items():
         info.add_text(key, value)
     if montage:
-        n, h, w = previews.shape
+        n, h, w = np.shape(previews)
         ncol = math.ceil(math.sqrt(n))
         nrow = math.ceil(n / ncol)
         tiles = np.zeros((nrow * h, ncol * w), np.uint8)

@@ -5,6 +5,16 @@ batch's calibration region (`recon.calib`), runs its solver on the batch's devic
 it was built for) and returns the magnitude center-cropped to `crop_size`. Unit-RSS ESPIRiT
 maps make `|x| ~ RSS`, the fastMRI target's scale.
 
+Readout oversampling: with `readout_crop` (off by default) the maps come from the stored grid
+(fastMRI: 640 rows), then k-space and maps are cut to the `crop_size` rows of the readout FOV in
+hybrid space (`recon.core.crop_readout`: 1-D inverse FFT along the readout, crop, FFT back) and
+the solver runs there, at about half its cost. It is off because the images do not stay the
+same where the object fills the readout FOV (the fastMRI knee): CG's step sizes and CS's
+periodic wavelets then see another problem, and the fastMRI SSIM moves by -0.005 (SENSE, 4x)
+and -0.008 (CS, 8x); ESPIRiT on the cropped grid, whose periodic maps cannot follow coil
+sensitivities that differ at the two FOV edges, loses 0.02 at 8x
+(`benchmarks/results/oversampling_knee_1t.md`). A partial echo (a 2-D mask) keeps the full grid.
+
 Parameters by rule: every solver runs on k-space divided by `data_scale` (BART `pics`'s
 automatic scale), and unless the caller fixes `lam`, each slice's weight comes from its own
 noise level, `sigma_n = estimate_noise_sigma(kspace) / data_scale` (the complex noise std per
@@ -28,7 +38,7 @@ import torch
 from recon import ops
 from recon import partial_fourier as pf
 from recon.calib import espirit_calib
-from recon.core import center_crop
+from recon.core import center_crop, crop_readout
 from recon.methods.batch import ReconBatch
 from recon.noise import estimate_noise_sigma
 
@@ -155,6 +165,8 @@ class ClassicalMethod:
         self.device = None if device is None else torch.device(device)
         self.espirit = dict(espirit or {})
         self.partial_fourier = pf.check_mode(partial_fourier)
+        #: solve on the readout FOV (module docstring); False (default) solves on the stored grid
+        self.readout_crop = False
 
     @classmethod
     def build(
@@ -171,11 +183,15 @@ class ClassicalMethod:
         """The method with `lam`/`iters` from the caller; where None, `rule` and `defaults["iters"]`."""
         return cls(solver, lam, defaults["iters"] if iters is None else iters, device, espirit, rule, partial_fourier)
 
-    def solve(self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """`(B, 1, H, W)` complex image: fixed `lam` for the batch, or per slice by the rule."""
+    def solve(
+        self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, sigma: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`(B, 1, H, W)` complex image: fixed `lam` for the batch, or per slice by the rule from
+        `sigma`, the normalized noise std `(B,)` (None: measured on `kspace`)."""
         if self.lam is not None:
             return self.solver(kspace, maps, mask, self.lam, self.iters)
-        sigma = noise_sigma(kspace, mask) / data_scale(kspace).flatten().cpu()
+        if sigma is None:
+            sigma = noise_sigma(kspace, mask) / data_scale(kspace).flatten().cpu()
         images = []
         for b in range(kspace.shape[0]):
             sigma_n = float(sigma[b])
@@ -205,5 +221,13 @@ class ClassicalMethod:
         kspace = batch.masked_kspace.to(device, torch.complex64)
         mask = batch.mask.to(device).bool()
         maps = self.maps_for(batch, device)
-        image = pf.combined_image(self.solve(kspace, maps, mask), batch.extent, self.partial_fourier)
+        rows = int(batch.crop_size[0])
+        sigma = None
+        partial = pf.has_partial(batch.extent, kspace.shape[-2:])
+        if self.readout_crop and not partial and mask.shape[-2] == 1 and rows < kspace.shape[-2]:
+            if self.lam is None:  # the noise level from the oversampled readout's outer rows, as before the crop
+                sigma = noise_sigma(kspace, mask) / data_scale(kspace).flatten().cpu()
+            kspace = crop_readout(kspace, rows)
+            maps = center_crop(maps, (rows, maps.shape[-1]))
+        image = pf.combined_image(self.solve(kspace, maps, mask, sigma), batch.extent, self.partial_fourier)
         return center_crop(image.abs()[:, 0], batch.crop_size).float().to(home)
