@@ -29,6 +29,7 @@ passes (`noise_energy`) are exact closed forms.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -84,8 +85,8 @@ def spirit_calibrate(
     phase-encode extent `ky`, or has fewer windows than unknowns per coil without Tikhonov.
     """
     kx, ky = _check_kernel(kernel)
-    if not tikhonov >= 0:
-        raise ValueError(f"SPIRiT tikhonov must be >= 0, got {tikhonov}")
+    if not (math.isfinite(tikhonov) and tikhonov >= 0):
+        raise ValueError(f"SPIRiT tikhonov must be finite and >= 0, got {tikhonov}")
     batch, coils, height, width = calib_kspace.shape
     regions = _regions(calib, batch, width)
     device = calib_kspace.device
@@ -160,24 +161,25 @@ class SpiritOperator(Linop):
         return cls(image_kernel(kernel.weights, shape))
 
     @staticmethod
-    def _apply(mat: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    def pixelwise(mat: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """Per-pixel matrices `(B, C, C, H, W)` times coil images `(B, C, H, W)`."""
         return torch.einsum("bijhw,bjhw->bihw", mat, images)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`(G - I) x`: coil k-space -> coil k-space."""
-        return fft2c(self._apply(self.d, ifft2c(x)))
+        return fft2c(self.pixelwise(self.d, ifft2c(x)))
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """`(G - I)^H y`."""
-        return fft2c(self._apply(self.d.conj().transpose(1, 2), ifft2c(y)))
+        return fft2c(self.pixelwise(self.d.conj().transpose(1, 2), ifft2c(y)))
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         """`(G - I)^H (G - I) x`."""
-        return fft2c(self._apply(self.dhd, ifft2c(x)))
+        return fft2c(self.pixelwise(self.dhd, ifft2c(x)))
 
     def residual_energy(self, x: torch.Tensor) -> torch.Tensor:
         """`||(G - I) x||^2` per item, `(B,)` float (Parseval: computed in the image domain)."""
-        r = self._apply(self.d, ifft2c(x))
+        r = self.pixelwise(self.d, ifft2c(x))
         return (r.real**2 + r.imag**2).flatten(1).sum(1)
 
     def noise_energy(self, sigma: torch.Tensor | float) -> torch.Tensor:

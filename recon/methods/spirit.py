@@ -47,6 +47,7 @@ cropped: the fastMRI target's scale.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -110,7 +111,10 @@ def power_prior(kspace: torch.Tensor, known: torch.Tensor, sigma: torch.Tensor, 
     left_c, right_c = left_c.clamp(0, width - 1), right_c.clamp(0, width - 1)
     span = (right_c - left_c).clamp_min(1).to(smooth.dtype)
     t = ((index - left_c).to(smooth.dtype) / span).clamp(0, 1)[:, None, None, :]
-    gather = lambda cols: torch.gather(logp, 3, cols[:, None, None, :].expand(batch, coils, height, width))  # noqa: E731
+
+    def gather(cols: torch.Tensor) -> torch.Tensor:
+        return torch.gather(logp, 3, cols[:, None, None, :].expand(batch, coils, height, width))
+
     return torch.exp((1 - t) * gather(left_c) + t * gather(right_c))
 
 
@@ -199,7 +203,7 @@ def spirit_l1(kspace: torch.Tensor, known: torch.Tensor, op: SpiritOperator, lam
     reg = JointL1Wavelet(tuple(kspace.shape[-2:]), lam, wave_name)
 
     def gradient(z: torch.Tensor) -> torch.Tensor:
-        consistency = SpiritOperator._apply(op.dhd, z)
+        consistency = SpiritOperator.pixelwise(op.dhd, z)
         return consistency + ifft2c(known_f * (fft2c(z) - kspace))
 
     z = fista(gradient, reg, ifft2c(kspace), step.to(torch.float32), iters)
@@ -233,9 +237,9 @@ class Spirit:
             if min(kernel) < 1 or kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
                 raise ValueError(f"spirit kernel {kernel} must have odd positive sizes")
         self.kernel = kernel
-        if tikhonov is not None and not tikhonov >= 0:
-            raise ValueError(f"spirit tikhonov must be >= 0, got {tikhonov}")
-        if lam is not None and not lam >= 0:
+        if tikhonov is not None and not (math.isfinite(tikhonov) and tikhonov >= 0):
+            raise ValueError(f"spirit tikhonov must be finite and >= 0, got {tikhonov}")
+        if lam is not None and not (math.isfinite(lam) and lam >= 0):
             raise ValueError(f"spirit lam must be finite and >= 0, got {lam}")
         self.tikhonov = tikhonov
         self.prior = bool(prior)
