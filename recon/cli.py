@@ -23,8 +23,8 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("method options")
     g.add_argument("--checkpoint", help="VarNet weights (.safetensors, or fastMRI .pt loaded with weights_only=True) (default: the shipped simulated-data weights)")
     g.add_argument("--unet-checkpoint", help="U-Net weights for method unet (`recon train --model unet`, or fastMRI's knee_mc_leaderboard_state_dict.pt) (default: the shipped simulated-data weights)")
-    g.add_argument("--lam", type=float, help="fixed regularization weight of sense / cs / cs-tv on the normalized data scale (default: per slice from its noise level: sense sigma^2, cs 0.3 sigma, cs-tv 0.1 sigma)")
-    g.add_argument("--iters", type=int, help="iterations of sense / cs / cs-tv (default: sense 10, cs 20, cs-tv 100)")
+    g.add_argument("--lam", type=float, help="fixed regularization weight of sense / cs / cs-tv on the normalized data scale (default: per slice from its noise level: sense sigma^2, cs 0.3 sigma, cs-tv 0.1 sigma); for spirit an L1-wavelet weight (L1-SPIRiT; default none)")
+    g.add_argument("--iters", type=int, help="iterations of sense / cs / cs-tv / spirit (default: sense 10, cs 20, cs-tv 100; spirit at most 50 CG, 30 FISTA with --lam)")
     g.add_argument("--backend", choices=["auto", "torch", "cupy"], default="auto", help="operator backend (default: cupy on CUDA when installed)")
     g.add_argument("--partial-fourier", choices=["pocs", "homodyne", "zero"], default="pocs",
                    help="partial Fourier / asymmetric echo: how the unacquired side is estimated after the method's own fill-in "
@@ -40,7 +40,7 @@ def _method_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
         opts["checkpoint"] = args.checkpoint
     if name == "unet" and args.unet_checkpoint:
         opts["checkpoint"] = args.unet_checkpoint
-    if name in ("sense", "cs", "cs-tv"):
+    if name in ("sense", "cs", "cs-tv", "spirit"):
         if args.lam is not None:
             opts["lam"] = args.lam
         if args.iters is not None:
@@ -326,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="compare methods x accelerations, challenge style")
     p.add_argument("--data", nargs="+", required=True, help="fully sampled fastMRI files or folders")
-    p.add_argument("--methods", default="zero-filled,sense,cs", help=f"comma-separated method names from: {', '.join(available())}")
+    p.add_argument("--methods", default="zero-filled,sense,cs,spirit", help=f"comma-separated method names from: {', '.join(available())} (grappa needs --mask equispaced)")
     p.add_argument("--accelerations", default="4,8", help="comma-separated accelerations")
     p.add_argument("--out", required=True, help="output folder for results.json, report.md, report.html, figures")
     p.add_argument("--max-slices", type=int, help="keep the N central slices of each volume (default: all)")

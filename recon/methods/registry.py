@@ -24,6 +24,7 @@ _REGISTRY: dict[str, str | MethodFactory] = {
     "varnet": "recon.methods.varnet:make_varnet",
     "unet": "recon.methods.unet:make_unet",
     "grappa": "recon.methods.grappa:make_grappa",
+    "spirit": "recon.methods.spirit:make_spirit",
 }
 
 
