@@ -55,6 +55,7 @@ from typing import Sequence
 import torch
 
 from recon import ops
+from recon import partial_fourier as pf
 from recon.alg import conjugate_gradient, fista
 from recon.calib.spirit import SpiritOperator, spirit_calibrate
 from recon.core import center_crop, fft2c, ifft2c
@@ -231,7 +232,9 @@ class Spirit:
         l1: bool = False,
         iters: int | None = None,
         device: str | torch.device | None = None,
+        partial_fourier: str = pf.DEFAULT_MODE,
     ) -> None:
+        self.partial_fourier = pf.check_mode(partial_fourier)
         if kernel is not None:
             if len(kernel) != 2:
                 raise ValueError(f"spirit kernel must be (kx, ky), got {kernel!r}")
@@ -252,10 +255,15 @@ class Spirit:
             raise ValueError(f"spirit iters must be >= 1, got {iters}")
         self.device = None if device is None else torch.device(device)
 
-    def fill(self, kspace: torch.Tensor, mask: torch.Tensor, calib_kspace: torch.Tensor, calib: torch.Tensor) -> torch.Tensor:
+    def fill(
+        self, kspace: torch.Tensor, mask: torch.Tensor, calib_kspace: torch.Tensor, calib: torch.Tensor,
+        inside: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Filled coil k-space `(B, C, H, W)` complex64 of `(B, C, H, W)` masked data, slice by slice.
 
-        mask: `(B, 1, 1, W)` or `(B, 1, H, W)` bool; calib_kspace: `(B, C, H, W)`; calib: `(B, 2)`.
+        mask: `(B, 1, 1, W)` or `(B, 1, H, W)` bool; calib_kspace: `(B, C, H, W)`; calib: `(B, 2)`;
+        inside: `(1, 1, H, W)` bool, the acquired k-space extent (partial Fourier / echo): locations
+        outside it stay zero for the partial-Fourier step to complete (None: the whole grid).
         """
         sigma = noise_sigma(kspace, mask).to(torch.float64)
         out = []
@@ -271,6 +279,8 @@ class Spirit:
                 kern = spirit_calibrate(calib_kspace[b : b + 1], region, kernel, self.tikhonov)
             op = SpiritOperator.from_kernel(kern, tuple(y.shape[-2:]))
             known = known_locations(y, m)
+            if inside is not None:
+                known = known | ~inside
             y = torch.where(known, y, torch.zeros((), dtype=y.dtype, device=y.device))
             if self.l1:
                 scale = data_scale(y)
@@ -289,8 +299,16 @@ class Spirit:
         kspace = batch.masked_kspace.to(device, torch.complex64)
         mask = batch.mask.to(device).bool()
         calib = batch.calib.reshape(-1, 2).expand(kspace.shape[0], 2).cpu()
-        filled = self.fill(kspace, mask, batch.calibration_data.to(device, torch.complex64), calib)
-        image = ops.rss(ops.ifft2c(filled), 1)
+        inside = None
+        if pf.has_partial(batch.extent, kspace.shape[-2:]):
+            (r0, r1), (c0, c1) = batch.extent
+            inside = torch.zeros((1, 1) + tuple(kspace.shape[-2:]), dtype=torch.bool, device=device)
+            inside[..., r0:r1, c0:c1] = True
+        filled = self.fill(kspace, mask, batch.calibration_data.to(device, torch.complex64), calib, inside)
+        if inside is not None:
+            image = ops.rss(pf.batch_images(filled, batch.extent, self.partial_fourier), 1)
+        else:
+            image = ops.rss(ops.ifft2c(filled), 1)
         return center_crop(image, batch.crop_size).float().to(home)
 
 
@@ -302,7 +320,9 @@ def make_spirit(
     l1: bool = False,
     iters: int | None = None,
     device: str | torch.device | None = None,
+    partial_fourier: str = pf.DEFAULT_MODE,
     **_: object,
 ) -> Spirit:
-    """`spirit` method (module docstring); defaults: `default_kernel`, the noise rules, CG."""
-    return Spirit(kernel, tikhonov, prior, lam, l1, iters, device)
+    """`spirit` method (module docstring); defaults: `default_kernel`, the noise rules, CG;
+    a partial-Fourier / partial-echo side is completed per coil after the fill (`recon.partial_fourier`)."""
+    return Spirit(kernel, tikhonov, prior, lam, l1, iters, device, partial_fourier)
