@@ -66,6 +66,7 @@ class ReconstructJob:
     contrast: int | None = None
     set_index: int | None = None
     progress: bool = False
+    gfactor: bool = False
 
     def _choice(self) -> dict[str, int | None]:
         return {"repetition": self.repetition, "contrast": self.contrast, "set": self.set_index}
@@ -141,8 +142,44 @@ class ReconstructJob:
                 bar.close()
         images = checks.check_images(path, images, self.method, data.kspace.shape[0])
         attrs = {**data.acquisition.provenance.attrs(), "method": self.method, "acquisition": acquisition}
+        gfactor = self._gfactor(path, method, data, device, choice) if self.gfactor else None
         outputs = self._write(path, target, images, data.acquisition, attrs, identity, choice)
+        if gfactor is not None:
+            outputs.append(self._write_gfactor(gfactor[0], gfactor[1], data.acquisition, attrs))
         return {"output": str(outputs[0]), "slices": int(images.shape[0]), **{k: v for k, v in attrs.items() if v is not None}}
+
+    def _gfactor(self, path: Path, method: Any, data: Undersampled, device: Any, choice: dict[str, int | None]) -> tuple[Path, np.ndarray]:
+        """The g-factor maps `(S, h, w)` of the built `method` on `data` and where they go:
+        `<name>_gfactor.h5` beside the image (`recon.methods.gfactor`; sense and grappa on uniform masks)."""
+        from recon.io.errors import InputError
+        from recon.methods.gfactor import GFactorMaps, check_gfactor
+
+        target = Path(self.out_dir) / f"{path.stem}{_suffix(choice)}_gfactor.h5"
+        not_inputs([target], [path])
+        try:
+            check_gfactor(self.method)
+            maps = run_method(GFactorMaps(method), data, device, self.batch_size, self.backend)
+        except ValueError as err:
+            raise InputError(path, str(err)) from None
+        return target, maps
+
+    def _write_gfactor(self, target: Path, maps: np.ndarray, acq: Acquisition, attrs: dict[str, Any]) -> Path:
+        """Write g-factor maps atomically as a reconstruction file (dataset `reconstruction`) with the image's attrs."""
+        from recon.io.fastmri import write_reconstruction
+        from recon.methods.gfactor import GFACTOR
+
+        write_reconstruction(
+            target,
+            maps.astype(np.float32),
+            mask=acq.column_mask,
+            acceleration=attrs.get("acceleration"),
+            center_fraction=attrs.get("center_fraction"),
+            mask_type=attrs.get("mask_type"),
+            method=attrs.get("method"),
+            acquisition=attrs.get("acquisition"),
+            extra_attrs={"calib_region": list(acq.calib), "quantity": "gfactor", "gfactor": GFACTOR[self.method]},
+        )
+        return target
 
     def _ignored_options(self, what: str) -> list[str]:
         given = [name for name, value in (("--acceleration", self.acceleration), ("--center-fraction", self.center_fraction)) if value is not None]
