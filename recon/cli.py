@@ -33,6 +33,9 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--virtual-coils", type=int, metavar="N",
                    help=f"SVD coil compression to N virtual coils before calibration, for {', '.join(COMPRESSIBLE)} "
                         "(after prewhitening; N >= the coils: no compression; default: all coils)")
+    g.add_argument("--coil-compression", choices=["svd", "gcc"], default="svd",
+                   help="with --virtual-coils: svd (one mixing per slice, BART cc -S) or gcc (geometric, one per readout position, BART cc -G; "
+                        "needs a fully sampled readout) (default: svd)")
 
 
 #: Methods that take `--virtual-coils` (the classical ones).
@@ -43,6 +46,8 @@ def _method_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if getattr(args, "virtual_coils", None) is not None and name in COMPRESSIBLE:
         opts["virtual_coils"] = args.virtual_coils
+        if args.coil_compression != "svd":
+            opts["compression"] = args.coil_compression
     if getattr(args, "partial_fourier", "pocs") != "pocs":
         opts["partial_fourier"] = args.partial_fourier
     if name == "varnet" and args.checkpoint:

@@ -1,5 +1,5 @@
-"""SVD coil compression (`recon.calib.coils`, `--virtual-coils`): BART `cc -S`'s subspace, the
-no-op and refusals, and image quality kept from 15 to 8 virtual coils."""
+"""Coil compression (`recon.calib.coils`, `--virtual-coils`, `--coil-compression`): BART `cc -S`'s
+and `cc -G`'s subspaces, the no-op and refusals, and image quality kept from 15 to 8 virtual coils."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from _baseline_data import column_mask, phantom_kspace
-from recon.calib.coils import compress, compression_matrix, singular_values
+from recon.calib.coils import compress, compress_geometric, compression_matrix, geometric_matrices, singular_values
 from recon.cli import main
-from recon.core import center_crop, ifft2c, rss
+from recon.core import center_crop, ifft2c, ifftc, rss
 from recon.methods import get_method
 from recon.methods.batch import ReconBatch
 from recon.methods.coils import check_virtual_coils, compress_batch
@@ -40,6 +40,32 @@ def test_matches_bart_cc_svd(tmp_path: Path, virtual: int) -> None:
     assert np.linalg.norm(ours @ mixing - theirs) <= 1e-4 * np.linalg.norm(theirs)
     assert np.allclose(mixing.conj().T @ mixing, np.eye(virtual), atol=1e-3)  # a unitary mixing (float32 SVDs)
     assert np.isclose(np.linalg.norm(ours), np.linalg.norm(theirs), rtol=1e-5)
+
+
+@pytest.mark.skipif(shutil.which("bart") is None, reason="BART (`bart`) is not installed; scripts/_setup.sh installs it")
+@pytest.mark.parametrize("virtual", [4, 8])
+def test_geometric_matches_bart_cc_gcc(tmp_path: Path, virtual: int) -> None:
+    """At every readout position the virtual coils span BART's (`cc -A -G -p N`); the mixing
+    between positions (the alignment) is each tool's own."""
+    from bart_cfl import kspace_to_bart, read_cfl, write_cfl
+
+    full, _, _ = phantom_kspace(12, 64, 48, seed=2, noise=1e-3)
+    kspace = full * column_mask(48, 3, 10)
+    write_cfl(tmp_path / "k", kspace_to_bart(kspace))
+    subprocess.run(["bart", "cc", "-A", "-G", "-p", str(virtual), str(tmp_path / "k"), str(tmp_path / "c")], check=True, capture_output=True)
+    theirs = ifftc(torch.from_numpy(np.transpose(read_cfl(tmp_path / "c").reshape(64, 48, -1), (2, 0, 1))[:virtual]), (-2,)).numpy()
+    data = torch.from_numpy(kspace)[None]
+    ours = ifftc(compress_geometric(data, geometric_matrices(data, (0, 48), virtual))[0], (-2,)).numpy()
+    for row in range(64):
+        a, b = ours[:, row].T, theirs[:, row].T
+        mixing, *_ = np.linalg.lstsq(a, b, rcond=None)
+        assert np.linalg.norm(a @ mixing - b) <= 1e-3 * np.linalg.norm(b), row
+    # aligned along the readout (orthogonal Procrustes): each position's basis is turned so that
+    # its overlap with the previous one, V_x^H V_{x-1}, is Hermitian positive semidefinite
+    rows = geometric_matrices(data, (0, 48), virtual)[0].to(torch.complex128)
+    overlap = rows[1:].mH @ rows[:-1]
+    assert torch.allclose(overlap, overlap.mH, atol=1e-4)
+    assert float(torch.linalg.eigvalsh(overlap).min()) > -1e-4
 
 
 def test_matrix_is_orthonormal_and_ordered() -> None:
@@ -67,8 +93,14 @@ def test_as_many_coils_is_a_no_op_and_bad_counts_are_refused() -> None:
     full, maps, _ = phantom_kspace(4, 16, 16)
     batch = _batch(full, np.ones(16, bool), (4, 12), maps)
     assert compress_batch(batch, 4) is batch and compress_batch(batch, 9) is batch and compress_batch(batch, None) is batch
-    small = compress_batch(batch, 2)
-    assert small.masked_kspace.shape[1] == 2 and small.maps.shape[1] == 2
+    for kind in ("svd", "gcc"):
+        small = compress_batch(batch, 2, kind)
+        assert small.masked_kspace.shape[1] == 2 and small.maps.shape[1] == 2
+    with pytest.raises(ValueError, match="coil compression must be one of"):
+        check_virtual_coils(2, "pca")
+    echo = batch._replace(mask=torch.ones(1, 1, 16, 16, dtype=torch.bool))
+    with pytest.raises(ValueError, match="fully sampled readout"):
+        compress_batch(echo, 2, "gcc")
     for bad in (0, -1, 2.5):
         with pytest.raises(ValueError, match="virtual coils"):
             check_virtual_coils(bad)
@@ -76,8 +108,8 @@ def test_as_many_coils_is_a_no_op_and_bad_counts_are_refused() -> None:
         compression_matrix(batch.masked_kspace, (4, 12), 5)
 
 
-@pytest.mark.parametrize("method", ["sense", "grappa", "spirit", "cs"])
-def test_quality_kept_from_15_to_8_coils(method: str) -> None:
+@pytest.mark.parametrize(("method", "kind"), [("sense", "svd"), ("grappa", "svd"), ("spirit", "svd"), ("cs", "svd"), ("sense", "gcc"), ("grappa", "gcc")])
+def test_quality_kept_from_15_to_8_coils(method: str, kind: str) -> None:
     """15-coil phantom slice, every 3rd column + 16 ACS columns: 8 SVD virtual coils change the
     error against the fully sampled RSS image by less than 10% of itself."""
     full, _, _ = phantom_kspace(15, 96, 72, seed=4, noise=2e-3)
@@ -87,7 +119,7 @@ def test_quality_kept_from_15_to_8_coils(method: str) -> None:
     truth = torch.from_numpy(center_crop(rss(ifft2c(full), 0), batch.crop_size))
     errors = {}
     for coils in (None, 8):
-        image = get_method(method, virtual_coils=coils)(batch)[0]
+        image = get_method(method, virtual_coils=coils, compression=kind)(batch)[0]
         errors[coils] = float(torch.linalg.norm(image - truth) / torch.linalg.norm(truth))
     assert errors[8] < 1.1 * errors[None] + 0.005, errors
     assert errors[8] < 0.2, errors

@@ -184,10 +184,15 @@ def sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("method", ["sense", "grappa"])
-def test_cli_writes_gfactor_beside_the_image(sim_dir: Path, tmp_path: Path, method: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "extra", "floor"),
+    [("sense", [], 1.0), ("grappa", [], 1.0), ("grappa", ["--virtual-coils", "6", "--coil-compression", "gcc"], 0.8)],
+)
+def test_cli_writes_gfactor_beside_the_image(sim_dir: Path, tmp_path: Path, method: str, extra: list[str], floor: float) -> None:
+    """SENSE's g is >= 1 by construction; regularized GRAPPA kernels can trade noise for residual
+    aliasing (g < 1 in 0.9% of the object here with 6 geometric virtual coils)."""
     out = tmp_path / method
-    args = ["reconstruct", str(sim_dir), "--out", str(out), "--method", method, "--mask", "equispaced", "--acceleration", "4", "--gfactor", "--quiet"]
+    args = ["reconstruct", str(sim_dir), "--out", str(out), "--method", method, "--mask", "equispaced", "--acceleration", "4", "--gfactor", "--quiet", *extra]
     assert main(args) == 0
     (image_file,) = [p for p in out.glob("*.h5") if not p.name.endswith("_gfactor.h5")]
     gfactor, attrs = read_reconstruction(image_file.with_name(image_file.stem + "_gfactor.h5"))
@@ -197,7 +202,7 @@ def test_cli_writes_gfactor_beside_the_image(sim_dir: Path, tmp_path: Path, meth
         assert np.array_equal(np.asarray(attrs[key]), np.asarray(image_attrs[key])), key
     assert np.array_equal(attrs["mask"], image_attrs["mask"])
     inside = image > 0.2 * image.max()
-    assert np.isfinite(gfactor).all() and gfactor[inside].min() >= 1.0
+    assert np.isfinite(gfactor).all() and gfactor[inside].min() >= floor and np.median(gfactor[inside]) > 1.5
 
 
 @pytest.mark.parametrize("method", ["cs", "zero-filled"])

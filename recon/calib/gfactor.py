@@ -20,6 +20,8 @@ calibration lines: those only lower the noise), on the stored `(H, W)` grid.
   the k-space border are not modelled. Where an unsampled edge column is filled by a one-sided
   kernel they add noise: the median over the object is 6% above the map at R = 2, 1% at R = 3,
   on a 96-column matrix (`tests/test_gfactor.py`); fastMRI's zero-padded edge columns hold none.
+  Tikhonov-regularized kernels can trade noise for residual aliasing, so unlike SENSE's, a
+  GRAPPA g can fall slightly below 1.
 - `pseudo_replica_std`: the noise std of any linear reconstruction by Monte Carlo (Robson et
   al. 2008), the check of both.
 """

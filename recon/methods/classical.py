@@ -141,7 +141,7 @@ class ClassicalMethod:
     the slice's normalized noise std (then the slices are solved one at a time, each with its
     own weight and noise level). espirit: keyword options of `recon.calib.espirit_calib` for
     batches without maps. virtual_coils: SVD-compress each batch to that many coils before the
-    maps are estimated (`methods.coils.compress_batch`; None: all coils).
+    maps are estimated (`methods.coils.compress_batch`; None: all coils); compression: svd | gcc.
     """
 
     def __init__(
@@ -154,6 +154,7 @@ class ClassicalMethod:
         rule: Rule | None = None,
         partial_fourier: str = pf.DEFAULT_MODE,
         virtual_coils: int | None = None,
+        compression: str = "svd",
     ) -> None:
         if lam is None and rule is None:
             raise ValueError("a classical method needs a fixed lam or a noise rule")
@@ -168,7 +169,8 @@ class ClassicalMethod:
         self.device = None if device is None else torch.device(device)
         self.espirit = dict(espirit or {})
         self.partial_fourier = pf.check_mode(partial_fourier)
-        self.virtual_coils = check_virtual_coils(virtual_coils)
+        self.virtual_coils = check_virtual_coils(virtual_coils, compression)
+        self.compression = compression
         #: solve on the readout FOV (module docstring); False (default) solves on the stored grid
         self.readout_crop = False
 
@@ -184,9 +186,10 @@ class ClassicalMethod:
         rule: Rule | None = None,
         partial_fourier: str = pf.DEFAULT_MODE,
         virtual_coils: int | None = None,
+        compression: str = "svd",
     ) -> ClassicalMethod:
         """The method with `lam`/`iters` from the caller; where None, `rule` and `defaults["iters"]`."""
-        return cls(solver, lam, defaults["iters"] if iters is None else iters, device, espirit, rule, partial_fourier, virtual_coils)
+        return cls(solver, lam, defaults["iters"] if iters is None else iters, device, espirit, rule, partial_fourier, virtual_coils, compression)
 
     def solve(
         self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, sigma: torch.Tensor | None = None
@@ -223,7 +226,7 @@ class ClassicalMethod:
         """`ReconBatch` -> `(B, h, w)` float32 on the batch's device."""
         home = batch.masked_kspace.device
         device = self.device or home
-        batch = compress_batch(batch, self.virtual_coils)
+        batch = compress_batch(batch, self.virtual_coils, self.compression)
         kspace = batch.masked_kspace.to(device, torch.complex64)
         mask = batch.mask.to(device).bool()
         maps = self.maps_for(batch, device)

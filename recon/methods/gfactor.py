@@ -73,7 +73,7 @@ class GFactorMaps:
     def __call__(self, batch: ReconBatch) -> torch.Tensor:
         home = batch.masked_kspace.device
         spacing, offset = batch_spacing(batch)
-        batch = compress_batch(batch, self.method.virtual_coils)
+        batch = compress_batch(batch, self.method.virtual_coils, self.method.compression)
         device = self.method.device or home
         if isinstance(self.method, Grappa):
             filled, spacing, kernel = self.method.fill(batch)

@@ -48,6 +48,7 @@ class Grappa:
         pygrappa_compat: bool = False,
         partial_fourier: str = pf.DEFAULT_MODE,
         virtual_coils: int | None = None,
+        compression: str = "svd",
     ) -> None:
         if kernel is not None and len(kernel) != 2:
             raise ValueError(f"grappa kernel must be (kx, ky), got {kernel!r}")
@@ -58,7 +59,8 @@ class Grappa:
         self.device = None if device is None else torch.device(device)
         self.pygrappa_compat = bool(pygrappa_compat)
         self.partial_fourier = pf.check_mode(partial_fourier)
-        self.virtual_coils = check_virtual_coils(virtual_coils)
+        self.virtual_coils = check_virtual_coils(virtual_coils, compression)
+        self.compression = compression
 
     def fill(self, batch: ReconBatch) -> tuple[torch.Tensor, int, tuple[int, int]]:
         """GRAPPA-filled coil k-space `(B, C, H, W)` of an (already compressed) batch on the
@@ -80,7 +82,7 @@ class Grappa:
     def __call__(self, batch: ReconBatch) -> torch.Tensor:
         """`ReconBatch` -> `(B, h, w)` float32 on the batch's device."""
         home = batch.masked_kspace.device
-        filled, _, _ = self.fill(compress_batch(batch, self.virtual_coils))
+        filled, _, _ = self.fill(compress_batch(batch, self.virtual_coils, self.compression))
         if pf.has_partial(batch.extent, filled.shape):
             image = ops.rss(pf.batch_images(filled, batch.extent, self.partial_fourier), 1)
         else:
@@ -95,9 +97,10 @@ def make_grappa(
     pygrappa_compat: bool = False,
     partial_fourier: str = pf.DEFAULT_MODE,
     virtual_coils: int | None = None,
+    compression: str = "svd",
     **_: object,
 ) -> Grappa:
     """`grappa` method; kernel `(kx, ky)` (None = `default_kernel`), lam default 0.01 (pygrappa's);
-    partial_fourier: pocs | homodyne | zero, per coil after the fill-in; virtual_coils: SVD coil
-    compression before calibration (`methods.coils`; None: all coils)."""
-    return Grappa(kernel, DEFAULT_LAM if lam is None else lam, device, pygrappa_compat, partial_fourier, virtual_coils)
+    partial_fourier: pocs | homodyne | zero, per coil after the fill-in; virtual_coils, compression:
+    coil compression (svd | gcc) before calibration (`methods.coils`; None: all coils)."""
+    return Grappa(kernel, DEFAULT_LAM if lam is None else lam, device, pygrappa_compat, partial_fourier, virtual_coils, compression)
