@@ -31,7 +31,7 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
                         "(per coil before the RSS; on the coil-combined image for sense / cs / cs-tv); homodyne keeps the real part, "
                         "zero leaves it zero (default: pocs; data without a partial side are not affected)")
     g.add_argument("--virtual-coils", type=int, metavar="N",
-                   help=f"SVD coil compression to N virtual coils before calibration, for {', '.join(COMPRESSIBLE)} "
+                   help=f"coil compression to N virtual coils (--coil-compression) before calibration, for {', '.join(COMPRESSIBLE)} "
                         "(after prewhitening; N >= the coils: no compression; default: all coils)")
     g.add_argument("--coil-compression", choices=["svd", "gcc"], default="svd",
                    help="with --virtual-coils: svd (one mixing per slice, BART cc -S) or gcc (geometric, one per readout position, BART cc -G; "
@@ -175,6 +175,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         gfactor=args.gfactor,
     )
     targets = [(f, job.target(f)) for f in files]
+    if args.gfactor:
+        targets += [(f, job.gfactor_target(f)) for f in files]
     validate.unique_outputs(targets)
     validate.not_inputs([t for _, t in targets] + [out / "summary.json"], files)
     validate.output_folder(out)

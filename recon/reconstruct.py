@@ -79,6 +79,10 @@ class ReconstructJob:
         """
         return output_path(Path(self.out_dir), Path(path), self.fmt, _suffix(self._choice() if choice is None else choice))
 
+    def gfactor_target(self, path: Path, choice: dict[str, int | None] | None = None) -> Path:
+        """Where the g-factor maps of `path` go (`--gfactor`): `out/<stem>[_rep<N>...]_gfactor.h5`."""
+        return Path(self.out_dir) / f"{Path(path).stem}{_suffix(self._choice() if choice is None else choice)}_gfactor.h5"
+
     def variants(self, path: Path) -> list[dict[str, int | None]]:
         """The images one input holds: for ISMRMRD one per (repetition, contrast, set) present
         (or the chosen ones), so none is dropped; for fastMRI files one."""
@@ -142,32 +146,27 @@ class ReconstructJob:
                 bar.close()
         images = checks.check_images(path, images, self.method, data.kspace.shape[0])
         attrs = {**data.acquisition.provenance.attrs(), "method": self.method, "acquisition": acquisition}
-        gfactor = self._gfactor(path, method, data, device, choice) if self.gfactor else None
-        outputs = self._write(path, target, images, data.acquisition, attrs, identity, choice)
-        if gfactor is not None:
-            outputs.append(self._write_gfactor(gfactor[0], gfactor[1], data.acquisition, attrs))
+        gfactor = [self._write_gfactor(path, method, data, device, attrs, choice)] if self.gfactor else []
+        outputs = self._write(path, target, images, data.acquisition, attrs, identity, choice) + gfactor
         return {"output": str(outputs[0]), "slices": int(images.shape[0]), **{k: v for k, v in attrs.items() if v is not None}}
 
-    def _gfactor(self, path: Path, method: Any, data: Undersampled, device: Any, choice: dict[str, int | None]) -> tuple[Path, np.ndarray]:
-        """The g-factor maps `(S, h, w)` of the built `method` on `data` and where they go:
-        `<name>_gfactor.h5` beside the image (`recon.methods.gfactor`; sense and grappa on uniform masks)."""
+    def _write_gfactor(self, path: Path, method: Any, data: Undersampled, device: Any, attrs: dict[str, Any], choice: dict[str, int | None]) -> Path:
+        """Compute the g-factor maps `(S, h, w)` of the built `method` on `data` (`recon.methods.gfactor`:
+        sense and grappa on uniform masks) and write them atomically beside the image as
+        `<name>_gfactor.h5` (dataset `reconstruction`), with the image's attrs and the sampling's."""
         from recon.io.errors import InputError
-        from recon.methods.gfactor import GFactorMaps, check_gfactor
+        from recon.io.fastmri import write_reconstruction
+        from recon.methods.gfactor import GFACTOR, GFactorMaps, check_gfactor
 
-        target = Path(self.out_dir) / f"{path.stem}{_suffix(choice)}_gfactor.h5"
+        target = self.gfactor_target(path, choice)
         not_inputs([target], [path])
         try:
             check_gfactor(self.method)
             maps = run_method(GFactorMaps(method), data, device, self.batch_size, self.backend)
         except ValueError as err:
             raise InputError(path, str(err)) from None
-        return target, maps
-
-    def _write_gfactor(self, target: Path, maps: np.ndarray, acq: Acquisition, attrs: dict[str, Any]) -> Path:
-        """Write g-factor maps atomically as a reconstruction file (dataset `reconstruction`) with the image's attrs."""
-        from recon.io.fastmri import write_reconstruction
-        from recon.methods.gfactor import GFACTOR
-
+        acq = data.acquisition
+        fov = {"recon_fov_mm": [float(v) for v in acq.recon_fov_mm]} if acq.recon_fov_mm is not None else {}
         write_reconstruction(
             target,
             maps.astype(np.float32),
@@ -177,7 +176,7 @@ class ReconstructJob:
             mask_type=attrs.get("mask_type"),
             method=attrs.get("method"),
             acquisition=attrs.get("acquisition"),
-            extra_attrs={"calib_region": list(acq.calib), "quantity": "gfactor", "gfactor": GFACTOR[self.method]},
+            extra_attrs={**acq.attrs(), **fov, "quantity": "gfactor", "gfactor": GFACTOR[self.method]},
         )
         return target
 

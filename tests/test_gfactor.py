@@ -203,6 +203,8 @@ def test_cli_writes_gfactor_beside_the_image(sim_dir: Path, tmp_path: Path, meth
     assert np.array_equal(attrs["mask"], image_attrs["mask"])
     inside = image > 0.2 * image.max()
     assert np.isfinite(gfactor).all() and gfactor[inside].min() >= floor and np.median(gfactor[inside]) > 1.5
+    # the maps beside the images are not predictions: evaluate scores the images alone
+    assert main(["evaluate", "--targets", str(sim_dir), "--predictions", str(out)]) == 0
 
 
 @pytest.mark.parametrize("method", ["cs", "zero-filled"])

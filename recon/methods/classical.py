@@ -140,8 +140,8 @@ class ClassicalMethod:
     lam: a fixed weight on the normalized scale for every slice; None = per slice by `rule` from
     the slice's normalized noise std (then the slices are solved one at a time, each with its
     own weight and noise level). espirit: keyword options of `recon.calib.espirit_calib` for
-    batches without maps. virtual_coils: SVD-compress each batch to that many coils before the
-    maps are estimated (`methods.coils.compress_batch`; None: all coils); compression: svd | gcc.
+    batches without maps. virtual_coils: compress each batch to that many coils (`compression`:
+    svd | gcc) before the maps are estimated (`methods.coils.compress_batch`; None: all coils).
     """
 
     def __init__(
