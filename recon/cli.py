@@ -30,10 +30,24 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
                    help="partial Fourier / asymmetric echo: how the unacquired side is estimated after the method's own fill-in "
                         "(per coil before the RSS; on the coil-combined image for sense / cs / cs-tv); homodyne keeps the real part, "
                         "zero leaves it zero (default: pocs; data without a partial side are not affected)")
+    g.add_argument("--virtual-coils", type=int, metavar="N",
+                   help=f"coil compression to N virtual coils (--coil-compression) before calibration, for {', '.join(COMPRESSIBLE)} "
+                        "(after prewhitening; N >= the coils: no compression; default: all coils)")
+    g.add_argument("--coil-compression", choices=["svd", "gcc"], default="svd",
+                   help="with --virtual-coils: svd (one mixing per slice, BART cc -S) or gcc (geometric, one per readout position, BART cc -G; "
+                        "needs a fully sampled readout) (default: svd)")
+
+
+#: Methods that take `--virtual-coils` (the classical ones).
+COMPRESSIBLE = ("sense", "cs", "cs-tv", "grappa", "spirit")
 
 
 def _method_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
     opts: dict[str, Any] = {}
+    if getattr(args, "virtual_coils", None) is not None and name in COMPRESSIBLE:
+        opts["virtual_coils"] = args.virtual_coils
+        if args.coil_compression != "svd":
+            opts["compression"] = args.coil_compression
     if getattr(args, "partial_fourier", "pocs") != "pocs":
         opts["partial_fourier"] = args.partial_fourier
     if name == "varnet" and args.checkpoint:
@@ -67,6 +81,9 @@ def _check_method_options(args: argparse.Namespace, methods: Sequence[str]) -> N
     """Iterations, lambda, batch/workers and, for varnet, the checkpoint (loaded once), up front."""
     validate.at_least(args.iters, 1, "--iters", integer=True)
     validate.at_least(args.lam, 0, "--lam")
+    validate.at_least(args.virtual_coils, 1, "--virtual-coils", integer=True)
+    if args.virtual_coils is not None and not any(m in COMPRESSIBLE for m in methods):
+        raise UsageError(f"--virtual-coils: coil compression applies to {', '.join(COMPRESSIBLE)}, not to {', '.join(methods)}")
     validate.at_least(args.batch_size, 1, "--batch-size", integer=True)
     validate.at_least(args.workers, 0, "--workers", integer=True)
     validate.device(args.device)
@@ -127,6 +144,13 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     acc = None if args.acceleration is None else validate.acceleration(args.acceleration, args.mask)
     validate.center_fraction(args.center_fraction, acc, args.mask)
     _check_method_options(args, [args.method])
+    if args.gfactor:
+        from recon.methods.gfactor import check_gfactor
+
+        try:
+            check_gfactor(args.method)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
     max_memory = _check_raw_options(args)
     out = Path(args.out)
     files, missing = expand_inputs(args.inputs)
@@ -148,8 +172,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         contrast=args.contrast,
         set_index=args.set_index,
         progress=not args.quiet and not args.scheduler and not args.workers,
+        gfactor=args.gfactor,
     )
     targets = [(f, job.target(f)) for f in files]
+    if args.gfactor:
+        targets += [(f, job.gfactor_target(f)) for f in files]
     validate.unique_outputs(targets)
     validate.not_inputs([t for _, t in targets] + [out / "summary.json"], files)
     validate.output_folder(out)
@@ -311,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="h5", choices=["h5", "nii", "dcm", "png"], help="output format (default: fastMRI submission h5)")
     p.add_argument("--skip-existing", action="store_true", help="skip files whose output exists (resume a killed run)")
     p.add_argument("--keep-identity", action="store_true", help="copy patient identity from the input into outputs")
+    p.add_argument("--gfactor", action="store_true", help="also write g-factor maps as <name>_gfactor.h5 beside the image "
+                   "(sense: analytic SENSE, grappa: analytic image-domain GRAPPA; uniform masks, --mask equispaced; refused for other methods)")
     _add_raw_options(p)
     _add_method_options(p)
     _add_scale_out(p)

@@ -40,6 +40,7 @@ from recon import partial_fourier as pf
 from recon.calib import espirit_calib
 from recon.core import center_crop, crop_readout
 from recon.methods.batch import ReconBatch
+from recon.methods.coils import check_virtual_coils, compress_batch
 from recon.noise import estimate_noise_sigma
 
 #: `solver(kspace, maps, mask, lam, iters, sigma=None) -> (B, 1, H, W)` complex64 image at
@@ -139,7 +140,8 @@ class ClassicalMethod:
     lam: a fixed weight on the normalized scale for every slice; None = per slice by `rule` from
     the slice's normalized noise std (then the slices are solved one at a time, each with its
     own weight and noise level). espirit: keyword options of `recon.calib.espirit_calib` for
-    batches without maps.
+    batches without maps. virtual_coils: compress each batch to that many coils (`compression`:
+    svd | gcc) before the maps are estimated (`methods.coils.compress_batch`; None: all coils).
     """
 
     def __init__(
@@ -151,6 +153,8 @@ class ClassicalMethod:
         espirit: Mapping[str, Any] | None = None,
         rule: Rule | None = None,
         partial_fourier: str = pf.DEFAULT_MODE,
+        virtual_coils: int | None = None,
+        compression: str = "svd",
     ) -> None:
         if lam is None and rule is None:
             raise ValueError("a classical method needs a fixed lam or a noise rule")
@@ -165,6 +169,8 @@ class ClassicalMethod:
         self.device = None if device is None else torch.device(device)
         self.espirit = dict(espirit or {})
         self.partial_fourier = pf.check_mode(partial_fourier)
+        self.virtual_coils = check_virtual_coils(virtual_coils, compression)
+        self.compression = compression
         #: solve on the readout FOV (module docstring); False (default) solves on the stored grid
         self.readout_crop = False
 
@@ -179,9 +185,11 @@ class ClassicalMethod:
         espirit: Mapping[str, Any] | None,
         rule: Rule | None = None,
         partial_fourier: str = pf.DEFAULT_MODE,
+        virtual_coils: int | None = None,
+        compression: str = "svd",
     ) -> ClassicalMethod:
         """The method with `lam`/`iters` from the caller; where None, `rule` and `defaults["iters"]`."""
-        return cls(solver, lam, defaults["iters"] if iters is None else iters, device, espirit, rule, partial_fourier)
+        return cls(solver, lam, defaults["iters"] if iters is None else iters, device, espirit, rule, partial_fourier, virtual_coils, compression)
 
     def solve(
         self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, sigma: torch.Tensor | None = None
@@ -218,6 +226,7 @@ class ClassicalMethod:
         """`ReconBatch` -> `(B, h, w)` float32 on the batch's device."""
         home = batch.masked_kspace.device
         device = self.device or home
+        batch = compress_batch(batch, self.virtual_coils, self.compression)
         kspace = batch.masked_kspace.to(device, torch.complex64)
         mask = batch.mask.to(device).bool()
         maps = self.maps_for(batch, device)

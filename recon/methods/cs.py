@@ -119,10 +119,13 @@ def make_cs(
     espirit: Mapping[str, Any] | None = None,
     restart: Restart = None,
     partial_fourier: str = DEFAULT_MODE,
+    virtual_coils: int | None = None,
+    compression: str = "svd",
     **_: object,
 ) -> ClassicalMethod:
     """`cs` method; lam None = `l1_rule` per slice, iters None = `DEFAULTS`; device None = the batch's, restart as `alg.fista`.
 
     partial_fourier: pocs | homodyne | zero, on the combined image (`recon.partial_fourier`).
+    virtual_coils, compression: coil compression (svd | gcc) before calibration (`methods.coils`; None: all coils).
     """
-    return ClassicalMethod.build(_L1Wavelet(restart), DEFAULTS, lam, iters, device, espirit, l1_rule, partial_fourier)
+    return ClassicalMethod.build(_L1Wavelet(restart), DEFAULTS, lam, iters, device, espirit, l1_rule, partial_fourier, virtual_coils, compression)

@@ -94,10 +94,13 @@ def make_cs_tv(
     device: str | torch.device | None = None,
     espirit: Mapping[str, Any] | None = None,
     partial_fourier: str = DEFAULT_MODE,
+    virtual_coils: int | None = None,
+    compression: str = "svd",
     **_: object,
 ) -> ClassicalMethod:
     """`cs-tv` method; lam None = `tv_rule` per slice, iters None = `DEFAULTS`; device None = the batch's.
 
     partial_fourier: pocs | homodyne | zero, on the combined image (`recon.partial_fourier`).
+    virtual_coils, compression: coil compression (svd | gcc) before calibration (`methods.coils`; None: all coils).
     """
-    return ClassicalMethod.build(tv_recon, DEFAULTS, lam, iters, device, espirit, tv_rule, partial_fourier)
+    return ClassicalMethod.build(tv_recon, DEFAULTS, lam, iters, device, espirit, tv_rule, partial_fourier, virtual_coils, compression)
