@@ -119,10 +119,12 @@ def make_cs(
     espirit: Mapping[str, Any] | None = None,
     restart: Restart = None,
     partial_fourier: str = DEFAULT_MODE,
+    combine: str = "rss",
     **_: object,
 ) -> ClassicalMethod:
     """`cs` method; lam None = `l1_rule` per slice, iters None = `DEFAULTS`; device None = the batch's, restart as `alg.fista`.
 
     partial_fourier: pocs | homodyne | zero, on the combined image (`recon.partial_fourier`).
+    combine: rss (default) | sense, how the output magnitude is formed (`recon.methods.classical`).
     """
-    return ClassicalMethod.build(_L1Wavelet(restart), DEFAULTS, lam, iters, device, espirit, l1_rule, partial_fourier)
+    return ClassicalMethod.build(_L1Wavelet(restart), DEFAULTS, lam, iters, device, espirit, l1_rule, partial_fourier, combine)

@@ -94,10 +94,12 @@ def make_cs_tv(
     device: str | torch.device | None = None,
     espirit: Mapping[str, Any] | None = None,
     partial_fourier: str = DEFAULT_MODE,
+    combine: str = "rss",
     **_: object,
 ) -> ClassicalMethod:
     """`cs-tv` method; lam None = `tv_rule` per slice, iters None = `DEFAULTS`; device None = the batch's.
 
     partial_fourier: pocs | homodyne | zero, on the combined image (`recon.partial_fourier`).
+    combine: rss (default) | sense, how the output magnitude is formed (`recon.methods.classical`).
     """
-    return ClassicalMethod.build(tv_recon, DEFAULTS, lam, iters, device, espirit, tv_rule, partial_fourier)
+    return ClassicalMethod.build(tv_recon, DEFAULTS, lam, iters, device, espirit, tv_rule, partial_fourier, combine)

@@ -123,6 +123,7 @@ def make_sense(
     hybrid: bool = False,
     discrepancy: bool = False,
     partial_fourier: str = DEFAULT_MODE,
+    combine: str = "rss",
     **_: object,
 ) -> ClassicalMethod:
     """`sense` method; lam None = `tikhonov_rule` per slice, iters None = `DEFAULTS`; device None = the batch's, hybrid as `cg_sense`.
@@ -130,5 +131,6 @@ def make_sense(
     discrepancy: also stop each slice by the discrepancy principle at its measured noise level
     (only with the noise rule, lam None; module docstring).
     partial_fourier: pocs | homodyne | zero, on the combined image (`recon.partial_fourier`).
+    combine: rss (default) | sense, how the output magnitude is formed (`recon.methods.classical`).
     """
-    return ClassicalMethod.build(_Sense(hybrid, discrepancy), DEFAULTS, lam, iters, device, espirit, tikhonov_rule, partial_fourier)
+    return ClassicalMethod.build(_Sense(hybrid, discrepancy), DEFAULTS, lam, iters, device, espirit, tikhonov_rule, partial_fourier, combine)
