@@ -25,6 +25,10 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--unet-checkpoint", help="U-Net weights for method unet (`recon train --model unet`, or fastMRI's knee_mc_leaderboard_state_dict.pt) (default: the shipped simulated-data weights)")
     g.add_argument("--lam", type=float, help="fixed regularization weight of sense / cs / cs-tv on the normalized data scale (default: per slice from its noise level: sense sigma^2, cs 0.3 sigma, cs-tv 0.1 sigma); for spirit an L1-wavelet weight (L1-SPIRiT; default none)")
     g.add_argument("--iters", type=int, help="iterations of sense / cs / cs-tv / spirit (default: sense 10, cs 20, cs-tv 100; spirit at most 50 CG, 30 FISTA with --lam)")
+    g.add_argument("--combine", choices=["rss", "sense"], default="rss",
+                   help="sense / cs / cs-tv output: rss = root-sum-of-squares of the coil images with the measured samples kept and "
+                        "the rest predicted from the solution (formed like the fastMRI target); sense = the solver's coil-combined "
+                        "|x| (BART pics convention) (default: rss)")
     g.add_argument("--backend", choices=["auto", "torch", "cupy"], default="auto", help="operator backend (default: cupy on CUDA when installed)")
     g.add_argument("--partial-fourier", choices=["pocs", "homodyne", "zero"], default="pocs",
                    help="partial Fourier / asymmetric echo: how the unacquired side is estimated after the method's own fill-in "
@@ -59,6 +63,8 @@ def _method_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
             opts["lam"] = args.lam
         if args.iters is not None:
             opts["iters"] = args.iters
+    if name in ("sense", "cs", "cs-tv") and getattr(args, "combine", "rss") != "rss":
+        opts["combine"] = args.combine
     return opts
 
 

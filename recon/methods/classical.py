@@ -2,8 +2,16 @@
 
 A `ClassicalMethod` takes coil maps from the batch or estimates them by ESPIRiT from the
 batch's calibration region (`recon.calib`), runs its solver on the batch's device (or the one
-it was built for) and returns the magnitude center-cropped to `crop_size`. Unit-RSS ESPIRiT
-maps make `|x| ~ RSS`, the fastMRI target's scale.
+it was built for) and returns a magnitude image center-cropped to `crop_size`.
+
+Output (`combine`): the solver's estimate is one coil-combined complex image `x`. With `rss`
+(default) the output is formed like the fastMRI target and like every k-space method here
+(zero-filled, GRAPPA, SPIRiT, VarNet): each coil's k-space keeps its measured samples, the
+samples not measured are predicted from the coil image `S_c x`, and the coil images are combined
+by root-sum-of-squares (`consistent_rss`). The target is the RSS of noisy coil images; an image
+without the measured noise (`|x|`) differs from it most in the background, where the target is
+pure noise, and fastMRI's SSIM scores that difference heavily. With `sense` the output is `|x|`
+(BART `pics` / SigPy convention; unit-RSS ESPIRiT maps make `|x| ~ RSS` inside the object).
 
 Readout oversampling: with `readout_crop` (off by default) the maps come from the stored grid
 (fastMRI: 640 rows), then k-space and maps are cut to the `crop_size` rows of the readout FOV in
@@ -49,6 +57,10 @@ Solver = Callable[..., torch.Tensor]
 
 #: `rule(sigma_n) -> lam`: the regularization weight of one slice from its normalized noise std.
 Rule = Callable[[float], float]
+
+#: How the output magnitude is formed (module docstring): `rss` of the data-consistent coil
+#: images, or `sense`, the solver's coil-combined `|x|`.
+COMBINES = ("rss", "sense")
 
 #: BART's calibration block for its automatic scale: at most 32 samples per axis.
 SCALE_BLOCK = 32
@@ -128,6 +140,35 @@ def noise_sigma(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.float32)
 
 
+def consistent_rss(
+    image: torch.Tensor,
+    maps: torch.Tensor,
+    kspace: torch.Tensor,
+    mask: torch.Tensor,
+    extent: tuple[tuple[int, int], tuple[int, int]] | None = None,
+) -> torch.Tensor:
+    """`(B, H, W)` RSS of the coil images whose k-space keeps the measured samples.
+
+    image `(B, 1, H, W)` complex (the solver's estimate), maps `(B, C, H, W)`, kspace
+    `(B, C, H, W)` measured (zero where not sampled), mask `(B, 1, 1, W)` columns or
+    `(B, 1, H, W)` locations. Where not sampled, coil c's k-space is `F(S_c x)`. Outside the
+    acquirable rectangle `extent` nothing is predicted (a scanner's zero padding stays zero, as
+    in the fully sampled target), except along a partial-Fourier axis, where `x` already holds
+    the partial-Fourier estimate.
+    """
+    predicted = ops.fft2c(maps * image)
+    sampled = mask.bool().expand_as(kspace)
+    coil_kspace = torch.where(sampled, kspace, predicted)
+    if extent is not None:
+        rows, cols = kspace.shape[-2:]
+        partial = pf.partial_axes(extent, (rows, cols))
+        keep = torch.zeros(rows, cols, dtype=torch.bool, device=kspace.device)
+        (r0, r1), (c0, c1) = [(0, n) if p else (max(0, a), min(n, b)) for (a, b), n, p in zip(extent, (rows, cols), partial)]
+        keep[r0:r1, c0:c1] = True
+        coil_kspace = torch.where(keep | sampled, coil_kspace, torch.zeros((), dtype=coil_kspace.dtype, device=coil_kspace.device))
+    return ops.rss(ops.ifft2c(coil_kspace), 1)
+
+
 def normalized(solve: Callable[..., torch.Tensor], kspace: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     """`solve(kspace / data_scale, ...) * data_scale`: a solver made scale-invariant."""
     scale = data_scale(kspace)
@@ -142,6 +183,7 @@ class ClassicalMethod:
     own weight and noise level). espirit: keyword options of `recon.calib.espirit_calib` for
     batches without maps. virtual_coils: compress each batch to that many coils (`compression`:
     svd | gcc) before the maps are estimated (`methods.coils.compress_batch`; None: all coils).
+    combine: `rss` or `sense`, how the output is formed (module docstring).
     """
 
     def __init__(
@@ -155,6 +197,7 @@ class ClassicalMethod:
         partial_fourier: str = pf.DEFAULT_MODE,
         virtual_coils: int | None = None,
         compression: str = "svd",
+        combine: str = "rss",
     ) -> None:
         if lam is None and rule is None:
             raise ValueError("a classical method needs a fixed lam or a noise rule")
@@ -162,6 +205,9 @@ class ClassicalMethod:
             raise ValueError(f"lam must be finite and >= 0, got {lam}")
         if int(iters) < 1:
             raise ValueError(f"iters must be >= 1, got {iters}")
+        if combine not in COMBINES:
+            raise ValueError(f"combine must be one of {', '.join(COMBINES)}, got {combine!r}")
+        self.combine = combine
         self.solver = solver
         self.lam = None if lam is None else float(lam)
         self.rule = rule
@@ -187,9 +233,10 @@ class ClassicalMethod:
         partial_fourier: str = pf.DEFAULT_MODE,
         virtual_coils: int | None = None,
         compression: str = "svd",
+        combine: str = "rss",
     ) -> ClassicalMethod:
         """The method with `lam`/`iters` from the caller; where None, `rule` and `defaults["iters"]`."""
-        return cls(solver, lam, defaults["iters"] if iters is None else iters, device, espirit, rule, partial_fourier, virtual_coils, compression)
+        return cls(solver, lam, defaults["iters"] if iters is None else iters, device, espirit, rule, partial_fourier, virtual_coils, compression, combine)
 
     def solve(
         self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, sigma: torch.Tensor | None = None
@@ -239,4 +286,8 @@ class ClassicalMethod:
             kspace = crop_readout(kspace, rows)
             maps = center_crop(maps, (rows, maps.shape[-1]))
         image = pf.combined_image(self.solve(kspace, maps, mask, sigma), batch.extent, self.partial_fourier)
-        return center_crop(image.abs()[:, 0], batch.crop_size).float().to(home)
+        if self.combine == "rss":
+            magnitude = consistent_rss(image, maps, kspace, mask, batch.extent)
+        else:
+            magnitude = image.abs()[:, 0]
+        return center_crop(magnitude, batch.crop_size).float().to(home)

@@ -121,11 +121,13 @@ def make_cs(
     partial_fourier: str = DEFAULT_MODE,
     virtual_coils: int | None = None,
     compression: str = "svd",
+    combine: str = "rss",
     **_: object,
 ) -> ClassicalMethod:
     """`cs` method; lam None = `l1_rule` per slice, iters None = `DEFAULTS`; device None = the batch's, restart as `alg.fista`.
 
     partial_fourier: pocs | homodyne | zero, on the combined image (`recon.partial_fourier`).
     virtual_coils, compression: coil compression (svd | gcc) before calibration (`methods.coils`; None: all coils).
+    combine: rss (default) | sense, how the output magnitude is formed (`recon.methods.classical`).
     """
-    return ClassicalMethod.build(_L1Wavelet(restart), DEFAULTS, lam, iters, device, espirit, l1_rule, partial_fourier, virtual_coils, compression)
+    return ClassicalMethod.build(_L1Wavelet(restart), DEFAULTS, lam, iters, device, espirit, l1_rule, partial_fourier, virtual_coils, compression, combine)

@@ -96,11 +96,13 @@ def make_cs_tv(
     partial_fourier: str = DEFAULT_MODE,
     virtual_coils: int | None = None,
     compression: str = "svd",
+    combine: str = "rss",
     **_: object,
 ) -> ClassicalMethod:
     """`cs-tv` method; lam None = `tv_rule` per slice, iters None = `DEFAULTS`; device None = the batch's.
 
     partial_fourier: pocs | homodyne | zero, on the combined image (`recon.partial_fourier`).
     virtual_coils, compression: coil compression (svd | gcc) before calibration (`methods.coils`; None: all coils).
+    combine: rss (default) | sense, how the output magnitude is formed (`recon.methods.classical`).
     """
-    return ClassicalMethod.build(tv_recon, DEFAULTS, lam, iters, device, espirit, tv_rule, partial_fourier, virtual_coils, compression)
+    return ClassicalMethod.build(tv_recon, DEFAULTS, lam, iters, device, espirit, tv_rule, partial_fourier, virtual_coils, compression, combine)

@@ -125,6 +125,7 @@ def make_sense(
     partial_fourier: str = DEFAULT_MODE,
     virtual_coils: int | None = None,
     compression: str = "svd",
+    combine: str = "rss",
     **_: object,
 ) -> ClassicalMethod:
     """`sense` method; lam None = `tikhonov_rule` per slice, iters None = `DEFAULTS`; device None = the batch's, hybrid as `cg_sense`.
@@ -133,5 +134,6 @@ def make_sense(
     (only with the noise rule, lam None; module docstring).
     partial_fourier: pocs | homodyne | zero, on the combined image (`recon.partial_fourier`).
     virtual_coils, compression: coil compression (svd | gcc) before calibration (`methods.coils`; None: all coils).
+    combine: rss (default) | sense, how the output magnitude is formed (`recon.methods.classical`).
     """
-    return ClassicalMethod.build(_Sense(hybrid, discrepancy), DEFAULTS, lam, iters, device, espirit, tikhonov_rule, partial_fourier, virtual_coils, compression)
+    return ClassicalMethod.build(_Sense(hybrid, discrepancy), DEFAULTS, lam, iters, device, espirit, tikhonov_rule, partial_fourier, virtual_coils, compression, combine)
