@@ -381,13 +381,28 @@ def test_reference_scan_on_another_k_space_step_is_refused(tmp_path: Path, capsy
 
 
 def test_two_repetitions_are_separate_outputs(tmp_path: Path) -> None:
+    """Each repetition is its own output, its index in the file name and the metadata (NIfTI
+    description, DICOM series description, fastMRI-layout attribute); `--repetition N` picks one.
+    Averages are averaged (`tests/test_ismrmrd.py`)."""
     scan = Scan(repetitions=(1.0, 1.5), offsets=(0.0, 4.0))
     src = write_scan(tmp_path / "reps.h5", scan)
     assert reconstruct(src, tmp_path / "nii", "nii") == 0
     for rep, scale in enumerate(scan.repetitions):
-        data = check_nifti(tmp_path / "nii" / f"reps_rep{rep}.nii.gz", scan)
+        path = tmp_path / "nii" / f"reps_rep{rep}.nii.gz"
+        data = check_nifti(path, scan)
         for k, ref in enumerate(truths(scan, scale)):
             assert nrmse(data[..., k], ref) < 1e-5
+        assert nib.load(str(path)).header["descrip"].tobytes().rstrip(b"\0").decode() == f"zero-filled rep{rep}"
+    assert reconstruct(src, tmp_path / "dcm", "dcm") == 0
+    for rep in range(2):
+        ds = pydicom.dcmread(sorted((tmp_path / "dcm" / f"reps_rep{rep}_dicom").glob("*.dcm"))[0])
+        assert ds.SeriesDescription == f"zero-filled rep{rep}"
+    assert main(["reconstruct", str(src), "--out", str(tmp_path / "h5"), "--format", "h5", "--repetition", "1", "--quiet"]) == 0
+    assert [p.name for p in (tmp_path / "h5").glob("*.h5")] == ["reps_rep1.h5"]
+    with h5py.File(tmp_path / "h5" / "reps_rep1.h5", "r") as f:
+        assert int(f.attrs["repetition"]) == 1
+        for k, ref in enumerate(truths(scan, 1.5)):
+            assert nrmse(f["reconstruction"][k], ref) < 1e-5
 
 
 def test_unsorted_slices_are_written_in_position_order(tmp_path: Path) -> None:
