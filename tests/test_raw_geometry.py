@@ -271,11 +271,11 @@ def test_readout_oversampling_2x(tmp_path: Path) -> None:
     assert nrmse(check_dicom(tmp_path / "dcm" / "os_dicom", scan)[0], truth(scan, 0)) < 1e-3
 
 
-@pytest.mark.parametrize(("name", "bound"), [("sense", 2e-3), ("cs", 0.02)])
+@pytest.mark.parametrize(("name", "bound"), [("sense", 2e-3), ("cs", 0.02), ("cs-tv", 0.02)])
 def test_oversampling_removal_keeps_the_image_inside_the_fov(tmp_path: Path, name: str, bound: float) -> None:
-    """SENSE / CS with `readout_crop` solve on the readout FOV (32 of 64 rows, ESPIRiT maps from
-    the stored grid; off by default): the image is close to the full grid's (CS's wavelets and
-    step size see the smaller grid: measured 0.008), and both match the truth."""
+    """SENSE / CS / CS-TV with `readout_crop` solve on the readout FOV (32 of 64 rows, ESPIRiT
+    maps from the stored grid; the default of cs and cs-tv): the image is close to the full
+    grid's, and both match the truth."""
     import torch
 
     from recon.pipeline import Undersampled, build_method, run_method
@@ -287,20 +287,47 @@ def test_oversampling_removal_keeps_the_image_inside_the_fov(tmp_path: Path, nam
     data = Undersampled(raw.kspace, raw.acquisition, raw.calibration)
     method = build_method(name, {"device": "cpu"})
     solver = method.method
+    default = solver.readout_crop
+    assert default == (name != "sense")
     seen: list[tuple[int, ...]] = []
     solve = solver.solve
     solver.solve = lambda k, *rest: seen.append(tuple(k.shape)) or solve(k, *rest)  # type: ignore[method-assign]
     try:
+        solver.readout_crop = False
         native = run_method(method, data, torch.device("cpu"))[0]
         solver.readout_crop = True
         cropped = run_method(method, data, torch.device("cpu"))[0]
     finally:
-        solver.readout_crop = False
+        solver.readout_crop = default
         del solver.solve
     assert seen == [(1, C, 64, 40), (1, C, 32, 40)]
     ref = truth(scan, 0)
     assert nrmse(cropped, native) < bound
     assert nrmse(cropped, ref) < 0.05 and nrmse(native, ref) < 0.05
+
+
+def test_hybrid_sense_is_unchanged_by_the_readout_crop(tmp_path: Path) -> None:
+    """`sense --hybrid` (one CG per readout row) solves on the readout FOV by default, and its
+    image there is the stored grid's to float precision: the rows are independent problems."""
+    import torch
+
+    from recon.pipeline import Undersampled, build_method, run_method
+
+    lines = np.zeros(40, bool)
+    lines[::2] = True
+    scan = Scan(oversampling=2, lines=lines, acs=(14, 26))
+    raw = read_ismrmrd(write_scan(tmp_path / "os.h5", scan))
+    data = Undersampled(raw.kspace, raw.acquisition, raw.calibration)
+    method = build_method("sense", {"device": "cpu", "hybrid": True, "lam": 1e-3})
+    solver = method.method
+    assert solver.readout_crop
+    try:
+        cropped = run_method(method, data, torch.device("cpu"))[0]
+        solver.readout_crop = False
+        native = run_method(method, data, torch.device("cpu"))[0]
+    finally:
+        solver.readout_crop = True
+    assert nrmse(cropped, native) < 1e-4
 
 
 GENERATOR = shutil.which("ismrmrd_generate_cartesian_shepp_logan")

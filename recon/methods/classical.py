@@ -5,15 +5,21 @@ batch's calibration region (`recon.calib`), runs its solver on the batch's devic
 it was built for) and returns the magnitude center-cropped to `crop_size`. Unit-RSS ESPIRiT
 maps make `|x| ~ RSS`, the fastMRI target's scale.
 
-Readout oversampling: with `readout_crop` (off by default) the maps come from the stored grid
-(fastMRI: 640 rows), then k-space and maps are cut to the `crop_size` rows of the readout FOV in
-hybrid space (`recon.core.crop_readout`: 1-D inverse FFT along the readout, crop, FFT back) and
-the solver runs there, at about half its cost. It is off because the images do not stay the
-same where the object fills the readout FOV (the fastMRI knee): CG's step sizes and CS's
-periodic wavelets then see another problem, and the fastMRI SSIM moves by -0.005 (SENSE, 4x)
-and -0.008 (CS, 8x); ESPIRiT on the cropped grid, whose periodic maps cannot follow coil
-sensitivities that differ at the two FOV edges, loses 0.02 at 8x
-(`benchmarks/results/oversampling_knee_1t.md`). A partial echo (a 2-D mask) keeps the full grid.
+Readout oversampling: with `readout_crop` the maps come from the stored grid (fastMRI: 640
+rows), then k-space and maps are cut to the `crop_size` rows of the readout FOV in hybrid space
+(`recon.core.crop_readout`: 1-D inverse FFT along the readout, crop, FFT back) and the solver runs
+there, at about half its cost. The noise level is measured before the crop (the oversampled outer
+rows are pure noise; the orthonormal crop keeps the noise std per sample) and normalized by the
+data scale of the cropped k-space, the one the solver divides by, so the noise rule gives the same
+weight on both grids. The factories switch it on where the image inside the FOV stays the same
+(ΔSSIM < 0.002 against the stored grid, `benchmarks/results/oversampling_knee_1t.md`): `cs`,
+`cs-tv` and the readout-decoupled `sense --hybrid` (one CG per row, so exactly the same image). It is
+off for the default CG-SENSE: its CG step sizes are inner products over the whole grid, so the rows
+outside the FOV (object and coil maps reach into the oversampled region of the knee) change the
+early-stopped iterate inside it (fastMRI SSIM -0.005 at 4x). ESPIRiT stays on the stored grid: its
+maps on the cropped grid are periodic over the FOV and cannot follow coil sensitivities that differ
+at the two FOV edges when the object crosses them (-0.02 at 8x). A partial echo (a 2-D mask) keeps
+the full grid.
 
 Parameters by rule: every solver runs on k-space divided by `data_scale` (BART `pics`'s
 automatic scale), and unless the caller fixes `lam`, each slice's weight comes from its own
@@ -165,7 +171,7 @@ class ClassicalMethod:
         self.device = None if device is None else torch.device(device)
         self.espirit = dict(espirit or {})
         self.partial_fourier = pf.check_mode(partial_fourier)
-        #: solve on the readout FOV (module docstring); False (default) solves on the stored grid
+        #: solve on the readout FOV (module docstring); False solves on the stored grid (set by the factories)
         self.readout_crop = False
 
     @classmethod
@@ -225,9 +231,10 @@ class ClassicalMethod:
         sigma = None
         partial = pf.has_partial(batch.extent, kspace.shape[-2:])
         if self.readout_crop and not partial and mask.shape[-2] == 1 and rows < kspace.shape[-2]:
-            if self.lam is None:  # the noise level from the oversampled readout's outer rows, as before the crop
-                sigma = noise_sigma(kspace, mask) / data_scale(kspace).flatten().cpu()
+            noise = noise_sigma(kspace, mask) if self.lam is None else None  # module docstring
             kspace = crop_readout(kspace, rows)
+            if noise is not None:
+                sigma = noise / data_scale(kspace).flatten().cpu()
             maps = center_crop(maps, (rows, maps.shape[-1]))
         image = pf.combined_image(self.solve(kspace, maps, mask, sigma), batch.extent, self.partial_fourier)
         return center_crop(image.abs()[:, 0], batch.crop_size).float().to(home)

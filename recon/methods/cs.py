@@ -125,4 +125,6 @@ def make_cs(
 
     partial_fourier: pocs | homodyne | zero, on the combined image (`recon.partial_fourier`).
     """
-    return ClassicalMethod.build(_L1Wavelet(restart), DEFAULTS, lam, iters, device, espirit, l1_rule, partial_fourier)
+    method = ClassicalMethod.build(_L1Wavelet(restart), DEFAULTS, lam, iters, device, espirit, l1_rule, partial_fourier)
+    method.readout_crop = True  # solve on the readout FOV (`classical` module docstring)
+    return method

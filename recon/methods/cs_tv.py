@@ -100,4 +100,6 @@ def make_cs_tv(
 
     partial_fourier: pocs | homodyne | zero, on the combined image (`recon.partial_fourier`).
     """
-    return ClassicalMethod.build(tv_recon, DEFAULTS, lam, iters, device, espirit, tv_rule, partial_fourier)
+    method = ClassicalMethod.build(tv_recon, DEFAULTS, lam, iters, device, espirit, tv_rule, partial_fourier)
+    method.readout_crop = True  # solve on the readout FOV (`classical` module docstring)
+    return method

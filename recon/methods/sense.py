@@ -131,4 +131,6 @@ def make_sense(
     (only with the noise rule, lam None; module docstring).
     partial_fourier: pocs | homodyne | zero, on the combined image (`recon.partial_fourier`).
     """
-    return ClassicalMethod.build(_Sense(hybrid, discrepancy), DEFAULTS, lam, iters, device, espirit, tikhonov_rule, partial_fourier)
+    method = ClassicalMethod.build(_Sense(hybrid, discrepancy), DEFAULTS, lam, iters, device, espirit, tikhonov_rule, partial_fourier)
+    method.readout_crop = bool(hybrid)  # one CG per row: the same image on the readout FOV (`classical` module docstring)
+    return method
