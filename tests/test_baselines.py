@@ -196,14 +196,11 @@ def test_sense_keeps_the_interior_intensity(accel: int) -> None:
 
 
 def test_noise_rule_sets_lam_from_the_measured_noise() -> None:
-    from recon.core import crop_readout
     from recon.methods import cs
     from recon.methods.classical import noise_sigma
 
     batch, _ = _noisy_slice(4)
-    # cs solves on the readout FOV: the noise of the stored grid over the cropped grid's data scale
-    on_fov = crop_readout(batch.masked_kspace, batch.crop_size[0])
-    sigma_n = float(noise_sigma(batch.masked_kspace, batch.mask)[0]) / float(data_scale(on_fov))
+    sigma_n = float(noise_sigma(batch.masked_kspace, batch.mask)[0]) / float(data_scale(batch.masked_kspace))
     assert 0.005 < sigma_n < 0.2
     by_rule = get_method("cs", iters=20)(batch)
     explicit = get_method("cs", lam=cs.l1_rule(sigma_n), iters=20)(batch)

@@ -7,19 +7,20 @@ maps make `|x| ~ RSS`, the fastMRI target's scale.
 
 Readout oversampling: with `readout_crop` the maps come from the stored grid (fastMRI: 640
 rows), then k-space and maps are cut to the `crop_size` rows of the readout FOV in hybrid space
-(`recon.core.crop_readout`: 1-D inverse FFT along the readout, crop, FFT back) and the solver runs
-there, at about half its cost. The noise level is measured before the crop (the oversampled outer
-rows are pure noise; the orthonormal crop keeps the noise std per sample) and normalized by the
-data scale of the cropped k-space, the one the solver divides by, so the noise rule gives the same
-weight on both grids. The factories switch it on where the image inside the FOV stays the same
-(ΔSSIM < 0.002 against the stored grid, `benchmarks/results/oversampling_knee_1t.md`): `cs`,
-`cs-tv` and the readout-decoupled `sense --hybrid` (one CG per row, so exactly the same image). It is
-off for the default CG-SENSE: its CG step sizes are inner products over the whole grid, so the rows
-outside the FOV (object and coil maps reach into the oversampled region of the knee) change the
-early-stopped iterate inside it (fastMRI SSIM -0.005 at 4x). ESPIRiT stays on the stored grid: its
-maps on the cropped grid are periodic over the FOV and cannot follow coil sensitivities that differ
-at the two FOV edges when the object crosses them (-0.02 at 8x). A partial echo (a 2-D mask) keeps
-the full grid.
+(`recon.core.crop_readout`: 1-D inverse FFT along the readout, crop, FFT back) and the solver
+runs there, at about half its cost. The data scale and the noise level are those of the stored
+grid (`data_scale` of the cropped k-space differs by a few %, and the oversampled outer rows are
+the pure noise the estimate needs), so the solver sees the same normalized data and the same
+weight as on the stored grid, restricted to the FOV rows. The factories switch it on where the
+image inside the FOV stays the same (ΔSSIM < 0.002 against the stored grid,
+`benchmarks/results/oversampling_knee_1t.md`): `cs`, `cs-tv` and the readout-decoupled `sense`
+with `hybrid=True` (one CG per row, so exactly the same image). It is off for the default CG-
+SENSE: its CG step sizes are inner products over the whole grid, so the rows outside the FOV
+(object and coil maps reach into the oversampled region of the knee) change the early-stopped
+iterate inside it (fastMRI SSIM -0.005 at 4x). ESPIRiT stays on the stored grid: its maps on the
+cropped grid are periodic over the FOV and cannot follow coil sensitivities that differ at the
+two FOV edges when the object crosses them (-0.02 at 8x). A partial echo (a 2-D mask) keeps the
+full grid.
 
 Parameters by rule: every solver runs on k-space divided by `data_scale` (BART `pics`'s
 automatic scale), and unless the caller fixes `lam`, each slice's weight comes from its own
@@ -48,8 +49,10 @@ from recon.core import center_crop, crop_readout
 from recon.methods.batch import ReconBatch
 from recon.noise import estimate_noise_sigma
 
-#: `solver(kspace, maps, mask, lam, iters, sigma=None) -> (B, 1, H, W)` complex64 image at
-#: k-space's scale; `sigma` is the normalized noise std a stopping rule may use (None: unknown).
+#: `solver(kspace, maps, mask, lam, iters, sigma=None[, scale=...]) -> (B, 1, H, W)` complex64
+#: image at k-space's scale; `sigma` is the normalized noise std a stopping rule may use (None:
+#: unknown); `scale` `(B, 1, 1, 1)`, passed only with the readout crop, is the data scale to
+#: normalize by instead of `data_scale(kspace)` (`normalized`).
 Solver = Callable[..., torch.Tensor]
 
 #: `rule(sigma_n) -> lam`: the regularization weight of one slice from its normalized noise std.
@@ -133,9 +136,12 @@ def noise_sigma(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.float32)
 
 
-def normalized(solve: Callable[..., torch.Tensor], kspace: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    """`solve(kspace / data_scale, ...) * data_scale`: a solver made scale-invariant."""
-    scale = data_scale(kspace)
+def normalized(
+    solve: Callable[..., torch.Tensor], kspace: torch.Tensor, *args: Any, scale: torch.Tensor | None = None, **kwargs: Any
+) -> torch.Tensor:
+    """`solve(kspace / scale, ...) * scale`: a solver made scale-invariant; `scale` `(B, 1, 1, 1)`
+    defaults to `data_scale(kspace)` (the readout crop passes the stored grid's)."""
+    scale = data_scale(kspace) if scale is None else scale.to(kspace.device)
     return solve(kspace / scale, *args, **kwargs) * scale
 
 
@@ -190,19 +196,26 @@ class ClassicalMethod:
         return cls(solver, lam, defaults["iters"] if iters is None else iters, device, espirit, rule, partial_fourier)
 
     def solve(
-        self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, sigma: torch.Tensor | None = None
+        self,
+        kspace: torch.Tensor,
+        maps: torch.Tensor,
+        mask: torch.Tensor,
+        sigma: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`(B, 1, H, W)` complex image: fixed `lam` for the batch, or per slice by the rule from
-        `sigma`, the normalized noise std `(B,)` (None: measured on `kspace`)."""
+        `sigma`, the normalized noise std `(B,)` (None: measured on `kspace`). scale: the data
+        scale `(B, 1, 1, 1)` to normalize by, passed on to the solver (None: its own `data_scale(kspace)`)."""
         if self.lam is not None:
-            return self.solver(kspace, maps, mask, self.lam, self.iters)
+            return self.solver(kspace, maps, mask, self.lam, self.iters, **({} if scale is None else {"scale": scale}))
         if sigma is None:
-            sigma = noise_sigma(kspace, mask) / data_scale(kspace).flatten().cpu()
+            sigma = noise_sigma(kspace, mask) / (data_scale(kspace) if scale is None else scale).flatten().cpu()
         images = []
         for b in range(kspace.shape[0]):
             sigma_n = float(sigma[b])
             m = mask[b : b + 1] if mask.shape[0] == kspace.shape[0] else mask
-            images.append(self.solver(kspace[b : b + 1], maps[b : b + 1], m, self.rule(sigma_n), self.iters, sigma=sigma_n))
+            own = {} if scale is None else {"scale": scale[b : b + 1]}
+            images.append(self.solver(kspace[b : b + 1], maps[b : b + 1], m, self.rule(sigma_n), self.iters, sigma=sigma_n, **own))
         return torch.cat(images)
 
     def maps_for(self, batch: ReconBatch, device: torch.device) -> torch.Tensor:
@@ -228,13 +241,12 @@ class ClassicalMethod:
         mask = batch.mask.to(device).bool()
         maps = self.maps_for(batch, device)
         rows = int(batch.crop_size[0])
-        sigma = None
+        sigma = scale = None
         partial = pf.has_partial(batch.extent, kspace.shape[-2:])
         if self.readout_crop and not partial and mask.shape[-2] == 1 and rows < kspace.shape[-2]:
-            noise = noise_sigma(kspace, mask) if self.lam is None else None  # module docstring
+            scale = data_scale(kspace)  # the stored grid's scale and noise level (module docstring)
+            sigma = noise_sigma(kspace, mask) / scale.flatten().cpu() if self.lam is None else None
             kspace = crop_readout(kspace, rows)
-            if noise is not None:
-                sigma = noise / data_scale(kspace).flatten().cpu()
             maps = center_crop(maps, (rows, maps.shape[-1]))
-        image = pf.combined_image(self.solve(kspace, maps, mask, sigma), batch.extent, self.partial_fourier)
+        image = pf.combined_image(self.solve(kspace, maps, mask, sigma, scale), batch.extent, self.partial_fourier)
         return center_crop(image.abs()[:, 0], batch.crop_size).float().to(home)

@@ -103,8 +103,11 @@ class _L1Wavelet:
     def __init__(self, restart: Restart) -> None:
         self.restart = restart
 
-    def __call__(self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int, sigma: float | None = None) -> torch.Tensor:
-        return normalized(fista_l1_wavelet, kspace, maps, mask, lam, iters, restart=self.restart)
+    def __call__(
+        self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int,
+        sigma: float | None = None, scale: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return normalized(fista_l1_wavelet, kspace, maps, mask, lam, iters, restart=self.restart, scale=scale)
 
 
 def l1_wavelet_recon(kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int) -> torch.Tensor:

@@ -95,13 +95,20 @@ def cg_sense(
 
 
 def sense_recon(
-    kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int, hybrid: bool = False, sigma: float | None = None
+    kspace: torch.Tensor,
+    maps: torch.Tensor,
+    mask: torch.Tensor,
+    lam: float,
+    iters: int,
+    hybrid: bool = False,
+    sigma: float | None = None,
+    scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Scale-invariant CG-SENSE: solve on k-space divided by `data_scale`, scale back.
+    """Scale-invariant CG-SENSE: solve on k-space divided by `data_scale` (or `scale`), scale back.
 
     sigma: the noise std on the normalized scale (`sigma / data_scale`), for the discrepancy stop.
     """
-    return normalized(cg_sense, kspace, maps, mask, lam, iters, hybrid=hybrid, sigma=sigma)
+    return normalized(cg_sense, kspace, maps, mask, lam, iters, hybrid=hybrid, sigma=sigma, scale=scale)
 
 
 class _Sense:
@@ -111,8 +118,11 @@ class _Sense:
         self.hybrid = bool(hybrid)
         self.discrepancy = bool(discrepancy)
 
-    def __call__(self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int, sigma: float | None = None) -> torch.Tensor:
-        return sense_recon(kspace, maps, mask, lam, iters, hybrid=self.hybrid, sigma=sigma if self.discrepancy else None)
+    def __call__(
+        self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int,
+        sigma: float | None = None, scale: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return sense_recon(kspace, maps, mask, lam, iters, hybrid=self.hybrid, sigma=sigma if self.discrepancy else None, scale=scale)
 
 
 def make_sense(
