@@ -7,9 +7,10 @@ checks the image against that truth (NRMSE bound) and the written geometry again
 read back with nibabel and pydicom: spacing = recon FOV / recon matrix (to 1e-4 mm), the extent
 (pixels x spacing) = the recon FOV, the orientation and the slice positions.
 
-Cases: 75% phase resolution (and encoded y = 64 in a reconSpace y = 80), 2x readout
-oversampling (also from Debian's generator), an asymmetric ACS block, a separate reference scan
-with another contrast (second `<encoding>`, and calibration-only lines), 2 repetitions,
+Cases: 75% phase resolution (and encoded y = 64 in a reconSpace y = 80), a readout shorter
+than the recon matrix, 2x readout oversampling (also from Debian's generator; the solvers on the
+readout FOV), an asymmetric ACS block, a separate reference scan with another contrast (second
+`<encoding>`, and calibration-only lines; through every method), per-slice masks, 2 repetitions,
 unsorted and unevenly spaced slices, radiological PNG orientation, fastMRI header spacing.
 """
 
