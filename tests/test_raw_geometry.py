@@ -611,6 +611,8 @@ def test_per_slice_masks_end_to_end(tmp_path: Path) -> None:
         for k, ref in enumerate(refs):
             assert nrmse(data[..., k], ref) < 0.01, (name, k)
             assert nrmse(wrong[k], ref) > 3 * nrmse(data[..., k], ref), (name, k)
+    assert main(["convert", str(src), str(tmp_path / "conv.h5")]) != 0  # one fastMRI mask per file
+    assert not (tmp_path / "conv.h5").exists()
 
 
 def test_readout_zero_padded_to_the_recon_matrix(tmp_path: Path) -> None:
