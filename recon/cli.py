@@ -99,9 +99,9 @@ def _check_method_options(args: argparse.Namespace, methods: Sequence[str]) -> N
 
 def _add_raw_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-memory", help="memory a file may need, e.g. 16G (default: the available memory); larger claims are refused before allocating")
-    p.add_argument("--repetition", type=int, help="ISMRMRD: the repetition to use when a file holds several (output name gets _repN)")
-    p.add_argument("--contrast", type=int, help="ISMRMRD: the contrast to use when a file holds several (output name gets _contrastN)")
-    p.add_argument("--set", type=int, dest="set_index", help="ISMRMRD: the set to use when a file holds several (output name gets _setN)")
+    p.add_argument("--repetition", type=int, help="ISMRMRD: reconstruct only this repetition (default: each one, a separate output named _repN)")
+    p.add_argument("--contrast", type=int, help="ISMRMRD: reconstruct only this contrast (default: each one, a separate output named _contrastN)")
+    p.add_argument("--set", type=int, dest="set_index", help="ISMRMRD: reconstruct only this set (default: each one, a separate output named _setN)")
 
 
 def _check_raw_options(args: argparse.Namespace) -> int | None:

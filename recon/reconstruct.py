@@ -45,6 +45,11 @@ def _suffix(choice: dict[str, int | None]) -> str:
     return "".join(f"_{names[k]}{v}" for k, v in choice.items() if v is not None)
 
 
+def _indices(choice: dict[str, int | None]) -> dict[str, int]:
+    """The ISMRMRD counters chosen for one output (`{"repetition": 1}`), for its metadata."""
+    return {k: int(v) for k, v in choice.items() if v is not None}
+
+
 @dataclass
 class ReconstructJob:
     """Picklable per-file job: `job(path) -> dict` (run in-process or on a Dask worker)."""
@@ -145,7 +150,7 @@ class ReconstructJob:
             if bar is not None:
                 bar.close()
         images = checks.check_images(path, images, self.method, data.kspace.shape[0])
-        attrs = {**data.acquisition.provenance.attrs(), "method": self.method, "acquisition": acquisition}
+        attrs = {**data.acquisition.provenance.attrs(), "method": self.method, "acquisition": acquisition, **_indices(choice)}
         gfactor = [self._write_gfactor(path, method, data, device, attrs, choice)] if self.gfactor else []
         outputs = self._write(path, target, images, data.acquisition, attrs, identity, choice) + gfactor
         return {"output": str(outputs[0]), "slices": int(images.shape[0]), **{k: v for k, v in attrs.items() if v is not None}}
@@ -234,14 +239,14 @@ class ReconstructJob:
                 mask_type=attrs.get("mask_type"),
                 method=attrs.get("method"),
                 acquisition=attrs.get("acquisition"),
-                extra_attrs={**(extra or {}), "calib_region": list(acq.calib)},
+                extra_attrs={**(extra or {}), "calib_region": list(acq.calib), **_indices(choice)},
             )
             return [target]
         from recon.io.writers import write_output
 
         from recon.io.geometry import header_voxel, nominal_geometry
 
-        meta = {**attrs, "identity": identity, "montage": True}
+        meta = {**attrs, "identity": identity, "montage": True, "series_description": self.method + _suffix(choice).replace("_", " ")}
         if acq.geometry is not None:
             geometry = list(acq.geometry)
         elif acq.recon_fov_mm is not None and self.fmt != "png":  # fastMRI: spacing from the header, no positions

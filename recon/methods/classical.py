@@ -13,15 +13,22 @@ without the measured noise (`|x|`) differs from it most in the background, where
 pure noise, and fastMRI's SSIM scores that difference heavily. With `sense` the output is `|x|`
 (BART `pics` / SigPy convention; unit-RSS ESPIRiT maps make `|x| ~ RSS` inside the object).
 
-Readout oversampling: with `readout_crop` (off by default) the maps come from the stored grid
-(fastMRI: 640 rows), then k-space and maps are cut to the `crop_size` rows of the readout FOV in
-hybrid space (`recon.core.crop_readout`: 1-D inverse FFT along the readout, crop, FFT back) and
-the solver runs there, at about half its cost. It is off because the images do not stay the
-same where the object fills the readout FOV (the fastMRI knee): CG's step sizes and CS's
-periodic wavelets then see another problem, and the fastMRI SSIM moves by -0.005 (SENSE, 4x)
-and -0.008 (CS, 8x); ESPIRiT on the cropped grid, whose periodic maps cannot follow coil
-sensitivities that differ at the two FOV edges, loses 0.02 at 8x
-(`benchmarks/results/oversampling_knee_1t.md`). A partial echo (a 2-D mask) keeps the full grid.
+Readout oversampling: with `readout_crop` the maps come from the stored grid (fastMRI: 640
+rows), then k-space and maps are cut to the `crop_size` rows of the readout FOV in hybrid space
+(`recon.core.crop_readout`: 1-D inverse FFT along the readout, crop, FFT back) and the solver
+runs there, at about half its cost. The data scale and the noise level are those of the stored
+grid (`data_scale` of the cropped k-space differs by a few %, and the oversampled outer rows are
+the pure noise the estimate needs), so the solver sees the same normalized data and the same
+weight as on the stored grid, restricted to the FOV rows. The factories switch it on where the
+image inside the FOV stays the same (ΔSSIM < 0.002 against the stored grid,
+`benchmarks/results/oversampling_knee_1t.md`): `cs`, `cs-tv` and the readout-decoupled `sense`
+with `hybrid=True` (one CG per row, so exactly the same image). It is off for the default CG-
+SENSE: its CG step sizes are inner products over the whole grid, so the rows outside the FOV
+(object and coil maps reach into the oversampled region of the knee) change the early-stopped
+iterate inside it (fastMRI SSIM -0.005 at 4x). ESPIRiT stays on the stored grid: its maps on the
+cropped grid are periodic over the FOV and cannot follow coil sensitivities that differ at the
+two FOV edges when the object crosses them (-0.02 at 8x). A partial echo (a 2-D mask) keeps the
+full grid.
 
 Parameters by rule: every solver runs on k-space divided by `data_scale` (BART `pics`'s
 automatic scale), and unless the caller fixes `lam`, each slice's weight comes from its own
@@ -51,8 +58,10 @@ from recon.methods.batch import ReconBatch
 from recon.methods.coils import check_virtual_coils, compress_batch
 from recon.noise import estimate_noise_sigma
 
-#: `solver(kspace, maps, mask, lam, iters, sigma=None) -> (B, 1, H, W)` complex64 image at
-#: k-space's scale; `sigma` is the normalized noise std a stopping rule may use (None: unknown).
+#: `solver(kspace, maps, mask, lam, iters, sigma=None[, scale=...]) -> (B, 1, H, W)` complex64
+#: image at k-space's scale; `sigma` is the normalized noise std a stopping rule may use (None:
+#: unknown); `scale` `(B, 1, 1, 1)`, passed only with the readout crop, is the data scale to
+#: normalize by instead of `data_scale(kspace)` (`normalized`).
 Solver = Callable[..., torch.Tensor]
 
 #: `rule(sigma_n) -> lam`: the regularization weight of one slice from its normalized noise std.
@@ -169,9 +178,12 @@ def consistent_rss(
     return ops.rss(ops.ifft2c(coil_kspace), 1)
 
 
-def normalized(solve: Callable[..., torch.Tensor], kspace: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    """`solve(kspace / data_scale, ...) * data_scale`: a solver made scale-invariant."""
-    scale = data_scale(kspace)
+def normalized(
+    solve: Callable[..., torch.Tensor], kspace: torch.Tensor, *args: Any, scale: torch.Tensor | None = None, **kwargs: Any
+) -> torch.Tensor:
+    """`solve(kspace / scale, ...) * scale`: a solver made scale-invariant; `scale` `(B, 1, 1, 1)`
+    defaults to `data_scale(kspace)` (the readout crop passes the stored grid's)."""
+    scale = data_scale(kspace) if scale is None else scale.to(kspace.device)
     return solve(kspace / scale, *args, **kwargs) * scale
 
 
@@ -217,7 +229,7 @@ class ClassicalMethod:
         self.partial_fourier = pf.check_mode(partial_fourier)
         self.virtual_coils = check_virtual_coils(virtual_coils, compression)
         self.compression = compression
-        #: solve on the readout FOV (module docstring); False (default) solves on the stored grid
+        #: solve on the readout FOV (module docstring); False solves on the stored grid (set by the factories)
         self.readout_crop = False
 
     @classmethod
@@ -239,19 +251,26 @@ class ClassicalMethod:
         return cls(solver, lam, defaults["iters"] if iters is None else iters, device, espirit, rule, partial_fourier, virtual_coils, compression, combine)
 
     def solve(
-        self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, sigma: torch.Tensor | None = None
+        self,
+        kspace: torch.Tensor,
+        maps: torch.Tensor,
+        mask: torch.Tensor,
+        sigma: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`(B, 1, H, W)` complex image: fixed `lam` for the batch, or per slice by the rule from
-        `sigma`, the normalized noise std `(B,)` (None: measured on `kspace`)."""
+        `sigma`, the normalized noise std `(B,)` (None: measured on `kspace`). scale: the data
+        scale `(B, 1, 1, 1)` to normalize by, passed on to the solver (None: its own `data_scale(kspace)`)."""
         if self.lam is not None:
-            return self.solver(kspace, maps, mask, self.lam, self.iters)
+            return self.solver(kspace, maps, mask, self.lam, self.iters, **({} if scale is None else {"scale": scale}))
         if sigma is None:
-            sigma = noise_sigma(kspace, mask) / data_scale(kspace).flatten().cpu()
+            sigma = noise_sigma(kspace, mask) / (data_scale(kspace) if scale is None else scale).flatten().cpu()
         images = []
         for b in range(kspace.shape[0]):
             sigma_n = float(sigma[b])
             m = mask[b : b + 1] if mask.shape[0] == kspace.shape[0] else mask
-            images.append(self.solver(kspace[b : b + 1], maps[b : b + 1], m, self.rule(sigma_n), self.iters, sigma=sigma_n))
+            own = {} if scale is None else {"scale": scale[b : b + 1]}
+            images.append(self.solver(kspace[b : b + 1], maps[b : b + 1], m, self.rule(sigma_n), self.iters, sigma=sigma_n, **own))
         return torch.cat(images)
 
     def maps_for(self, batch: ReconBatch, device: torch.device) -> torch.Tensor:
@@ -278,14 +297,14 @@ class ClassicalMethod:
         mask = batch.mask.to(device).bool()
         maps = self.maps_for(batch, device)
         rows = int(batch.crop_size[0])
-        sigma = None
+        sigma = scale = None
         partial = pf.has_partial(batch.extent, kspace.shape[-2:])
         if self.readout_crop and not partial and mask.shape[-2] == 1 and rows < kspace.shape[-2]:
-            if self.lam is None:  # the noise level from the oversampled readout's outer rows, as before the crop
-                sigma = noise_sigma(kspace, mask) / data_scale(kspace).flatten().cpu()
+            scale = data_scale(kspace)  # the stored grid's scale and noise level (module docstring)
+            sigma = noise_sigma(kspace, mask) / scale.flatten().cpu() if self.lam is None else None
             kspace = crop_readout(kspace, rows)
             maps = center_crop(maps, (rows, maps.shape[-1]))
-        image = pf.combined_image(self.solve(kspace, maps, mask, sigma), batch.extent, self.partial_fourier)
+        image = pf.combined_image(self.solve(kspace, maps, mask, sigma, scale), batch.extent, self.partial_fourier)
         if self.combine == "rss":
             magnitude = consistent_rss(image, maps, kspace, mask, batch.extent)
         else:

@@ -83,9 +83,12 @@ def tv_rule(sigma_n: float) -> float:
     return C_TV * float(sigma_n)
 
 
-def tv_recon(kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int, sigma: float | None = None) -> torch.Tensor:
-    """Scale-invariant PDHG TV: solve on k-space / `data_scale`, scale back (sigma: unused, the stop is the iteration count)."""
-    return normalized(pdhg_tv, kspace, maps, mask, lam, iters)
+def tv_recon(
+    kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int,
+    sigma: float | None = None, scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Scale-invariant PDHG TV: solve on k-space / `data_scale` (or `scale`), scale back (sigma: unused, the stop is the iteration count)."""
+    return normalized(pdhg_tv, kspace, maps, mask, lam, iters, scale=scale)
 
 
 def make_cs_tv(
@@ -105,4 +108,6 @@ def make_cs_tv(
     virtual_coils, compression: coil compression (svd | gcc) before calibration (`methods.coils`; None: all coils).
     combine: rss (default) | sense, how the output magnitude is formed (`recon.methods.classical`).
     """
-    return ClassicalMethod.build(tv_recon, DEFAULTS, lam, iters, device, espirit, tv_rule, partial_fourier, virtual_coils, compression, combine)
+    method = ClassicalMethod.build(tv_recon, DEFAULTS, lam, iters, device, espirit, tv_rule, partial_fourier, virtual_coils, compression, combine)
+    method.readout_crop = True  # solve on the readout FOV (`classical` module docstring)
+    return method
