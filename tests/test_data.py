@@ -13,7 +13,7 @@ from fastmri.data.mri_data import SliceDataset as FastMRISliceDataset
 from fastmri.data.subsample import RandomMaskFunc
 from fastmri.data.transforms import VarNetDataTransform
 
-from recon.data import SliceDataset, VarNetSample, VarNetTransform, worker_init_fn, worker_seed
+from recon.data import SliceDataset, Sample, VarNetTransform, worker_init_fn, worker_seed
 from recon.masks import create_mask_func
 from tests.fastmri_files import COILS, COLS, CROP, PADDING, ROWS, SLICES, write_multicoil
 
@@ -84,7 +84,7 @@ def test_validation_masks_fixed_per_volume(root: Path) -> None:
     masks: dict[str, list[torch.Tensor]] = {}
     for i in range(len(ds)):
         sample = ds[i]
-        assert isinstance(sample, VarNetSample)
+        assert isinstance(sample, Sample)
         masks.setdefault(sample.fname, []).append(sample.mask)
     for name in NAMES:
         assert all(torch.equal(m, masks[name][0]) for m in masks[name])
@@ -103,7 +103,7 @@ def test_masking_gives_positive_zero_and_padding(root: Path) -> None:
     assert sample.masked_kspace.dtype == torch.complex64 and sample.masked_kspace.shape == (COILS, ROWS, COLS)
 
 
-def _compare(ours: VarNetSample, theirs: object) -> None:
+def _compare(ours: Sample, theirs: object) -> None:
     np.testing.assert_array_equal(ours.masked_kspace.numpy(), torch.view_as_complex(theirs.masked_kspace).numpy())
     assert torch.equal(ours.mask.view(-1), theirs.mask.view(-1)) and theirs.mask.shape == (1, 1, COLS, 1)
     assert ours.num_low_frequencies == theirs.num_low_frequencies

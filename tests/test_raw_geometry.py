@@ -272,13 +272,14 @@ def test_oversampling_removal_keeps_the_image_inside_the_fov(tmp_path: Path, nam
     step size see the smaller grid: measured 0.008), and both match the truth."""
     import torch
 
-    from recon.pipeline import Undersampled, build_method, run_method
+    from recon.io import RawScan
+    from recon.pipeline import build_method, run_method
 
     lines = np.zeros(40, bool)
     lines[::2] = True
     scan = Scan(oversampling=2, lines=lines, acs=(14, 26))
     raw = read_ismrmrd(write_scan(tmp_path / "os.h5", scan))
-    data = Undersampled(raw.kspace, raw.acquisition, raw.calibration)
+    data = RawScan(raw.kspace, raw.acquisition, raw.calibration)
     method = build_method(name, {"device": "cpu"})
     solver = method.method
     seen: list[tuple[int, ...]] = []
