@@ -66,8 +66,11 @@ class Sample(NamedTuple):
 
 
 def _stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """`torch.stack`, into shared memory when called in a DataLoader worker (saves a copy)."""
+    """`torch.stack`, into shared memory when called in a DataLoader worker (saves a copy); one
+    tensor is viewed, not copied (a worker's transform output already sits in shared memory)."""
     first = tensors[0]
+    if len(tensors) == 1:
+        return first.unsqueeze(0)
     out = _worker_output(torch.empty((len(tensors), *first.shape), dtype=first.dtype, device="meta"))
     return torch.stack(list(tensors)) if out is None else torch.stack(list(tensors), out=out)
 
