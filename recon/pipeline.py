@@ -31,12 +31,12 @@ from recon.io.sanity import check_memory, format_bytes
 from recon.masks import make_mask, seed_from_filename
 
 DEFAULT_CENTER_FRACTIONS = {4.0: 0.08, 8.0: 0.04}
-#: Peak bytes of a method's batch per complex64 byte of its k-space: the slices read, their
-#: masked copy on the device, and the method's working set.
-BATCH_MEMORY_FACTOR = 3
+#: Peak bytes of a method's batch per complex64 byte of its k-space: the slices read, HDF5's
+#: decompression buffer, and the method's working set (zero-filled: two FFT copies).
+BATCH_MEMORY_FACTOR = 5
 #: Most k-space bytes one batch reads: `--batch-size` shrinks for files with large slices
-#: (a 15-coil 640 x 368 knee slice is 27 MiB, so batches of 8 stay whole).
-MAX_BATCH_BYTES = 256 * 2**20
+#: (a 15-coil 640 x 368 knee slice is 27 MiB: batches of 4; a 64-coil one 120 MiB: 1).
+MAX_BATCH_BYTES = 128 * 2**20
 
 
 def default_center_fraction(acceleration: float) -> float:
