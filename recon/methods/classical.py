@@ -307,6 +307,8 @@ class ClassicalMethod:
         image = pf.combined_image(self.solve(kspace, maps, mask, sigma, scale), batch.extent, self.partial_fourier)
         if self.combine == "rss":
             magnitude = consistent_rss(image, maps, kspace, mask, batch.extent)
+            # a slice without coil maps (ESPIRiT found none) has no solution; its zero-filled data are not one
+            magnitude = torch.where(maps.flatten(1).any(1).reshape(-1, 1, 1), magnitude, torch.zeros((), device=magnitude.device))
         else:
             magnitude = image.abs()[:, 0]
         return center_crop(magnitude, batch.crop_size).float().to(home)
