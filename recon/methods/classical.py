@@ -2,8 +2,20 @@
 
 A `ClassicalMethod` takes coil maps from the batch or estimates them by ESPIRiT from the
 batch's calibration region (`recon.calib`), runs its solver on the batch's device (or the one
-it was built for) and returns the magnitude center-cropped to `crop_size`. Unit-RSS ESPIRiT
-maps make `|x| ~ RSS`, the fastMRI target's scale.
+it was built for) and returns `|x| ||S||` center-cropped to `crop_size`: the root-sum-of-squares
+of the estimated coil images `S x` (the fastMRI target's definition), with `||S||` the RSS of the
+maps over coils per pixel (1 for unit-norm maps, the crop weight for ESPIRiT maps).
+
+Map coverage (`ESPIRIT_DEFAULTS`): ESPIRiT's hard eigenvalue crop (0.95, SigPy and BART's
+default) zeroes the maps wherever the dominant eigenvalue falls below it, and the image with
+them: at the FOV edge an object reaches when the narrow 8x calibration region cannot follow the
+coil sensitivities across it (a black band), inside the object on low-SNR slices (the noise
+rule keeps few kernels: on the template source at SNR 8 half the brain has eigenvalue < 0.95),
+and over the background, where the RSS target keeps the coils' noise floor. The default is a
+soft crop (`recon.calib.espirit.crop_weight`) whose step sits far below 0.95, so the maps cover
+the object and the background and vanish only where the eigenvalue is small;
+`espirit={"soft": None}` restores the hard crop (`--maps-crop hard`). Measured on the acceptance
+split in `benchmarks/results/soft_maps_accept.md`.
 
 Readout oversampling: with `readout_crop` (off by default) the maps come from the stored grid
 (fastMRI: 640 rows), then k-space and maps are cut to the `crop_size` rows of the readout FOV in
@@ -51,6 +63,13 @@ Rule = Callable[[float], float]
 
 #: BART's calibration block for its automatic scale: at most 32 samples per axis.
 SCALE_BLOCK = 32
+
+#: ESPIRiT options of the model-based methods unless the caller's `espirit` options set them:
+#: a soft crop (module docstring; `recon.calib.espirit.crop_weight`).
+ESPIRIT_DEFAULTS: dict[str, Any] = {"crop": 0.8, "soft": 0.1}
+
+#: `--maps-crop` choices -> ESPIRiT options: the soft default, or SigPy / BART's hard 0.95 crop.
+MAPS_CROP: dict[str, dict[str, Any]] = {"soft": dict(ESPIRIT_DEFAULTS), "hard": {"crop": 0.95, "soft": None}}
 
 
 def _center_run(sampled: torch.Tensor, limit: int) -> tuple[int, int]:
@@ -139,7 +158,7 @@ class ClassicalMethod:
     lam: a fixed weight on the normalized scale for every slice; None = per slice by `rule` from
     the slice's normalized noise std (then the slices are solved one at a time, each with its
     own weight and noise level). espirit: keyword options of `recon.calib.espirit_calib` for
-    batches without maps.
+    batches without maps, over `ESPIRIT_DEFAULTS`.
     """
 
     def __init__(
@@ -163,7 +182,7 @@ class ClassicalMethod:
         self.rule = rule
         self.iters = int(iters)
         self.device = None if device is None else torch.device(device)
-        self.espirit = dict(espirit or {})
+        self.espirit = {**ESPIRIT_DEFAULTS, **dict(espirit or {})}
         self.partial_fourier = pf.check_mode(partial_fourier)
         #: solve on the readout FOV (module docstring); False (default) solves on the stored grid
         self.readout_crop = False
@@ -230,4 +249,5 @@ class ClassicalMethod:
             kspace = crop_readout(kspace, rows)
             maps = center_crop(maps, (rows, maps.shape[-1]))
         image = pf.combined_image(self.solve(kspace, maps, mask, sigma), batch.extent, self.partial_fourier)
-        return center_crop(image.abs()[:, 0], batch.crop_size).float().to(home)
+        coils = torch.linalg.vector_norm(maps, dim=1)  # ||S|| per pixel: |x| ||S|| = RSS of the coil images S x
+        return center_crop(image.abs()[:, 0] * coils, batch.crop_size).float().to(home)

@@ -1,0 +1,145 @@
+"""Maps that cover the object: an object reaching the FOV edge along the phase-encode axis, 8x.
+
+At 8x the calibration region is 8 columns wide; its kernels cannot follow the coil
+sensitivities across the periodic FOV boundary, the ESPIRiT eigenvalue there falls below the
+hard crop's 0.95, and the hard crop zeroes the edge columns of the maps and of the image (a
+black band). The default soft crop keeps them. BART's `ecalib -S` is the reference for the soft
+crop's shape.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recon.acquisition import centered_region
+from recon.calib.espirit import BART_SOFT, calibration_kernels, crop_weight, espirit_calib, espirit_maps_from_kernels
+from recon.masks import make_mask
+from recon.methods import ReconBatch
+from recon.methods.classical import ESPIRIT_DEFAULTS, MAPS_CROP
+from recon.methods.cs import make_cs
+from recon.methods.cs_tv import make_cs_tv
+from recon.methods.sense import make_sense
+from recon.metrics import ssim
+from recon.simulate.coils import birdcage_maps
+
+ROWS, COLS, COILS = 128, 160, 16
+#: the outer columns on each side of the phase-encode axis that make up the edge band
+BAND = 4
+#: the default's edge-band mean must be within this fraction of the target's
+BAND_TOLERANCE = 0.5
+
+
+def _edge_object(seed: int = 0, noise: float = 2e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Fully sampled `(C, H, W)` k-space of an ellipse cut by both phase-encode edges of the
+    FOV (birdcage coils, unit RSS), and its RSS target `(H, W)`."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[-1 : 1 : ROWS * 1j, -1 : 1 : COLS * 1j]
+    img = np.zeros((ROWS, COLS), complex)
+    img[(y / 0.8) ** 2 + (x / 1.3) ** 2 < 1] = 1.0
+    for _ in range(6):
+        cx, cy, a, b = rng.uniform(-0.8, 0.8), rng.uniform(-0.5, 0.5), rng.uniform(0.05, 0.2), rng.uniform(0.05, 0.2)
+        img[((x - cx) / a) ** 2 + ((y - cy) / b) ** 2 < 1] += rng.uniform(-0.4, 0.4)
+    img = img * np.exp(0.4j * y)
+    coil = birdcage_maps(COILS, ROWS, COLS, r=1.1) * img
+    k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(coil, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    k = k + noise * (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape))
+    target = np.sqrt((np.abs(np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))) ** 2).sum(0))
+    return k.astype(np.complex64), target
+
+
+def _batch(k: np.ndarray, mask: np.ndarray, nlow: int) -> ReconBatch:
+    mask_t = torch.from_numpy(mask.astype(bool)).reshape(1, 1, 1, -1)
+    return ReconBatch(
+        masked_kspace=torch.from_numpy(k)[None] * mask_t,
+        mask=mask_t,
+        calib=torch.tensor([centered_region(COLS, nlow)]),
+        crop_size=(ROWS, COLS),
+    )
+
+
+def _band(image: np.ndarray, target: np.ndarray) -> float:
+    """Mean of `image` over the object's pixels in the edge band, over the target's there."""
+    band = np.zeros_like(target, bool)
+    band[:, :BAND] = band[:, -BAND:] = True
+    inside = band & (target > 0.3 * target.max())
+    return float(image[inside].mean() / target[inside].mean())
+
+
+@pytest.fixture(scope="module")
+def edge_case() -> tuple[np.ndarray, np.ndarray, ReconBatch]:
+    k, target = _edge_object()
+    mask, nlow = make_mask("random", COLS, 8, 0.05, 0)
+    assert nlow == 8
+    return k, target, _batch(k, mask, nlow)
+
+
+def test_hard_crop_zeroes_the_edge_band_the_default_keeps_it(edge_case) -> None:
+    k, target, batch = edge_case
+    region = centered_region(COLS, 8)
+    hard = espirit_calib(batch.masked_kspace, region, **MAPS_CROP["hard"])[0]
+    soft = espirit_calib(batch.masked_kspace, region, **ESPIRIT_DEFAULTS)[0]
+    edge = np.r_[0:BAND, COLS - BAND : COLS]
+    inside = target > 0.3 * target.max()
+    hard_cover = (hard.abs() ** 2).sum(0).sqrt().numpy()
+    soft_cover = (soft.abs() ** 2).sum(0).sqrt().numpy()
+    assert (hard_cover[:, edge][inside[:, edge]] == 0).mean() > 0.3  # the band the hard crop leaves
+    assert soft_cover[:, edge][inside[:, edge]].min() > 0.9
+    assert np.abs(soft_cover[inside] - 1).max() < 0.1
+
+
+@pytest.mark.parametrize("make", [make_sense, make_cs, make_cs_tv], ids=["sense", "cs", "cs-tv"])
+def test_default_maps_cover_the_edge_and_score_no_worse(edge_case, make) -> None:
+    _, target, batch = edge_case
+    default = make()(batch)[0].numpy()
+    hard = make(espirit=MAPS_CROP["hard"])(batch)[0].numpy()
+    assert _band(hard, target) < 1 - BAND_TOLERANCE  # the hard crop reproduces the band
+    assert abs(_band(default, target) - 1) < BAND_TOLERANCE
+    assert ssim(target[None], default[None]) >= ssim(target[None], hard[None]) - 1e-3
+
+
+def test_crop_weight_shapes() -> None:
+    eig = torch.linspace(0, 1, 101)
+    assert torch.equal(crop_weight(eig, 0.95), (eig > 0.95).float())
+    soft = crop_weight(eig, 0.8, 0.1)
+    assert torch.all(soft[1:] >= soft[:-1]) and float(soft[-1]) > 0.97 and float(soft[0]) < 1e-6
+    assert abs(float(crop_weight(torch.tensor(0.64), 0.8, 0.1)) - 0.5) < 1e-6
+    with pytest.raises(ValueError, match="soft crop width"):
+        crop_weight(eig, 0.8, 0.0)
+
+
+def _load_cfl_module():
+    path = Path(__file__).parents[1] / "benchmarks" / "bart_cfl.py"
+    spec = importlib.util.spec_from_file_location("bart_cfl", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(shutil.which("bart") is None, reason="bart command not installed")
+def test_bart_soft_width_matches_ecalib_soft_sense(tmp_path: Path, edge_case) -> None:
+    """`crop_weight(eig, 0.95, BART_SOFT)` on BART's own eigenvalue map gives the norm of BART
+    `ecalib -S`'s maps; our soft maps with that width point the same way as BART's where both
+    keep the pixel. (The eigenvalues themselves differ slightly: BART's `-t` and ours
+    select the kernels differently.)"""
+    cfl = _load_cfl_module()
+    k, _, batch = edge_case
+    ku = batch.masked_kspace[0].numpy()
+    cfl.write_cfl(tmp_path / "k", cfl.kspace_to_bart(ku))
+    cfl.run_bart("ecalib", "-m1", "-S", "-k4", "-t", "0.02", "-c", "0.95", f"-r{ROWS}:8", str(tmp_path / "k"), str(tmp_path / "s"), str(tmp_path / "e"))
+    ref = cfl.maps_from_bart(cfl.read_cfl(tmp_path / "s"))
+    ref_eig = torch.from_numpy(np.abs(cfl.read_cfl(tmp_path / "e")).reshape(ROWS, COLS).astype(np.float32))
+    ref_norm = np.sqrt((np.abs(ref) ** 2).sum(0))
+    assert np.abs(crop_weight(ref_eig, 0.95, BART_SOFT).numpy() - ref_norm).max() < 0.05
+    kernels = calibration_kernels(batch.masked_kspace[0, :, :, slice(*centered_region(COLS, 8))], 4, 0.02)
+    ours, _ = espirit_maps_from_kernels(kernels, (ROWS, COLS), 0.95, 100, coarse=1, soft=BART_SOFT)
+    ours_norm = (ours.abs() ** 2).sum(0).sqrt().numpy()
+    both = (ours_norm > 0.5) & (ref_norm > 0.5)
+    assert both.sum() / ((ours_norm > 0.5) | (ref_norm > 0.5)).sum() > 0.8
+    inner = np.abs((ours.numpy() * ref.conj()).sum(0))[both] / (ours_norm * ref_norm)[both]
+    assert inner.min() > 0.98
