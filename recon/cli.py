@@ -25,9 +25,10 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--unet-checkpoint", help="U-Net weights for method unet (`recon train --model unet`, or fastMRI's knee_mc_leaderboard_state_dict.pt) (default: the shipped simulated-data weights)")
     g.add_argument("--lam", type=float, help="fixed regularization weight of sense / cs / cs-tv on the normalized data scale (default: per slice from its noise level: sense sigma^2, cs 0.3 sigma, cs-tv 0.1 sigma); for spirit an L1-wavelet weight (L1-SPIRiT; default none)")
     g.add_argument("--iters", type=int, help="iterations of sense / cs / cs-tv / spirit (default: sense 10, cs 20, cs-tv 100; spirit at most 50 CG, 30 FISTA with --lam)")
-    g.add_argument("--maps-crop", choices=["soft", "hard"], default="soft",
+    g.add_argument("--maps-crop", choices=["soft", "hard", "bart-soft"], default="soft",
                    help="ESPIRiT maps of sense / cs / cs-tv: soft keeps them wherever the eigenvalue is not small, so they cover "
-                        "the object up to the FOV edge and the background; hard zeroes them below eigenvalue 0.95 (SigPy, BART) (default: soft)")
+                        "the object up to the FOV edge and the background; hard zeroes them below eigenvalue 0.95 (SigPy, BART); "
+                        "bart-soft is BART ecalib -S's smooth step at 0.95 (default: soft)")
     g.add_argument("--backend", choices=["auto", "torch", "cupy"], default="auto", help="operator backend (default: cupy on CUDA when installed)")
     g.add_argument("--partial-fourier", choices=["pocs", "homodyne", "zero"], default="pocs",
                    help="partial Fourier / asymmetric echo: how the unacquired side is estimated after the method's own fill-in "

@@ -50,6 +50,7 @@ import torch
 from recon import ops
 from recon import partial_fourier as pf
 from recon.calib import espirit_calib
+from recon.calib.espirit import BART_SOFT
 from recon.core import center_crop, crop_readout
 from recon.methods.batch import ReconBatch
 from recon.noise import estimate_noise_sigma
@@ -66,10 +67,15 @@ SCALE_BLOCK = 32
 
 #: ESPIRiT options of the model-based methods unless the caller's `espirit` options set them:
 #: a soft crop (module docstring; `recon.calib.espirit.crop_weight`).
-ESPIRIT_DEFAULTS: dict[str, Any] = {"crop": 0.8, "soft": 0.1}
+ESPIRIT_DEFAULTS: dict[str, Any] = {"crop": 0.7, "soft": 0.1}
 
-#: `--maps-crop` choices -> ESPIRiT options: the soft default, or SigPy / BART's hard 0.95 crop.
-MAPS_CROP: dict[str, dict[str, Any]] = {"soft": dict(ESPIRIT_DEFAULTS), "hard": {"crop": 0.95, "soft": None}}
+#: `--maps-crop` choices -> ESPIRiT options: the soft default, SigPy / BART's hard 0.95 crop, or
+#: BART's Soft-SENSE step (`ecalib -S`) at 0.95.
+MAPS_CROP: dict[str, dict[str, Any]] = {
+    "soft": dict(ESPIRIT_DEFAULTS),
+    "hard": {"crop": 0.95, "soft": None},
+    "bart-soft": {"crop": 0.95, "soft": BART_SOFT},
+}
 
 
 def _center_run(sampled: torch.Tensor, limit: int) -> tuple[int, int]:
