@@ -12,10 +12,15 @@ them: at the FOV edge an object reaches when the narrow 8x calibration region ca
 coil sensitivities across it (a black band), inside the object on low-SNR slices (the noise
 rule keeps few kernels: on the template source at SNR 8 half the brain has eigenvalue < 0.95),
 and over the background, where the RSS target keeps the coils' noise floor. The default is a
-soft crop (`recon.calib.espirit.crop_weight`) whose step sits far below 0.95, so the maps cover
-the object and the background and vanish only where the eigenvalue is small;
-`espirit={"soft": None}` restores the hard crop (`--maps-crop hard`). Measured on the acceptance
-split in `benchmarks/results/soft_maps_accept.md`.
+soft crop (`recon.calib.espirit.crop_weight`, step at sqrt(eigenvalue) 0.7, width 0.1: half
+weight at eigenvalue 0.49, full above ~0.8), so the maps cover the object and most of the
+background and vanish only where the eigenvalue is small. Chosen on the tuning split (seeds 2000+)
+among the hard crop, BART's `ecalib -S` step and steps at 0.85 / 0.7 / 0.5 / none by the fastMRI
+SSIM. The price: the hard crop is also a support constraint, and SENSE / CS without it solve for
+the background too; inside the object the template's SSIM at 8x falls by 0.03-0.04
+(`benchmarks/results/soft_maps_regions_mni152_8x_*.md`) while the full image gains
+(`soft_maps_accept_mni152.md`, `soft_maps_accept_phantom.md`). `MAPS_CROP` names the hard crop
+(`--maps-crop hard`) and BART's soft step (`bart-soft`).
 
 Readout oversampling: with `readout_crop` (off by default) the maps come from the stored grid
 (fastMRI: 640 rows), then k-space and maps are cut to the `crop_size` rows of the readout FOV in
