@@ -107,7 +107,8 @@ def test_crop_weight_shapes() -> None:
     eig = torch.linspace(0, 1, 101)
     assert torch.equal(crop_weight(eig, 0.95), (eig > 0.95).float())
     soft = crop_weight(eig, 0.8, 0.1)
-    assert torch.all(soft[1:] >= soft[:-1]) and float(soft[-1]) > 0.97 and float(soft[0]) < 1e-6
+    assert torch.all(soft[1:] >= soft[:-1]) and float(soft[-1]) > 0.97
+    assert torch.all(soft[eig.sqrt() <= 0.5] == 0) and float(soft[eig.sqrt() > 0.5].min()) < 0.002
     assert abs(float(crop_weight(torch.tensor(0.64), 0.8, 0.1)) - 0.5) < 1e-6
     with pytest.raises(ValueError, match="soft crop width"):
         crop_weight(eig, 0.8, 0.0)

@@ -128,7 +128,10 @@ def crop_weight(eig: torch.Tensor, crop: float, soft: float | None = None) -> to
 
     soft None: the hard crop `eig > crop` (SigPy's `EspiritCalib`, BART `ecalib` without `-S`).
     soft > 0: a smooth step in the square root of the eigenvalue, the Gaussian CDF
-    `Phi((sqrt(eig) - crop) / soft)`: 0.5 at `sqrt(eig) = crop`, rising over a width `soft`.
+    `Phi((sqrt(eig) - crop) / soft)`: 0.5 at `sqrt(eig) = crop`, rising over a width `soft`,
+    and exactly 0 below `crop - 3 soft` (a jump of 0.0013), so maps without signal (no kernel
+    survives the calibration: eigenvalue 0) stay all zero and the image is refused, not made
+    of noise divided by a weight of 1e-12.
     `BART_SOFT` reproduces BART `ecalib -S` (Soft-SENSE) within 0.04 per pixel; wider steps
     keep low-eigenvalue regions (the FOV edge an object folds across, the background) at a
     reduced weight instead of zeroing them. Returns `eig`'s shape, float32 in [0, 1].
@@ -138,8 +141,14 @@ def crop_weight(eig: torch.Tensor, crop: float, soft: float | None = None) -> to
     if not soft > 0:
         raise ValueError(f"soft crop width must be > 0, got {soft}")
     root = eig.clamp_min(0).to(torch.float32).sqrt()
-    return 0.5 * (1 + torch.erf((root - crop) / (soft * 2**0.5)))
+    step = 0.5 * (1 + torch.erf((root - crop) / (soft * 2**0.5)))
+    return torch.where(root > crop - 3 * soft, step, torch.zeros_like(step))
 
+
+#: A soft crop keeps maps only where some pixel's eigenvalue exceeds this (the hard crop's
+#: default): the kernels of a calibration region holding no signal (pure noise that passed the
+#: noise rule) give eigenvalues of 0.2-0.8 everywhere, which a soft step would otherwise keep.
+SIGNAL_EIGENVALUE = 0.95
 
 #: Width of `crop_weight`'s step that matches BART `ecalib -S` (fitted to its maps' norms
 #: against its eigenvalue map; `tests/test_edge_maps.py` compares them).
@@ -163,7 +172,8 @@ def espirit_maps_from_kernels(
     resolution (`coarse=1`: all `max_iter` iterations at full resolution from ones, as
     SigPy). kernels: `(n, C, k, k)`. Returns maps `(C, H, W)` complex64 (phase relative to
     coil 0; norm over coils `crop_weight(eig, crop, soft)`: 1 where the eigenvalue exceeds
-    `crop` and 0 elsewhere with the default hard crop) and the eigenvalue map `(H, W)` float32.
+    `crop` and 0 elsewhere with the default hard crop; a soft crop gives all-zero maps unless
+    some eigenvalue exceeds `SIGNAL_EIGENVALUE`) and the eigenvalue map `(H, W)` float32.
     """
     height, width = shape
     coils = kernels.shape[1]
@@ -193,7 +203,10 @@ def espirit_maps_from_kernels(
     maps = maps.permute(2, 0, 1)
     ref = maps[0]
     phase = torch.where(ref.abs() > 0, ref.conj() / ref.abs().clamp_min(1e-30), torch.ones_like(ref))
-    maps = maps * phase * crop_weight(eig, crop, soft)
+    weight = crop_weight(eig, crop, soft)
+    if soft is not None and not bool((eig > SIGNAL_EIGENVALUE).any()):
+        weight = torch.zeros_like(weight)  # no signal anywhere: no maps (SIGNAL_EIGENVALUE)
+    maps = maps * phase * weight
     return maps.contiguous(), eig
 
 
