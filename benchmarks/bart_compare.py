@@ -8,7 +8,8 @@ T:7:0:0.01 -i 200`. The ESPIRiT kernel is
 BART's default 6 except on ACS regions narrower than 12 columns, where it is capped as ours is
 (`fitted_kernel_width`; BART's ecalib aborts with a 6-wide kernel on 7 columns). Ours: the registered
 methods with their defaults (ESPIRiT maps estimated inside; lambda by each method's noise
-rule). Reports fastMRI SSIM / PSNR / NMSE and seconds per slice, overall and on the volumes at
+rule; output the RSS of the data-consistent coil images) and with `--combine sense` (|x|); each
+BART setting also as `+ rss`, its solution put through the same output step with its own maps. Reports fastMRI SSIM / PSNR / NMSE and seconds per slice, overall and on the volumes at
 or above the median SNR (measured: BART's data scale over the k-space noise std), per source:
 `--source knee` (simulated phantom) or `mni152` (real-anatomy template), `--seed` picks the
 split (e.g. 4000: acceptance). Writes results/baselines_bart_<source>_<split>_<accels>.json
@@ -30,15 +31,19 @@ import numpy as np
 import torch
 
 from _common import machine, scores, undersample, write_results
-from bart_cfl import bart_available, kspace_to_bart, read_cfl, run_bart, write_cfl
+from bart_cfl import bart_available, kspace_to_bart, maps_from_bart, read_cfl, run_bart, write_cfl
 from recon.acquisition import centered_region
 from recon.calib import fitted_kernel_width
 from recon.core import center_crop
 from recon.io.fastmri import read_volume
 from recon.methods import ReconBatch, get_method
-from recon.methods.classical import data_scale, noise_sigma
+from recon.methods.classical import consistent_rss, data_scale, noise_sigma
 from recon.simulate import PRESETS, seed_split
 from recon.simulate.dataset import REPORT_SEED, simulate_dataset
+
+#: This project's rows: each method with its defaults (output `--combine rss`), and the model-based
+#: ones also with `--combine sense` (the solver's |x|, as BART's image rows).
+OURS = [("zero-filled", {}), *[(m, {}) for m in ("sense", "cs", "cs-tv")], *[(m, {"combine": "sense"}) for m in ("sense", "cs", "cs-tv")]]
 
 SOURCES = {"knee": "simulated phantom (knee-like)", "mni152": "real-anatomy template (MNI152)"}
 
@@ -66,18 +71,29 @@ def simulate(source: str, out: Path, volumes: int, slices: int, seed: int, prese
     return simulate_dataset(out, volumes, slices, config.coils, seed, config=config)
 
 
-def run_bart_volume(kspace: np.ndarray, nlow: int, work: Path, threads: int, iters: int, which: tuple[str, ...]) -> dict[str, tuple[np.ndarray, float]]:
-    """BART reconstructions `(S, H, W)` complex and seconds per slice, per BART setting."""
-    out: dict[str, tuple[list[np.ndarray], float]] = {}
+def run_bart_volume(kspace: np.ndarray, mask: np.ndarray, nlow: int, work: Path, threads: int, iters: int, which: tuple[str, ...]) -> dict[str, tuple[np.ndarray, float]]:
+    """BART reconstructions `(S, H, W)` magnitude and seconds per slice, per BART setting.
+
+    Each setting gives two rows: BART's image `|x|`, and `+ rss`, the same solution output as
+    this project's default (`recon.methods.classical.consistent_rss` with BART's own maps: the
+    measured samples kept, the rest predicted from `S x`, coils combined by RSS).
+    """
+    out: dict[str, tuple[np.ndarray, float]] = {}
+    columns = torch.from_numpy(mask).reshape(1, 1, 1, -1)
     for name, (ecalib, pics) in bart_runs(kspace.shape[-2], nlow, iters, which).items():
-        images, seconds = [], 0.0
+        images, combined, seconds = [], [], 0.0
         for s, k in enumerate(kspace):
             base = work / f"s{s}"
             write_cfl(base.with_name(base.name + "_k"), kspace_to_bart(k))
             seconds += run_bart(*ecalib, f"{base}_k", f"{base}_maps", threads=threads)
             seconds += run_bart(*pics, f"{base}_k", f"{base}_maps", f"{base}_img", threads=threads)
-            images.append(read_cfl(Path(f"{base}_img")).reshape(k.shape[-2:]))
+            image = read_cfl(Path(f"{base}_img")).reshape(k.shape[-2:])
+            maps = torch.from_numpy(maps_from_bart(read_cfl(Path(f"{base}_maps"))).astype(np.complex64))[None]
+            images.append(np.abs(image))
+            x = torch.from_numpy(image.astype(np.complex64))[None, None]
+            combined.append(consistent_rss(x, maps, torch.from_numpy(k)[None], columns)[0].numpy())
         out[name] = (np.stack(images), seconds / len(kspace))
+        out[name + " + rss"] = (np.stack(combined), seconds / len(kspace))
     return out
 
 
@@ -116,11 +132,12 @@ def main() -> int:
             if not rows:
                 for name in ("zero-filled", "sense", "cs", "cs-tv"):
                     get_method(name)(batch)  # warm-up: first-call library initialization is not timed
-            for name in ("zero-filled", "sense", "cs", "cs-tv"):
+            for name, options in OURS:
                 start = time.perf_counter()
-                image = get_method(name)(batch).numpy()
-                results[f"ours {name}"] = (image, (time.perf_counter() - start) / kspace.shape[0])
-            for name, (image, seconds) in run_bart_volume(data["kspace"], nlow, work, args.threads, args.bart_iters, tuple(args.bart)).items():
+                image = get_method(name, **options)(batch).numpy()
+                label = f"ours {name}" + (" (--combine sense)" if options else "")
+                results[label] = (image, (time.perf_counter() - start) / kspace.shape[0])
+            for name, (image, seconds) in run_bart_volume(data["kspace"], data["mask"], nlow, work, args.threads, args.bart_iters, tuple(args.bart)).items():
                 mag = center_crop(torch.from_numpy(np.abs(image)), crop).numpy().astype(np.float32)
                 results[name] = (mag, seconds)
             for name, (image, seconds) in results.items():

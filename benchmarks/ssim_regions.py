@@ -49,7 +49,7 @@ def main() -> None:
     p.add_argument("--methods", default="zero-filled,sense,cs,cs-tv")
     p.add_argument("--accel", type=float, default=4.0)
     p.add_argument("--stem", default="ssim_regions_mni152")
-    p.add_argument("--maps-crop", choices=["soft", "hard", "bart-soft"], default="soft", help="ESPIRiT crop of sense / cs / cs-tv (recon --maps-crop)")
+    p.add_argument("--maps-crop", choices=["soft", "hard", "wide"], default="soft", help="ESPIRiT crop of sense / cs / cs-tv (recon --maps-crop)")
     args = p.parse_args()
     device = resolve_device("cpu")
     methods = [m for m in args.methods.split(",") if m]

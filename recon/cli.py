@@ -25,19 +25,37 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--unet-checkpoint", help="U-Net weights for method unet (`recon train --model unet`, or fastMRI's knee_mc_leaderboard_state_dict.pt) (default: the shipped simulated-data weights)")
     g.add_argument("--lam", type=float, help="fixed regularization weight of sense / cs / cs-tv on the normalized data scale (default: per slice from its noise level: sense sigma^2, cs 0.3 sigma, cs-tv 0.1 sigma); for spirit an L1-wavelet weight (L1-SPIRiT; default none)")
     g.add_argument("--iters", type=int, help="iterations of sense / cs / cs-tv / spirit (default: sense 10, cs 20, cs-tv 100; spirit at most 50 CG, 30 FISTA with --lam)")
-    g.add_argument("--maps-crop", choices=["soft", "hard", "bart-soft"], default="soft",
-                   help="ESPIRiT maps of sense / cs / cs-tv: soft keeps them wherever the eigenvalue is not small, so they cover "
-                        "the object up to the FOV edge and the background; hard zeroes them below eigenvalue 0.95 (SigPy, BART); "
-                        "bart-soft is BART ecalib -S's smooth step at 0.95 (default: soft)")
+    g.add_argument("--maps-crop", choices=["soft", "hard", "wide"], default="soft",
+                   help="ESPIRiT maps of sense / cs / cs-tv: soft weights them by a smooth step of the eigenvalue at 0.95 "
+                        "(BART ecalib -S), so they cover the object up to the FOV edge; hard zeroes them below 0.95 (SigPy, BART "
+                        "without -S); wide steps at eigenvalue 0.49 and keeps most of the background too (default: soft)")
+    g.add_argument("--combine", choices=["rss", "sense"], default="rss",
+                   help="sense / cs / cs-tv output: rss = root-sum-of-squares of the coil images with the measured samples kept and "
+                        "the rest predicted from the solution (formed like the fastMRI target); sense = the solver's coil-combined "
+                        "|x| (BART pics convention) (default: rss)")
     g.add_argument("--backend", choices=["auto", "torch", "cupy"], default="auto", help="operator backend (default: cupy on CUDA when installed)")
     g.add_argument("--partial-fourier", choices=["pocs", "homodyne", "zero"], default="pocs",
                    help="partial Fourier / asymmetric echo: how the unacquired side is estimated after the method's own fill-in "
                         "(per coil before the RSS; on the coil-combined image for sense / cs / cs-tv); homodyne keeps the real part, "
                         "zero leaves it zero (default: pocs; data without a partial side are not affected)")
+    g.add_argument("--virtual-coils", type=int, metavar="N",
+                   help=f"coil compression to N virtual coils (--coil-compression) before calibration, for {', '.join(COMPRESSIBLE)} "
+                        "(after prewhitening; N >= the coils: no compression; default: all coils)")
+    g.add_argument("--coil-compression", choices=["svd", "gcc"], default="svd",
+                   help="with --virtual-coils: svd (one mixing per slice, BART cc -S) or gcc (geometric, one per readout position, BART cc -G; "
+                        "needs a fully sampled readout) (default: svd)")
+
+
+#: Methods that take `--virtual-coils` (the classical ones).
+COMPRESSIBLE = ("sense", "cs", "cs-tv", "grappa", "spirit")
 
 
 def _method_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
     opts: dict[str, Any] = {}
+    if getattr(args, "virtual_coils", None) is not None and name in COMPRESSIBLE:
+        opts["virtual_coils"] = args.virtual_coils
+        if args.coil_compression != "svd":
+            opts["compression"] = args.coil_compression
     if getattr(args, "partial_fourier", "pocs") != "pocs":
         opts["partial_fourier"] = args.partial_fourier
     if name == "varnet" and args.checkpoint:
@@ -53,6 +71,8 @@ def _method_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
             opts["lam"] = args.lam
         if args.iters is not None:
             opts["iters"] = args.iters
+    if name in ("sense", "cs", "cs-tv") and getattr(args, "combine", "rss") != "rss":
+        opts["combine"] = args.combine
     return opts
 
 
@@ -75,6 +95,9 @@ def _check_method_options(args: argparse.Namespace, methods: Sequence[str]) -> N
     """Iterations, lambda, batch/workers and, for varnet, the checkpoint (loaded once), up front."""
     validate.at_least(args.iters, 1, "--iters", integer=True)
     validate.at_least(args.lam, 0, "--lam")
+    validate.at_least(args.virtual_coils, 1, "--virtual-coils", integer=True)
+    if args.virtual_coils is not None and not any(m in COMPRESSIBLE for m in methods):
+        raise UsageError(f"--virtual-coils: coil compression applies to {', '.join(COMPRESSIBLE)}, not to {', '.join(methods)}")
     validate.at_least(args.batch_size, 1, "--batch-size", integer=True)
     validate.at_least(args.workers, 0, "--workers", integer=True)
     validate.device(args.device)
@@ -84,9 +107,9 @@ def _check_method_options(args: argparse.Namespace, methods: Sequence[str]) -> N
 
 def _add_raw_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-memory", help="memory a file may need, e.g. 16G (default: the available memory); larger claims are refused before allocating")
-    p.add_argument("--repetition", type=int, help="ISMRMRD: the repetition to use when a file holds several (output name gets _repN)")
-    p.add_argument("--contrast", type=int, help="ISMRMRD: the contrast to use when a file holds several (output name gets _contrastN)")
-    p.add_argument("--set", type=int, dest="set_index", help="ISMRMRD: the set to use when a file holds several (output name gets _setN)")
+    p.add_argument("--repetition", type=int, help="ISMRMRD: reconstruct only this repetition (default: each one, a separate output named _repN)")
+    p.add_argument("--contrast", type=int, help="ISMRMRD: reconstruct only this contrast (default: each one, a separate output named _contrastN)")
+    p.add_argument("--set", type=int, dest="set_index", help="ISMRMRD: reconstruct only this set (default: each one, a separate output named _setN)")
 
 
 def _check_raw_options(args: argparse.Namespace) -> int | None:
@@ -135,6 +158,13 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     acc = None if args.acceleration is None else validate.acceleration(args.acceleration, args.mask)
     validate.center_fraction(args.center_fraction, acc, args.mask)
     _check_method_options(args, [args.method])
+    if args.gfactor:
+        from recon.methods.gfactor import check_gfactor
+
+        try:
+            check_gfactor(args.method)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
     max_memory = _check_raw_options(args)
     out = Path(args.out)
     files, missing = expand_inputs(args.inputs)
@@ -156,8 +186,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         contrast=args.contrast,
         set_index=args.set_index,
         progress=not args.quiet and not args.scheduler and not args.workers,
+        gfactor=args.gfactor,
     )
     targets = [(f, job.target(f)) for f in files]
+    if args.gfactor:
+        targets += [(f, job.gfactor_target(f)) for f in files]
     validate.unique_outputs(targets)
     validate.not_inputs([t for _, t in targets] + [out / "summary.json"], files)
     validate.output_folder(out)
@@ -319,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="h5", choices=["h5", "nii", "dcm", "png"], help="output format (default: fastMRI submission h5)")
     p.add_argument("--skip-existing", action="store_true", help="skip files whose output exists (resume a killed run)")
     p.add_argument("--keep-identity", action="store_true", help="copy patient identity from the input into outputs")
+    p.add_argument("--gfactor", action="store_true", help="also write g-factor maps as <name>_gfactor.h5 beside the image "
+                   "(sense: analytic SENSE, grappa: analytic image-domain GRAPPA; uniform masks, --mask equispaced; refused for other methods)")
     _add_raw_options(p)
     _add_method_options(p)
     _add_scale_out(p)

@@ -113,7 +113,8 @@ def evaluate_folders(
 ) -> tuple[list[VolumeScore], list[tuple[str, str]]]:
     """Score every prediction `*.h5` against the target file of the same name.
 
-    Every target needs a prediction and every prediction a target: a missing or extra file is a
+    Every target needs a prediction and every prediction a target (g-factor maps beside the
+    predictions, `<name>_gfactor.h5`, are not predictions): a missing or extra file is a
     failure, unless `allow_missing` (then targets without a prediction are skipped and counted
     by the caller via `missing_predictions`). Returns the scores and `(file, reason)` for
     predictions that could not be scored.
@@ -124,7 +125,7 @@ def evaluate_folders(
         raise InputError(targets, "targets folder not found")
     if not Path(predictions).is_dir():
         raise InputError(predictions, "predictions folder not found")
-    preds = sorted(Path(predictions).glob("*.h5"))
+    preds = [p for p in sorted(Path(predictions).glob("*.h5")) if not _gfactor_map(p, Path(targets))]
     if not preds:
         raise InputError(predictions, "no *.h5 prediction files")
     if not allow_missing:
@@ -139,6 +140,12 @@ def evaluate_folders(
         except InputError as err:
             failures.append((str(pred), str(err)))
     return scores, failures
+
+
+def _gfactor_map(path: Path, targets: Path) -> bool:
+    """Whether `path` is a g-factor map written beside a reconstruction (`recon reconstruct
+    --gfactor`: `<name>_gfactor.h5`) rather than a prediction (no target of that name)."""
+    return path.name.endswith("_gfactor.h5") and not (targets / path.name).is_file()
 
 
 def missing_predictions(targets: Path, predictions: Path) -> list[Path]:

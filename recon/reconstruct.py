@@ -45,6 +45,11 @@ def _suffix(choice: dict[str, int | None]) -> str:
     return "".join(f"_{names[k]}{v}" for k, v in choice.items() if v is not None)
 
 
+def _indices(choice: dict[str, int | None]) -> dict[str, int]:
+    """The ISMRMRD counters chosen for one output (`{"repetition": 1}`), for its metadata."""
+    return {k: int(v) for k, v in choice.items() if v is not None}
+
+
 @dataclass
 class ReconstructJob:
     """Picklable per-file job: `job(path) -> dict` (run in-process or on a Dask worker)."""
@@ -66,6 +71,7 @@ class ReconstructJob:
     contrast: int | None = None
     set_index: int | None = None
     progress: bool = False
+    gfactor: bool = False
 
     def _choice(self) -> dict[str, int | None]:
         return {"repetition": self.repetition, "contrast": self.contrast, "set": self.set_index}
@@ -77,6 +83,10 @@ class ReconstructJob:
         `_contrast<N>` or `_set<N>` to the name, so no two images of one file share an output.
         """
         return output_path(Path(self.out_dir), Path(path), self.fmt, _suffix(self._choice() if choice is None else choice))
+
+    def gfactor_target(self, path: Path, choice: dict[str, int | None] | None = None) -> Path:
+        """Where the g-factor maps of `path` go (`--gfactor`): `out/<stem>[_rep<N>...]_gfactor.h5`."""
+        return Path(self.out_dir) / f"{Path(path).stem}{_suffix(self._choice() if choice is None else choice)}_gfactor.h5"
 
     def variants(self, path: Path) -> list[dict[str, int | None]]:
         """The images one input holds: for ISMRMRD one per (repetition, contrast, set) present
@@ -140,9 +150,40 @@ class ReconstructJob:
             if bar is not None:
                 bar.close()
         images = checks.check_images(path, images, self.method, data.kspace.shape[0])
-        attrs = {**data.acquisition.provenance.attrs(), "method": self.method, "acquisition": acquisition}
-        outputs = self._write(path, target, images, data.acquisition, attrs, identity, choice)
+        attrs = {**data.acquisition.provenance.attrs(), "method": self.method, "acquisition": acquisition, **_indices(choice)}
+        gfactor = [self._write_gfactor(path, method, data, device, attrs, choice)] if self.gfactor else []
+        outputs = self._write(path, target, images, data.acquisition, attrs, identity, choice) + gfactor
         return {"output": str(outputs[0]), "slices": int(images.shape[0]), **{k: v for k, v in attrs.items() if v is not None}}
+
+    def _write_gfactor(self, path: Path, method: Any, data: Undersampled, device: Any, attrs: dict[str, Any], choice: dict[str, int | None]) -> Path:
+        """Compute the g-factor maps `(S, h, w)` of the built `method` on `data` (`recon.methods.gfactor`:
+        sense and grappa on uniform masks) and write them atomically beside the image as
+        `<name>_gfactor.h5` (dataset `reconstruction`), with the image's attrs and the sampling's."""
+        from recon.io.errors import InputError
+        from recon.io.fastmri import write_reconstruction
+        from recon.methods.gfactor import GFACTOR, GFactorMaps, check_gfactor
+
+        target = self.gfactor_target(path, choice)
+        not_inputs([target], [path])
+        try:
+            check_gfactor(self.method)
+            maps = run_method(GFactorMaps(method), data, device, self.batch_size, self.backend)
+        except ValueError as err:
+            raise InputError(path, str(err)) from None
+        acq = data.acquisition
+        fov = {"recon_fov_mm": [float(v) for v in acq.recon_fov_mm]} if acq.recon_fov_mm is not None else {}
+        write_reconstruction(
+            target,
+            maps.astype(np.float32),
+            mask=acq.column_mask,
+            acceleration=attrs.get("acceleration"),
+            center_fraction=attrs.get("center_fraction"),
+            mask_type=attrs.get("mask_type"),
+            method=attrs.get("method"),
+            acquisition=attrs.get("acquisition"),
+            extra_attrs={**acq.attrs(), **fov, "quantity": "gfactor", "gfactor": GFACTOR[self.method]},
+        )
+        return target
 
     def _ignored_options(self, what: str) -> list[str]:
         given = [name for name, value in (("--acceleration", self.acceleration), ("--center-fraction", self.center_fraction)) if value is not None]
@@ -198,14 +239,14 @@ class ReconstructJob:
                 mask_type=attrs.get("mask_type"),
                 method=attrs.get("method"),
                 acquisition=attrs.get("acquisition"),
-                extra_attrs={**(extra or {}), "calib_region": list(acq.calib)},
+                extra_attrs={**(extra or {}), "calib_region": list(acq.calib), **_indices(choice)},
             )
             return [target]
         from recon.io.writers import write_output
 
         from recon.io.geometry import header_voxel, nominal_geometry
 
-        meta = {**attrs, "identity": identity, "montage": True}
+        meta = {**attrs, "identity": identity, "montage": True, "series_description": self.method + _suffix(choice).replace("_", " ")}
         if acq.geometry is not None:
             geometry = list(acq.geometry)
         elif acq.recon_fov_mm is not None and self.fmt != "png":  # fastMRI: spacing from the header, no positions

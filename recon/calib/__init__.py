@@ -1,5 +1,6 @@
 """Coil calibration from the acquisition model's calibration region: coil sensitivity maps now
-(`calib.espirit`), one module per technique (GRAPPA/SPIRiT kernels, coil compression) beside it.
+(`calib.espirit`), GRAPPA / SPIRiT kernels, SVD coil compression (`calib.coils`) and g-factor
+maps (`calib.gfactor`) beside it, one module per technique.
 
 Every estimator reads `(B, C, H, W)` calibration k-space and the `(B, 2)` calibration column
 region `[start, stop)` of `recon.acquisition.Acquisition.calib`, never a width to re-derive it.

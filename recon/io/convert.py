@@ -9,7 +9,8 @@ or partial-echo side is completed per coil by POCS, `recon.partial_fourier`, the
 `recon reconstruct`); undersampled scans get the acquired `mask` and the challenge-style attrs
 `acceleration` and `num_low_frequency` instead. An asymmetric echo is recorded in the root attr
 `readout_extent` (`[r0, r1)` acquired rows), which `recon.io.fastmri` reads back, so the
-unacquired rows stay unknown rather than zero data. Patient identity is left out unless asked.
+unacquired rows stay unknown rather than zero data. Slices sampled on different columns are
+refused (one `mask` per file). Patient identity is left out unless asked.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def convert_ismrmrd_to_fastmri(
 
     scan = read_ismrmrd(in_path, **read_options)
     acq = scan.acquisition
+    if acq.columns.ndim == 2:
+        raise InputError(in_path, "slices are sampled on different columns; the fastMRI layout holds one mask per "
+                                  "volume: reconstruct the ISMRMRD file directly")
     left, right = acq.acquirable
     width = acq.width
     header = build_header(

@@ -2,9 +2,7 @@
 
 A `ClassicalMethod` takes coil maps from the batch or estimates them by ESPIRiT from the
 batch's calibration region (`recon.calib`), runs its solver on the batch's device (or the one
-it was built for) and returns `|x| ||S||` center-cropped to `crop_size`: the root-sum-of-squares
-of the estimated coil images `S x` (the fastMRI target's definition), with `||S||` the RSS of the
-maps over coils per pixel (1 for unit-norm maps, the crop weight for ESPIRiT maps).
+it was built for) and returns a magnitude image center-cropped to `crop_size`.
 
 Map coverage (`ESPIRIT_DEFAULTS`): ESPIRiT's hard eigenvalue crop (0.95, SigPy and BART's
 default) zeroes the maps wherever the dominant eigenvalue falls below it, and the image with
@@ -22,15 +20,33 @@ the background too; inside the object the template's SSIM at 8x falls by 0.03-0.
 (`soft_maps_accept_mni152.md`, `soft_maps_accept_phantom.md`). `MAPS_CROP` names the hard crop
 (`--maps-crop hard`) and BART's soft step (`bart-soft`).
 
-Readout oversampling: with `readout_crop` (off by default) the maps come from the stored grid
-(fastMRI: 640 rows), then k-space and maps are cut to the `crop_size` rows of the readout FOV in
-hybrid space (`recon.core.crop_readout`: 1-D inverse FFT along the readout, crop, FFT back) and
-the solver runs there, at about half its cost. It is off because the images do not stay the
-same where the object fills the readout FOV (the fastMRI knee): CG's step sizes and CS's
-periodic wavelets then see another problem, and the fastMRI SSIM moves by -0.005 (SENSE, 4x)
-and -0.008 (CS, 8x); ESPIRiT on the cropped grid, whose periodic maps cannot follow coil
-sensitivities that differ at the two FOV edges, loses 0.02 at 8x
-(`benchmarks/results/oversampling_knee_1t.md`). A partial echo (a 2-D mask) keeps the full grid.
+Output (`combine`): the solver's estimate is one coil-combined complex image `x`. With `rss`
+(default) the output is formed like the fastMRI target and like every k-space method here
+(zero-filled, GRAPPA, SPIRiT, VarNet): each coil's k-space keeps its measured samples, the
+samples not measured are predicted from the coil image `S_c x`, and the coil images are combined
+by root-sum-of-squares (`consistent_rss`). The target is the RSS of noisy coil images; an image
+without the measured noise (`|x|`) differs from it most in the background, where the target is
+pure noise, and fastMRI's SSIM scores that difference heavily. With `sense` the output is
+`|x| ||S||`, the RSS of the coil images `S x` without the measured samples, `||S||` the maps' RSS
+over coils per pixel: `|x|` (BART `pics` / SigPy convention) where the maps have unit norm, the
+crop weight times `|x|` where a soft crop scales them.
+
+Readout oversampling: with `readout_crop` the maps come from the stored grid (fastMRI: 640
+rows), then k-space and maps are cut to the `crop_size` rows of the readout FOV in hybrid space
+(`recon.core.crop_readout`: 1-D inverse FFT along the readout, crop, FFT back) and the solver
+runs there, at about half its cost. The data scale and the noise level are those of the stored
+grid (`data_scale` of the cropped k-space differs by a few %, and the oversampled outer rows are
+the pure noise the estimate needs), so the solver sees the same normalized data and the same
+weight as on the stored grid, restricted to the FOV rows. The factories switch it on where the
+image inside the FOV stays the same (ΔSSIM < 0.002 against the stored grid,
+`benchmarks/results/oversampling_knee_1t.md`): `cs`, `cs-tv` and the readout-decoupled `sense`
+with `hybrid=True` (one CG per row, so exactly the same image). It is off for the default CG-
+SENSE: its CG step sizes are inner products over the whole grid, so the rows outside the FOV
+(object and coil maps reach into the oversampled region of the knee) change the early-stopped
+iterate inside it (fastMRI SSIM -0.005 at 4x). ESPIRiT stays on the stored grid: its maps on the
+cropped grid are periodic over the FOV and cannot follow coil sensitivities that differ at the
+two FOV edges when the object crosses them (-0.02 at 8x). A partial echo (a 2-D mask) keeps the
+full grid.
 
 Parameters by rule: every solver runs on k-space divided by `data_scale` (BART `pics`'s
 automatic scale), and unless the caller fixes `lam`, each slice's weight comes from its own
@@ -58,28 +74,36 @@ from recon.calib import espirit_calib
 from recon.calib.espirit import BART_SOFT
 from recon.core import center_crop, crop_readout
 from recon.methods.batch import ReconBatch
+from recon.methods.coils import check_virtual_coils, compress_batch
 from recon.noise import estimate_noise_sigma
 
-#: `solver(kspace, maps, mask, lam, iters, sigma=None) -> (B, 1, H, W)` complex64 image at
-#: k-space's scale; `sigma` is the normalized noise std a stopping rule may use (None: unknown).
+#: `solver(kspace, maps, mask, lam, iters, sigma=None[, scale=...]) -> (B, 1, H, W)` complex64
+#: image at k-space's scale; `sigma` is the normalized noise std a stopping rule may use (None:
+#: unknown); `scale` `(B, 1, 1, 1)`, passed only with the readout crop, is the data scale to
+#: normalize by instead of `data_scale(kspace)` (`normalized`).
 Solver = Callable[..., torch.Tensor]
 
 #: `rule(sigma_n) -> lam`: the regularization weight of one slice from its normalized noise std.
 Rule = Callable[[float], float]
+
+#: How the output magnitude is formed (module docstring): `rss` of the data-consistent coil
+#: images, or `sense`, the solver's coil-combined `|x|`.
+COMBINES = ("rss", "sense")
 
 #: BART's calibration block for its automatic scale: at most 32 samples per axis.
 SCALE_BLOCK = 32
 
 #: ESPIRiT options of the model-based methods unless the caller's `espirit` options set them:
 #: a soft crop (module docstring; `recon.calib.espirit.crop_weight`).
-ESPIRIT_DEFAULTS: dict[str, Any] = {"crop": 0.7, "soft": 0.1}
+ESPIRIT_DEFAULTS: dict[str, Any] = {"crop": 0.95, "soft": BART_SOFT}
 
-#: `--maps-crop` choices -> ESPIRiT options: the soft default, SigPy / BART's hard 0.95 crop, or
-#: BART's Soft-SENSE step (`ecalib -S`) at 0.95.
+#: `--maps-crop` choices -> ESPIRiT options: the soft default (BART `ecalib -S`'s step at 0.95),
+#: SigPy / BART's hard 0.95 crop, or a wide step (half weight at eigenvalue 0.49) that keeps
+#: most of the background too.
 MAPS_CROP: dict[str, dict[str, Any]] = {
     "soft": dict(ESPIRIT_DEFAULTS),
     "hard": {"crop": 0.95, "soft": None},
-    "bart-soft": {"crop": 0.95, "soft": BART_SOFT},
+    "wide": {"crop": 0.7, "soft": 0.1},
 }
 
 
@@ -157,9 +181,41 @@ def noise_sigma(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.float32)
 
 
-def normalized(solve: Callable[..., torch.Tensor], kspace: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    """`solve(kspace / data_scale, ...) * data_scale`: a solver made scale-invariant."""
-    scale = data_scale(kspace)
+def consistent_rss(
+    image: torch.Tensor,
+    maps: torch.Tensor,
+    kspace: torch.Tensor,
+    mask: torch.Tensor,
+    extent: tuple[tuple[int, int], tuple[int, int]] | None = None,
+) -> torch.Tensor:
+    """`(B, H, W)` RSS of the coil images whose k-space keeps the measured samples.
+
+    image `(B, 1, H, W)` complex (the solver's estimate), maps `(B, C, H, W)`, kspace
+    `(B, C, H, W)` measured (zero where not sampled), mask `(B, 1, 1, W)` columns or
+    `(B, 1, H, W)` locations. Where not sampled, coil c's k-space is `F(S_c x)`. Outside the
+    acquirable rectangle `extent` nothing is predicted (a scanner's zero padding stays zero, as
+    in the fully sampled target), except along a partial-Fourier axis, where `x` already holds
+    the partial-Fourier estimate.
+    """
+    predicted = ops.fft2c(maps * image)
+    sampled = mask.bool().expand_as(kspace)
+    coil_kspace = torch.where(sampled, kspace, predicted)
+    if extent is not None:
+        rows, cols = kspace.shape[-2:]
+        partial = pf.partial_axes(extent, (rows, cols))
+        keep = torch.zeros(rows, cols, dtype=torch.bool, device=kspace.device)
+        (r0, r1), (c0, c1) = [(0, n) if p else (max(0, a), min(n, b)) for (a, b), n, p in zip(extent, (rows, cols), partial)]
+        keep[r0:r1, c0:c1] = True
+        coil_kspace = torch.where(keep | sampled, coil_kspace, torch.zeros((), dtype=coil_kspace.dtype, device=coil_kspace.device))
+    return ops.rss(ops.ifft2c(coil_kspace), 1)
+
+
+def normalized(
+    solve: Callable[..., torch.Tensor], kspace: torch.Tensor, *args: Any, scale: torch.Tensor | None = None, **kwargs: Any
+) -> torch.Tensor:
+    """`solve(kspace / scale, ...) * scale`: a solver made scale-invariant; `scale` `(B, 1, 1, 1)`
+    defaults to `data_scale(kspace)` (the readout crop passes the stored grid's)."""
+    scale = data_scale(kspace) if scale is None else scale.to(kspace.device)
     return solve(kspace / scale, *args, **kwargs) * scale
 
 
@@ -169,7 +225,9 @@ class ClassicalMethod:
     lam: a fixed weight on the normalized scale for every slice; None = per slice by `rule` from
     the slice's normalized noise std (then the slices are solved one at a time, each with its
     own weight and noise level). espirit: keyword options of `recon.calib.espirit_calib` for
-    batches without maps, over `ESPIRIT_DEFAULTS`.
+    batches without maps, over `ESPIRIT_DEFAULTS`. virtual_coils: compress each batch to that many coils (`compression`:
+    svd | gcc) before the maps are estimated (`methods.coils.compress_batch`; None: all coils).
+    combine: `rss` or `sense`, how the output is formed (module docstring).
     """
 
     def __init__(
@@ -181,6 +239,9 @@ class ClassicalMethod:
         espirit: Mapping[str, Any] | None = None,
         rule: Rule | None = None,
         partial_fourier: str = pf.DEFAULT_MODE,
+        virtual_coils: int | None = None,
+        compression: str = "svd",
+        combine: str = "rss",
     ) -> None:
         if lam is None and rule is None:
             raise ValueError("a classical method needs a fixed lam or a noise rule")
@@ -188,6 +249,9 @@ class ClassicalMethod:
             raise ValueError(f"lam must be finite and >= 0, got {lam}")
         if int(iters) < 1:
             raise ValueError(f"iters must be >= 1, got {iters}")
+        if combine not in COMBINES:
+            raise ValueError(f"combine must be one of {', '.join(COMBINES)}, got {combine!r}")
+        self.combine = combine
         self.solver = solver
         self.lam = None if lam is None else float(lam)
         self.rule = rule
@@ -195,7 +259,9 @@ class ClassicalMethod:
         self.device = None if device is None else torch.device(device)
         self.espirit = {**ESPIRIT_DEFAULTS, **dict(espirit or {})}
         self.partial_fourier = pf.check_mode(partial_fourier)
-        #: solve on the readout FOV (module docstring); False (default) solves on the stored grid
+        self.virtual_coils = check_virtual_coils(virtual_coils, compression)
+        self.compression = compression
+        #: solve on the readout FOV (module docstring); False solves on the stored grid (set by the factories)
         self.readout_crop = False
 
     @classmethod
@@ -209,24 +275,34 @@ class ClassicalMethod:
         espirit: Mapping[str, Any] | None,
         rule: Rule | None = None,
         partial_fourier: str = pf.DEFAULT_MODE,
+        virtual_coils: int | None = None,
+        compression: str = "svd",
+        combine: str = "rss",
     ) -> ClassicalMethod:
         """The method with `lam`/`iters` from the caller; where None, `rule` and `defaults["iters"]`."""
-        return cls(solver, lam, defaults["iters"] if iters is None else iters, device, espirit, rule, partial_fourier)
+        return cls(solver, lam, defaults["iters"] if iters is None else iters, device, espirit, rule, partial_fourier, virtual_coils, compression, combine)
 
     def solve(
-        self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, sigma: torch.Tensor | None = None
+        self,
+        kspace: torch.Tensor,
+        maps: torch.Tensor,
+        mask: torch.Tensor,
+        sigma: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`(B, 1, H, W)` complex image: fixed `lam` for the batch, or per slice by the rule from
-        `sigma`, the normalized noise std `(B,)` (None: measured on `kspace`)."""
+        `sigma`, the normalized noise std `(B,)` (None: measured on `kspace`). scale: the data
+        scale `(B, 1, 1, 1)` to normalize by, passed on to the solver (None: its own `data_scale(kspace)`)."""
         if self.lam is not None:
-            return self.solver(kspace, maps, mask, self.lam, self.iters)
+            return self.solver(kspace, maps, mask, self.lam, self.iters, **({} if scale is None else {"scale": scale}))
         if sigma is None:
-            sigma = noise_sigma(kspace, mask) / data_scale(kspace).flatten().cpu()
+            sigma = noise_sigma(kspace, mask) / (data_scale(kspace) if scale is None else scale).flatten().cpu()
         images = []
         for b in range(kspace.shape[0]):
             sigma_n = float(sigma[b])
             m = mask[b : b + 1] if mask.shape[0] == kspace.shape[0] else mask
-            images.append(self.solver(kspace[b : b + 1], maps[b : b + 1], m, self.rule(sigma_n), self.iters, sigma=sigma_n))
+            own = {} if scale is None else {"scale": scale[b : b + 1]}
+            images.append(self.solver(kspace[b : b + 1], maps[b : b + 1], m, self.rule(sigma_n), self.iters, sigma=sigma_n, **own))
         return torch.cat(images)
 
     def maps_for(self, batch: ReconBatch, device: torch.device) -> torch.Tensor:
@@ -248,17 +324,21 @@ class ClassicalMethod:
         """`ReconBatch` -> `(B, h, w)` float32 on the batch's device."""
         home = batch.masked_kspace.device
         device = self.device or home
+        batch = compress_batch(batch, self.virtual_coils, self.compression)
         kspace = batch.masked_kspace.to(device, torch.complex64)
         mask = batch.mask.to(device).bool()
         maps = self.maps_for(batch, device)
         rows = int(batch.crop_size[0])
-        sigma = None
+        sigma = scale = None
         partial = pf.has_partial(batch.extent, kspace.shape[-2:])
         if self.readout_crop and not partial and mask.shape[-2] == 1 and rows < kspace.shape[-2]:
-            if self.lam is None:  # the noise level from the oversampled readout's outer rows, as before the crop
-                sigma = noise_sigma(kspace, mask) / data_scale(kspace).flatten().cpu()
+            scale = data_scale(kspace)  # the stored grid's scale and noise level (module docstring)
+            sigma = noise_sigma(kspace, mask) / scale.flatten().cpu() if self.lam is None else None
             kspace = crop_readout(kspace, rows)
             maps = center_crop(maps, (rows, maps.shape[-1]))
-        image = pf.combined_image(self.solve(kspace, maps, mask, sigma), batch.extent, self.partial_fourier)
-        coils = torch.linalg.vector_norm(maps, dim=1)  # ||S|| per pixel: |x| ||S|| = RSS of the coil images S x
-        return center_crop(image.abs()[:, 0] * coils, batch.crop_size).float().to(home)
+        image = pf.combined_image(self.solve(kspace, maps, mask, sigma, scale), batch.extent, self.partial_fourier)
+        if self.combine == "rss":
+            magnitude = consistent_rss(image, maps, kspace, mask, batch.extent)
+        else:
+            magnitude = image.abs()[:, 0] * torch.linalg.vector_norm(maps, dim=1)  # |x| ||S||: RSS of the coil images S x
+        return center_crop(magnitude, batch.crop_size).float().to(home)

@@ -103,8 +103,11 @@ class _L1Wavelet:
     def __init__(self, restart: Restart) -> None:
         self.restart = restart
 
-    def __call__(self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int, sigma: float | None = None) -> torch.Tensor:
-        return normalized(fista_l1_wavelet, kspace, maps, mask, lam, iters, restart=self.restart)
+    def __call__(
+        self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int,
+        sigma: float | None = None, scale: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return normalized(fista_l1_wavelet, kspace, maps, mask, lam, iters, restart=self.restart, scale=scale)
 
 
 def l1_wavelet_recon(kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int) -> torch.Tensor:
@@ -119,10 +122,17 @@ def make_cs(
     espirit: Mapping[str, Any] | None = None,
     restart: Restart = None,
     partial_fourier: str = DEFAULT_MODE,
+    virtual_coils: int | None = None,
+    compression: str = "svd",
+    combine: str = "rss",
     **_: object,
 ) -> ClassicalMethod:
     """`cs` method; lam None = `l1_rule` per slice, iters None = `DEFAULTS`; device None = the batch's, restart as `alg.fista`.
 
     partial_fourier: pocs | homodyne | zero, on the combined image (`recon.partial_fourier`).
+    virtual_coils, compression: coil compression (svd | gcc) before calibration (`methods.coils`; None: all coils).
+    combine: rss (default) | sense, how the output magnitude is formed (`recon.methods.classical`).
     """
-    return ClassicalMethod.build(_L1Wavelet(restart), DEFAULTS, lam, iters, device, espirit, l1_rule, partial_fourier)
+    method = ClassicalMethod.build(_L1Wavelet(restart), DEFAULTS, lam, iters, device, espirit, l1_rule, partial_fourier, virtual_coils, compression, combine)
+    method.readout_crop = True  # solve on the readout FOV (`classical` module docstring)
+    return method

@@ -83,9 +83,12 @@ def tv_rule(sigma_n: float) -> float:
     return C_TV * float(sigma_n)
 
 
-def tv_recon(kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int, sigma: float | None = None) -> torch.Tensor:
-    """Scale-invariant PDHG TV: solve on k-space / `data_scale`, scale back (sigma: unused, the stop is the iteration count)."""
-    return normalized(pdhg_tv, kspace, maps, mask, lam, iters)
+def tv_recon(
+    kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int,
+    sigma: float | None = None, scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Scale-invariant PDHG TV: solve on k-space / `data_scale` (or `scale`), scale back (sigma: unused, the stop is the iteration count)."""
+    return normalized(pdhg_tv, kspace, maps, mask, lam, iters, scale=scale)
 
 
 def make_cs_tv(
@@ -94,10 +97,17 @@ def make_cs_tv(
     device: str | torch.device | None = None,
     espirit: Mapping[str, Any] | None = None,
     partial_fourier: str = DEFAULT_MODE,
+    virtual_coils: int | None = None,
+    compression: str = "svd",
+    combine: str = "rss",
     **_: object,
 ) -> ClassicalMethod:
     """`cs-tv` method; lam None = `tv_rule` per slice, iters None = `DEFAULTS`; device None = the batch's.
 
     partial_fourier: pocs | homodyne | zero, on the combined image (`recon.partial_fourier`).
+    virtual_coils, compression: coil compression (svd | gcc) before calibration (`methods.coils`; None: all coils).
+    combine: rss (default) | sense, how the output magnitude is formed (`recon.methods.classical`).
     """
-    return ClassicalMethod.build(tv_recon, DEFAULTS, lam, iters, device, espirit, tv_rule, partial_fourier)
+    method = ClassicalMethod.build(tv_recon, DEFAULTS, lam, iters, device, espirit, tv_rule, partial_fourier, virtual_coils, compression, combine)
+    method.readout_crop = True  # solve on the readout FOV (`classical` module docstring)
+    return method

@@ -24,6 +24,7 @@ from recon import partial_fourier as pf
 from recon.calib.grappa import DEFAULT_LAM, grappa, uniform_spacing
 from recon.core import center_crop
 from recon.methods.batch import ReconBatch
+from recon.methods.coils import check_virtual_coils, compress_batch
 
 #: Readout extent of the default kernel (pygrappa's default window is 5 x 5).
 DEFAULT_KX = 5
@@ -46,6 +47,8 @@ class Grappa:
         device: str | torch.device | None = None,
         pygrappa_compat: bool = False,
         partial_fourier: str = pf.DEFAULT_MODE,
+        virtual_coils: int | None = None,
+        compression: str = "svd",
     ) -> None:
         if kernel is not None and len(kernel) != 2:
             raise ValueError(f"grappa kernel must be (kx, ky), got {kernel!r}")
@@ -56,12 +59,13 @@ class Grappa:
         self.device = None if device is None else torch.device(device)
         self.pygrappa_compat = bool(pygrappa_compat)
         self.partial_fourier = pf.check_mode(partial_fourier)
+        self.virtual_coils = check_virtual_coils(virtual_coils, compression)
+        self.compression = compression
 
-    @torch.no_grad()
-    def __call__(self, batch: ReconBatch) -> torch.Tensor:
-        """`ReconBatch` -> `(B, h, w)` float32 on the batch's device."""
-        home = batch.masked_kspace.device
-        device = self.device or home
+    def fill(self, batch: ReconBatch) -> tuple[torch.Tensor, int, tuple[int, int]]:
+        """GRAPPA-filled coil k-space `(B, C, H, W)` of an (already compressed) batch on the
+        method's device, the column spacing `R` and the kernel used."""
+        device = self.device or batch.masked_kspace.device
         kspace = batch.masked_kspace.to(device, torch.complex64)
         count, _, height, width = kspace.shape
         sampled = batch.mask.to(device).bool().expand(count, 1, height, width)[:, 0]
@@ -72,6 +76,13 @@ class Grappa:
         filled = torch.zeros_like(kspace)
         filled[..., r0:r1, :] = grappa(kspace[..., r0:r1, :], sampled[:, r0:r1], batch.calibration_data[..., r0:r1, :].to(device),
                                        regions, kernel, self.lam, self.pygrappa_compat)
+        return filled, spacing, kernel
+
+    @torch.no_grad()
+    def __call__(self, batch: ReconBatch) -> torch.Tensor:
+        """`ReconBatch` -> `(B, h, w)` float32 on the batch's device."""
+        home = batch.masked_kspace.device
+        filled, _, _ = self.fill(compress_batch(batch, self.virtual_coils, self.compression))
         if pf.has_partial(batch.extent, filled.shape):
             image = ops.rss(pf.batch_images(filled, batch.extent, self.partial_fourier), 1)
         else:
@@ -85,8 +96,11 @@ def make_grappa(
     device: str | torch.device | None = None,
     pygrappa_compat: bool = False,
     partial_fourier: str = pf.DEFAULT_MODE,
+    virtual_coils: int | None = None,
+    compression: str = "svd",
     **_: object,
 ) -> Grappa:
     """`grappa` method; kernel `(kx, ky)` (None = `default_kernel`), lam default 0.01 (pygrappa's);
-    partial_fourier: pocs | homodyne | zero, per coil after the fill-in."""
-    return Grappa(kernel, DEFAULT_LAM if lam is None else lam, device, pygrappa_compat, partial_fourier)
+    partial_fourier: pocs | homodyne | zero, per coil after the fill-in; virtual_coils, compression:
+    coil compression (svd | gcc) before calibration (`methods.coils`; None: all coils)."""
+    return Grappa(kernel, DEFAULT_LAM if lam is None else lam, device, pygrappa_compat, partial_fourier, virtual_coils, compression)

@@ -95,13 +95,20 @@ def cg_sense(
 
 
 def sense_recon(
-    kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int, hybrid: bool = False, sigma: float | None = None
+    kspace: torch.Tensor,
+    maps: torch.Tensor,
+    mask: torch.Tensor,
+    lam: float,
+    iters: int,
+    hybrid: bool = False,
+    sigma: float | None = None,
+    scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Scale-invariant CG-SENSE: solve on k-space divided by `data_scale`, scale back.
+    """Scale-invariant CG-SENSE: solve on k-space divided by `data_scale` (or `scale`), scale back.
 
     sigma: the noise std on the normalized scale (`sigma / data_scale`), for the discrepancy stop.
     """
-    return normalized(cg_sense, kspace, maps, mask, lam, iters, hybrid=hybrid, sigma=sigma)
+    return normalized(cg_sense, kspace, maps, mask, lam, iters, hybrid=hybrid, sigma=sigma, scale=scale)
 
 
 class _Sense:
@@ -111,8 +118,11 @@ class _Sense:
         self.hybrid = bool(hybrid)
         self.discrepancy = bool(discrepancy)
 
-    def __call__(self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int, sigma: float | None = None) -> torch.Tensor:
-        return sense_recon(kspace, maps, mask, lam, iters, hybrid=self.hybrid, sigma=sigma if self.discrepancy else None)
+    def __call__(
+        self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float, iters: int,
+        sigma: float | None = None, scale: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return sense_recon(kspace, maps, mask, lam, iters, hybrid=self.hybrid, sigma=sigma if self.discrepancy else None, scale=scale)
 
 
 def make_sense(
@@ -123,6 +133,9 @@ def make_sense(
     hybrid: bool = False,
     discrepancy: bool = False,
     partial_fourier: str = DEFAULT_MODE,
+    virtual_coils: int | None = None,
+    compression: str = "svd",
+    combine: str = "rss",
     **_: object,
 ) -> ClassicalMethod:
     """`sense` method; lam None = `tikhonov_rule` per slice, iters None = `DEFAULTS`; device None = the batch's, hybrid as `cg_sense`.
@@ -130,5 +143,9 @@ def make_sense(
     discrepancy: also stop each slice by the discrepancy principle at its measured noise level
     (only with the noise rule, lam None; module docstring).
     partial_fourier: pocs | homodyne | zero, on the combined image (`recon.partial_fourier`).
+    virtual_coils, compression: coil compression (svd | gcc) before calibration (`methods.coils`; None: all coils).
+    combine: rss (default) | sense, how the output magnitude is formed (`recon.methods.classical`).
     """
-    return ClassicalMethod.build(_Sense(hybrid, discrepancy), DEFAULTS, lam, iters, device, espirit, tikhonov_rule, partial_fourier)
+    method = ClassicalMethod.build(_Sense(hybrid, discrepancy), DEFAULTS, lam, iters, device, espirit, tikhonov_rule, partial_fourier, virtual_coils, compression, combine)
+    method.readout_crop = bool(hybrid)  # one CG per row: the same image on the readout FOV (`classical` module docstring)
+    return method

@@ -61,6 +61,7 @@ from recon.calib.spirit import SpiritOperator, spirit_calibrate
 from recon.core import center_crop, fft2c, ifft2c
 from recon.linops import Coeffs, Wavelet2D, map_coeffs
 from recon.methods.batch import ReconBatch
+from recon.methods.coils import check_virtual_coils, compress_batch
 from recon.methods.classical import data_scale, noise_sigma
 
 #: Noise factor of the calibration's Tikhonov rule (`recon.calib.spirit`).
@@ -220,7 +221,8 @@ class Spirit:
     the calibration's noise rule `C_CAL`, else a fixed relative weight (Lustig's); prior: the
     k-space prior's noise rule (False: plain SPIRiT, stopped by `iters` alone); lam: L1 weight
     on the normalized scale (None/0 = no L1 unless `l1`); l1: the L1 noise rule; iters: CG cap
-    (default `ITERS`) or FISTA iterations (`L1_ITERS`).
+    (default `ITERS`) or FISTA iterations (`L1_ITERS`); virtual_coils, compression: coil
+    compression (svd | gcc) before calibration (`methods.coils`; None: all coils).
     """
 
     def __init__(
@@ -233,8 +235,12 @@ class Spirit:
         iters: int | None = None,
         device: str | torch.device | None = None,
         partial_fourier: str = pf.DEFAULT_MODE,
+        virtual_coils: int | None = None,
+        compression: str = "svd",
     ) -> None:
         self.partial_fourier = pf.check_mode(partial_fourier)
+        self.virtual_coils = check_virtual_coils(virtual_coils, compression)
+        self.compression = compression
         if kernel is not None:
             if len(kernel) != 2:
                 raise ValueError(f"spirit kernel must be (kx, ky), got {kernel!r}")
@@ -296,6 +302,7 @@ class Spirit:
         """`ReconBatch` -> `(B, h, w)` float32 on the batch's device."""
         home = batch.masked_kspace.device
         device = self.device or home
+        batch = compress_batch(batch, self.virtual_coils, self.compression)
         kspace = batch.masked_kspace.to(device, torch.complex64)
         mask = batch.mask.to(device).bool()
         calib = batch.calib.reshape(-1, 2).expand(kspace.shape[0], 2).cpu()
@@ -321,8 +328,10 @@ def make_spirit(
     iters: int | None = None,
     device: str | torch.device | None = None,
     partial_fourier: str = pf.DEFAULT_MODE,
+    virtual_coils: int | None = None,
+    compression: str = "svd",
     **_: object,
 ) -> Spirit:
     """`spirit` method (module docstring); defaults: `default_kernel`, the noise rules, CG;
     a partial-Fourier / partial-echo side is completed per coil after the fill (`recon.partial_fourier`)."""
-    return Spirit(kernel, tikhonov, prior, lam, l1, iters, device, partial_fourier)
+    return Spirit(kernel, tikhonov, prior, lam, l1, iters, device, partial_fourier, virtual_coils, compression)
