@@ -1,10 +1,11 @@
-"""Data-loading throughput: recon.data vs fastMRI, and the training loader against VarNet's consumption.
+"""Data-loading throughput of the loader `recon train` uses (recon.data) vs fastMRI's, and against VarNet's consumption.
 
 Both modes read fastMRI-format multi-coil files (default 15 coils x 640 x 368, random k-space
 written with `recon.io.write_fastmri_volume` to a temporary folder, so they sit in the OS page
 cache: the loaders are timed on HDF5 decoding, masking and hand-over, not on disk reads).
 
-Comparison mode (default): recon's `SliceDataset` + `VarNetTransform` against fastMRI's
+Comparison mode (default): recon's `SliceDataset` + `VarNetTransform` (the dataset and transform
+of `recon train`, its validation, `recon benchmark` and `recon reconstruct`) against fastMRI's
 `SliceDataset` + `VarNetDataTransform` through a torch DataLoader (batch_size=None) with
 `--workers` (default 0 and 2), applying the same file-name-seeded random 4x mask. Nothing is
 cached across items: every item reads its slice from the HDF5 file. One pass (untimed) checks
@@ -18,8 +19,8 @@ Consumer mode (`--consumer`): is the model starved by the data loading of `recon
   repeating (a) the training loop's step (forward, center crop, `recon.metrics.SSIMLoss` with
   the file's `max` as data range, backward, Adam step, loss read back) and (b) inference
   (no grad) on one sample already on the device;
-* loader alone: `recon.train.data.TrainSlices` + `collate` (the training loop's dataset and
-  masks) through a DataLoader with N workers (pinned memory on CUDA, persistent workers and
+* loader alone: `recon.train.loop.training_slices` + `recon.data.collate` (the training loop's
+  dataset and `(seed, epoch, index)` masks) through a DataLoader with N workers (pinned memory on CUDA, persistent workers and
   `--prefetch` batches per worker when N > 0), each batch copied `.to(device, non_blocking=True)`;
 * fed: the same loader feeding the training step, as `recon train` runs.
 
@@ -52,13 +53,13 @@ import torch
 
 from _common import slug, sync
 from recon import ops
-from recon.data import SliceDataset, VarNetTransform
+from recon.data import Sample, SliceDataset, VarNetTransform, collate
 from recon.io import build_header, write_fastmri_volume
 from recon.masks import create_mask_func
 from recon.metrics import SSIMLoss
 from recon.models import VarNet
 from recon.train import TrainConfig, batch_loss, build_model
-from recon.train.data import TrainSample, TrainSlices, collate, list_h5
+from recon.train.loop import training_slices
 
 RESULTS = Path(__file__).parent / "results"
 COILS, ROWS, WIDTH = 15, 640, 368
@@ -92,7 +93,7 @@ def write_files(folder: Path, files: int, slices: int, coils: int = COILS, rows:
 
 
 def make_ours(folder: Path, cache: Path) -> torch.utils.data.Dataset:
-    """recon's slice dataset with a file-seeded 4x random mask."""
+    """recon's slice dataset (the one `recon train` uses) with a file-seeded 4x random mask."""
     return SliceDataset(folder, VarNetTransform(create_mask_func("random", [0.08], [4])), cache_file=cache)
 
 
@@ -158,7 +159,8 @@ def compare(args: argparse.Namespace, out_dir: Path) -> None:
                          "recon_steady_slices_per_s": rate["recon"][1], "fastmri_steady_slices_per_s": rate["fastmri"][1],
                          "steady_speedup": rate["recon"][1] / rate["fastmri"][1]})
     payload = {
-        "benchmark": "data loading, VarNet samples (4x random mask, file-name seeded)",
+        "benchmark": "data loading, VarNet samples (4x random mask, file-name seeded): recon.data.SliceDataset "
+                     "+ VarNetTransform (the dataset of recon train, benchmark and reconstruct) vs fastMRI",
         "data": {"files": args.files, "slices_per_file": args.slices, "coils": args.coils, "rows": args.rows,
                  "cols": args.cols, "slice_mb": args.coils * args.rows * args.cols * 8 / 2**20},
         "identical_samples_checked": compared,
@@ -170,7 +172,7 @@ def compare(args: argparse.Namespace, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "loading.json").write_text(json.dumps(payload, indent=2) + "\n")
     lines = [
-        "# Data loading: recon.data vs fastMRI",
+        "# Data loading: recon.data (the loader `recon train` uses) vs fastMRI",
         "",
         f"{args.files} files x {args.slices} slices, {args.coils} coils x {args.rows} x {args.cols} complex64 "
         f"({payload['data']['slice_mb']:.1f} MiB per slice), VarNet samples with a file-seeded 4x random mask; "
@@ -202,7 +204,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.loss_fn = SSIMLoss()
 
-    def train_step(self, batch: TrainSample) -> float:
+    def train_step(self, batch: Sample) -> float:
         """Forward, crop, SSIM loss, backward, Adam step; returns the loss (a sync, as in the loop)."""
         self.model.train()
         loss = batch_loss(self.model, batch, self.loss_fn)
@@ -213,7 +215,7 @@ class Trainer:
         return value
 
     @torch.no_grad()
-    def infer(self, batch: TrainSample) -> torch.Tensor:
+    def infer(self, batch: Sample) -> torch.Tensor:
         """Reconstruct the batch without gradients."""
         self.model.eval()
         return self.model(batch.masked_kspace, batch.mask, batch.num_low_frequencies)
@@ -231,7 +233,7 @@ def time_repeat(step: Callable[[], Any], device: torch.device, warmup: int, step
     return steps / (time.perf_counter() - start)
 
 
-def time_stream(loader: torch.utils.data.DataLoader, consume: Callable[[TrainSample], Any],
+def time_stream(loader: torch.utils.data.DataLoader, consume: Callable[[Sample], Any],
                 device: torch.device, warmup: int) -> float:
     """Batches per second of one pass of `loader` through `consume`, after `warmup` batches."""
     batches = iter(loader)
@@ -247,7 +249,7 @@ def time_stream(loader: torch.utils.data.DataLoader, consume: Callable[[TrainSam
     return count / (time.perf_counter() - start)
 
 
-def make_loader(dataset: TrainSlices, keys: list[tuple[int, int]], workers: int, device: torch.device,
+def make_loader(dataset: SliceDataset, keys: list[tuple[int, int]], workers: int, device: torch.device,
                 prefetch: int) -> torch.utils.data.DataLoader:
     """The training loop's DataLoader (batch 1, `collate`) with pinning, persistence and prefetch."""
     extra: dict[str, Any] = {"persistent_workers": True, "prefetch_factor": prefetch} if workers > 0 else {}
@@ -272,9 +274,8 @@ def feed(args: argparse.Namespace, out_dir: Path) -> None:
         config = TrainConfig(data=folder, out=tmp / "run", num_cascades=args.cascades, chans=args.chans,
                              pools=args.pools, sens_chans=args.sens_chans, sens_pools=args.sens_pools,
                              mixed_precision="bf16" if args.bf16 else "none", device=str(device))
-        dataset = TrainSlices(list_h5(folder),
-                              create_mask_func(config.mask_type, config.center_fractions, config.accelerations),
-                              config.seed)
+        mask_func = create_mask_func(config.mask_type, config.center_fractions, config.accelerations)
+        dataset = training_slices(folder, VarNetTransform(mask_func, use_seed=False, seed=config.seed), seed=config.seed)
         trainer = Trainer(build_model(config).to(device), config)
         sample = collate([dataset[(0, 0)]]).to(device)
         backend = ops.backend_for(sample.masked_kspace)
@@ -314,7 +315,7 @@ def feed(args: argparse.Namespace, out_dir: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     model_kwargs = config.model_kwargs()
     payload = {
-        "benchmark": "data loading feeding VarNet training (recon.train.data.TrainSlices, batch 1)",
+        "benchmark": "data loading feeding VarNet training (recon.data.SliceDataset as recon train builds it, batch 1)",
         "device": device_name,
         "data": {"files": args.files, "slices_per_file": args.slices, "coils": args.coils, "rows": args.rows,
                  "cols": args.cols, "slice_mb": args.coils * args.rows * args.cols * 8 / 2**20},
@@ -336,8 +337,8 @@ def feed(args: argparse.Namespace, out_dir: Path) -> None:
         f"# Data loading feeding VarNet training on {device_name}",
         "",
         f"{args.files} files x {args.slices} slices, {args.coils} coils x {args.rows} x {args.cols} complex64 "
-        f"({payload['data']['slice_mb']:.1f} MiB per slice) in the page cache; `recon.train.data.TrainSlices` "
-        f"+ `collate`, batch 1, random 4x/8x masks. Model: VarNet {model_kwargs}, U-Nets in "
+        f"({payload['data']['slice_mb']:.1f} MiB per slice) in the page cache; `recon.data.SliceDataset` "
+        f"+ `collate` as `recon train` builds them, batch 1, random 4x/8x masks. Model: VarNet {model_kwargs}, U-Nets in "
         f"{'bf16' if args.bf16 else 'fp32'}, ops backend {backend}. Machine: {os.cpu_count()} CPUs, "
         f"torch {torch.__version__}.",
         "",

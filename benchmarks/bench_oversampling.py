@@ -44,10 +44,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from recon.calib import espirit_calib  # noqa: E402
-from recon.io.fastmri import FastMRIVolume, write_fastmri_volume  # noqa: E402
+from recon.io import RawScan  # noqa: E402
+from recon.io.fastmri import write_fastmri_volume  # noqa: E402
 from recon.metrics import ssim  # noqa: E402
 from recon.core import crop_readout  # noqa: E402
-from recon.pipeline import Undersampled, build_method, read_kspace, run_method, slice_batch, undersample  # noqa: E402
+from recon.pipeline import build_method, open_file, run_method, slice_batch  # noqa: E402
 from recon.simulate import PRESETS, simulate_volume  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -84,14 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "file_knee_sim.h5"
         write_fastmri_volume(path, vol.kspace, vol.header_xml, vol.target, vol.attrs)
-        with FastMRIVolume(path) as f:
-            info, kspace = f.info, read_kspace(f)
         target = vol.target
         for acc in args.accelerations:
-            data = undersample(kspace.copy(), info, float(acc))
+            with open_file(path, float(acc)) as opened:
+                data = RawScan(opened.read(0, len(opened))[0], opened.acquisition)
             height, width = data.kspace.shape[-2:]
             fov_rows = data.acquisition.crop_size[0]
-            on_fov = Undersampled(crop_readout(data.kspace, fov_rows), data.acquisition)
+            on_fov = RawScan(crop_readout(data.kspace, fov_rows), data.acquisition)
             batch, small = slice_batch(data, 0, 1, device), slice_batch(on_fov, 0, 1, device)
             t_full, _, _ = _median_time(lambda: espirit_calib(batch.calibration_data, batch.calib), args.repeats)
             t_crop, _, _ = _median_time(lambda: espirit_calib(small.calibration_data, small.calib), args.repeats)
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 solver = method.method  # the ClassicalMethod behind the registry's output check
                 default = solver.readout_crop
 
-                def run(crop: bool, source: Undersampled = data) -> np.ndarray:
+                def run(crop: bool, source: RawScan = data) -> np.ndarray:
                     solver.readout_crop = crop
                     try:
                         return run_method(method, source, device, batch_size=args.slices)

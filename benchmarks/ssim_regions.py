@@ -22,10 +22,9 @@ from skimage.metrics import structural_similarity
 
 from _common import write_results
 from recon.evaluation import read_target
-from recon.io.fastmri import FastMRIVolume
 from recon.noise import estimate_noise_sigma
 from recon.methods.classical import MAPS_CROP
-from recon.pipeline import build_method, read_kspace, resolve_device, run_method, undersample
+from recon.pipeline import build_method, open_file, resolve_device, run_method
 from recon.simulate.realism import NOISE_FLOOR_FACTOR, object_mask
 
 
@@ -55,13 +54,13 @@ def main() -> None:
     methods = [m for m in args.methods.split(",") if m]
     rows: list[dict[str, Any]] = []
     for path in sorted(Path(args.data).glob("*.h5")):
-        with FastMRIVolume(path) as vol:
-            info = vol.info
-            kspace = read_kspace(vol)
+        with open_file(path) as full:
+            kspace = full.read(0, len(full))[0]
         target, _ = read_target(path)
         sigma = float(estimate_noise_sigma(kspace))
         mask = object_mask(target, floor=NOISE_FLOOR_FACTOR * sigma * np.sqrt(kspace.shape[1]))
-        data = undersample(kspace, info, args.accel, None, "random")
+        del kspace
+        data = open_file(path, args.accel, None, "random")
         for m in methods:
             options = {"espirit": MAPS_CROP[args.maps_crop]} if m in ("sense", "cs", "cs-tv") and args.maps_crop != "soft" else {}
             image = run_method(build_method(m, options), data, device, 8)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,9 +26,8 @@ from recon import checks
 from recon.core import center_crop
 from recon.evaluation import read_target
 from recon.io import InputError, atomic_path
-from recon.io.fastmri import FastMRIVolume
 from recon.metrics import volume_metrics
-from recon.pipeline import build_method, default_center_fraction, read_kspace, resolve_device, run_method, undersample
+from recon.pipeline import build_method, central_slices, default_center_fraction, open_file, resolve_device, run_method
 from recon.report.settings import run_settings
 from recon.report.tables import GROUP_KEYS, summarize, text_paired, text_table
 from recon.report.writers import write_reports
@@ -73,15 +71,13 @@ class BenchmarkJob:
 
     def __call__(self, path: Path) -> dict[str, Any]:
         path = Path(path)
-        with FastMRIVolume(path) as vol:
-            info = vol.info
+        with open_file(path, max_slices=self.max_slices) as probe:
+            info = probe.info
+            assert info is not None
             if info.mask is not None:
                 raise InputError(path, "already undersampled (has a mask); the benchmark needs fully sampled files")
-            picked = range(info.num_slices)
-            if self.max_slices and info.num_slices > self.max_slices:
-                start = (info.num_slices - self.max_slices) // 2
-                picked = range(start, start + self.max_slices)
-            kspace = read_kspace(vol, picked, self.max_memory)
+            picked = central_slices(info.num_slices, self.max_slices)
+            probe.check_memory(self.batch_size, self.max_memory)
         target, t_attrs = read_target(path, rows=slice(picked.start, picked.stop))
         device = resolve_device(self.device)
         mid = target.shape[0] // 2
@@ -89,44 +85,40 @@ class BenchmarkJob:
         rows: list[dict[str, Any]] = []
         preview: dict[str, Any] = {"file": path.name, "slice": mid, "target": target[mid].tolist(), "images": {}, "scores": {}}
         attrs = {**t_attrs, **info.attrs}
-        bar = self._bar(path.name, kspace.shape[0])
+        bar = self._bar(path.name, len(picked))
         try:
-            for i, acc in enumerate(self.accelerations):
-                last = i == len(self.accelerations) - 1  # the volume is not needed after the last mask: mask it in place
-                data = undersample(kspace, info, acc, self.center_fraction, self.mask_type, inplace=last)
-                for name in self.methods:
-                    method = build_method(name, {"device": str(device), **self.method_options.get(name, {})})
-                    if bar is not None:
-                        bar.set_postfix_str(f"{name} {acc:g}x")
-                    checks.check_input(path, data.kspace, data.acquisition.column_mask, data.acquisition.calib, name)
-                    _sync(device)
-                    start = time.perf_counter()
-                    images = run_method(method, data, device, self.batch_size, self.backend, None if bar is None else bar.update)
-                    _sync(device)
-                    seconds = time.perf_counter() - start
-                    images = checks.check_images(path, images, f"{name} at {acc:g}x", data.kspace.shape[0])
-                    scores = volume_metrics(target, images)
-                    rows.append(
-                        {
-                            "file": path.name,
-                            "method": name,
-                            "acceleration": float(acc),
-                            "center_fraction": data.acquisition.provenance.center_fraction,
-                            "acquisition": attrs.get("acquisition"),
-                            "coils": int(kspace.shape[1]),
-                            "source": data_source(attrs),
-                            "slices": int(images.shape[0]),
-                            **{m: float(scores[m]) for m in METRICS},
-                            "seconds_per_slice": seconds / images.shape[0],
+            for acc in self.accelerations:
+                with open_file(path, acc, self.center_fraction, self.mask_type, self.max_slices) as data:
+                    for name in self.methods:
+                        method = build_method(name, {"device": str(device), **self.method_options.get(name, {})})
+                        if bar is not None:
+                            bar.set_postfix_str(f"{name} {acc:g}x")
+                        seconds: list[float] = []
+                        images = run_method(method, data, device, self.batch_size, self.backend,
+                                            None if bar is None else bar.update, check=name, seconds=seconds)
+                        images = checks.check_images(path, images, f"{name} at {acc:g}x", len(data))
+                        scores = volume_metrics(target, images)
+                        rows.append(
+                            {
+                                "file": path.name,
+                                "method": name,
+                                "acceleration": float(acc),
+                                "center_fraction": data.acquisition.provenance.center_fraction,
+                                "acquisition": attrs.get("acquisition"),
+                                "coils": int(info.num_coils),
+                                "source": data_source(attrs),
+                                "slices": int(images.shape[0]),
+                                **{m: float(scores[m]) for m in METRICS},
+                                "seconds_per_slice": sum(seconds) / images.shape[0],
+                            }
+                        )
+                        img = center_crop(images[mid], target.shape[-2:])
+                        key = f"{name}@{acc:g}"
+                        preview["images"][key] = img.tolist()
+                        preview["scores"][key] = {
+                            "ssim": float(structural_similarity(target[mid], img, data_range=data_range)),
+                            "psnr": float(peak_signal_noise_ratio(target[mid], img, data_range=data_range)),
                         }
-                    )
-                    img = center_crop(images[mid], target.shape[-2:])
-                    key = f"{name}@{acc:g}"
-                    preview["images"][key] = img.tolist()
-                    preview["scores"][key] = {
-                        "ssim": float(structural_similarity(target[mid], img, data_range=data_range)),
-                        "psnr": float(peak_signal_noise_ratio(target[mid], img, data_range=data_range)),
-                    }
         finally:
             if bar is not None:
                 bar.close()
@@ -139,11 +131,6 @@ class BenchmarkJob:
 
         total = slices * len(self.methods) * len(self.accelerations)
         return tqdm(total=total, desc=name, unit="slice", leave=False, file=sys.stderr)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def check_methods(methods: Sequence[str], options: dict[str, dict[str, Any]]) -> dict[str, str]:

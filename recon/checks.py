@@ -10,7 +10,7 @@ zero (`check_images`). Both raise `InputError` naming the file, the method, the 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -31,13 +31,18 @@ def check_input(
     calib: tuple[int, int],
     method: str,
     calibration: np.ndarray | None = None,
+    slice_numbers: Sequence[int] | None = None,
 ) -> None:
     """InputError when `method` cannot give a meaningful image from this masked k-space.
 
-    kspace: `(S, C, H, W)` complex64, zero where not sampled. mask: `(W,)` bool sampled columns.
-    calib: the calibration (ACS) column region `[start, stop)` of the acquisition model.
-    calibration: `(S, C, H, W)` calibration-only data (ISMRMRD), None when the image data serve.
+    kspace: `(S, C, H, W)` complex64, zero where not sampled: a volume or one slice batch of it
+    (`recon.pipeline.run_method` checks every batch before the method runs on it). mask: `(W,)`
+    bool sampled columns. calib: the calibration (ACS) column region `[start, stop)` of the
+    acquisition model. calibration: `(S, C, H, W)` calibration-only data (ISMRMRD), None when
+    the image data serve. slice_numbers: the file's slice number of each of the S slices (the
+    errors name them; default `0..S-1`).
     """
+    numbers = list(range(kspace.shape[0])) if slice_numbers is None else list(slice_numbers)
     mask = np.asarray(mask, dtype=bool).reshape(-1)
     width = mask.size
     if not mask.any():
@@ -49,7 +54,7 @@ def check_input(
     flat = kspace.reshape(kspace.shape[0], -1)
     for s in range(kspace.shape[0]):
         if not np.any(flat[s]):
-            raise InputError(path, f"{method}: slice {s}: the sampled k-space is all zero")
+            raise InputError(path, f"{method}: slice {numbers[s]}: the sampled k-space is all zero")
     if method not in ACS_METHODS:
         return
     start, stop = int(calib[0]), int(calib[1])
@@ -63,7 +68,7 @@ def check_input(
     for s in range(kspace.shape[0]):
         signal = np.any(kspace[s, ..., start:stop]) or (calibration is not None and np.any(calibration[s, ..., start:stop]))
         if not signal:
-            raise InputError(path, f"{method}: slice {s}: no signal in the ACS columns {start}..{stop - 1}")
+            raise InputError(path, f"{method}: slice {numbers[s]}: no signal in the ACS columns {start}..{stop - 1}")
 
 
 def check_images(path: str | os.PathLike[str], images: Any, method: str, slices: int | None = None) -> np.ndarray:
@@ -96,7 +101,7 @@ def finite_kspace(path: str | os.PathLike[str], kspace: np.ndarray, what: str = 
 def check_training_batch(batch: Any) -> None:
     """InputError naming the file and slice of the first unusable sample of a collated batch.
 
-    batch: `recon.train.data.TrainSample` with a leading B axis (masked_kspace `(B, C, H, W)`,
+    batch: a collated `recon.data.Sample` (masked_kspace `(B, C, H, W)`,
     target `(B, h, w)`, max_value `(B,)`, fname and slice_num lists). NaN/Inf anywhere, an
     all-zero masked k-space or a non-positive `max` turn into a NaN loss and NaN weights.
     """

@@ -78,7 +78,7 @@ def _method_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
 
 def _add_scale_out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--batch-size", type=int, default=8, help="slices per batch (halved on CUDA out-of-memory)")
+    p.add_argument("--batch-size", type=int, default=8, help="slices per batch, at most 128 MiB of k-space (halved on CUDA out-of-memory)")
     p.add_argument("--workers", type=int, default=0, help="run files on a local Dask cluster of N processes (0: in this process)")
     p.add_argument("--scheduler", help="run files on an existing Dask cluster, e.g. tcp://host:8786 (default: none)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (per file, and per slice batch with ETA)")

@@ -1,13 +1,19 @@
-"""PyTorch datasets over fastMRI slices, the E2E-VarNet sample transform, and a metadata cache.
+"""The one dataset of `recon`: fastMRI slices for training, validation, benchmark and reconstruct.
 
 `SliceDataset` indexes every slice of a set of fastMRI files. File metadata (shape, header,
 padding, attrs) is scanned once and kept in a JSON cache keyed by absolute path, size and
 mtime, so a changed file is rescanned and an unchanged one is never reopened to build the
-index. Items read one slice lazily; each DataLoader worker keeps its own open file handles.
+index. Items read one slice lazily through a cached open handle per file (each DataLoader
+worker keeps its own); nothing reads a whole volume. `sample_rate` keeps random slices,
+`volume_sample_rate` random volumes, as fastMRI's `SliceDataset`.
 
 Items are fastMRI's raw tuple `(kspace, mask, target, attrs, fname, slice_num)` (attrs carry
 fastMRI's `padding_left`, `padding_right`, `encoding_size`, `recon_size` keys), so fastMRI
-transforms work on them too; `VarNetTransform` turns them into `VarNetSample`s.
+transforms work on them too; `VarNetTransform` turns them into `Sample`s, the one container of
+a slice (or, collated, a batch) going into a model. An item addressed as `(index, epoch)` gets
+the reproducible training mask of seed `(seed, epoch, index)`: a slice gets a new mask every
+epoch, DDP ranks (which see different indices) get different masks, and a resumed run draws
+exactly the masks of an uninterrupted one whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -30,25 +36,60 @@ from recon.masks import MaskFunc, apply_mask, seed_from_filename
 PathLike = str | os.PathLike[str]
 RawSample = tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None", dict[str, Any], str, int]
 CACHE_VERSION = 2
+#: An item key: a slice index, or `(index, epoch)` for the reproducible training masks.
+Key = int | tuple[int, int]
 MAX_OPEN_FILES = 64
 
 
-class VarNetSample(NamedTuple):
-    """One E2E-VarNet training/validation sample.
+class Sample(NamedTuple):
+    """One slice going into a model, or a batch of them (`collate`: tensors gain a leading B axis).
 
-    masked_kspace: (C, H, W) complex64, +0.0 where not sampled. mask: (1, 1, W) bool.
-    num_low_frequencies: ACS width (0: the model detects the center). target: (h, w) float32,
-    empty if none. max_value: the volume's attrs `max` (0.0 without target). crop_size: reconSpace.
+    masked_kspace: `(C, H, W)` complex64, +0.0 where not sampled. mask: `(1, 1, W)` bool.
+    num_low_frequencies: ACS width (0: the model detects the center; a `(B,)` tensor in a batch).
+    target: `(h, w)` float32, empty if the file has none. max_value: the volume's attrs `max`
+    (the SSIM data range; 0.0 without target). fname, slice_num: where it came from (lists in
+    a batch). crop_size: reconSpace `(h, w)`.
     """
 
     masked_kspace: torch.Tensor
     mask: torch.Tensor
-    num_low_frequencies: int
+    num_low_frequencies: Any
     target: torch.Tensor
-    fname: str
-    slice_num: int
-    max_value: float
+    max_value: Any
+    fname: Any
+    slice_num: Any
     crop_size: tuple[int, int]
+
+    def to(self, device: torch.device) -> "Sample":
+        """This sample with its tensors on `device`; asynchronous copies from pinned memory."""
+        return Sample(*(v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for v in self))
+
+
+def _stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """`torch.stack`, into shared memory when called in a DataLoader worker (saves a copy); one
+    tensor is viewed, not copied (a worker's transform output already sits in shared memory)."""
+    first = tensors[0]
+    if len(tensors) == 1:
+        return first.unsqueeze(0)
+    out = _worker_output(torch.empty((len(tensors), *first.shape), dtype=first.dtype, device="meta"))
+    return torch.stack(list(tensors)) if out is None else torch.stack(list(tensors), out=out)
+
+
+def collate(samples: Sequence[Sample]) -> Sample:
+    """Stack equal-shape samples into a batch (DataLoader `collate_fn`)."""
+    crops = {s.crop_size for s in samples}
+    if len(crops) != 1:
+        raise ValueError(f"samples of different reconSpace sizes {sorted(crops)} cannot share a batch")
+    return Sample(
+        masked_kspace=_stack([s.masked_kspace for s in samples]),
+        mask=torch.stack([s.mask for s in samples]),
+        num_low_frequencies=torch.tensor([int(s.num_low_frequencies) for s in samples]),
+        target=_stack([s.target for s in samples]),
+        max_value=torch.tensor([float(s.max_value) for s in samples]),
+        fname=[s.fname for s in samples],
+        slice_num=[int(s.slice_num) for s in samples],
+        crop_size=crops.pop(),
+    )
 
 
 def default_cache_file() -> Path:
@@ -125,31 +166,39 @@ class SliceDataset(torch.utils.data.Dataset):
         volume_sample_rate: float | None = None,
         cache_file: PathLike | None = None,
         seed: int | None = None,
+        use_cache: bool = True,
     ) -> None:
         """Index the slices.
 
         Args:
             root: a folder of `*.h5` files, one file, or a list of files.
-            transform: called as `transform(kspace, mask, target, attrs, fname, slice_num)`.
+            transform: called as `transform(kspace, mask, target, attrs, fname, slice_num)`, and
+                with `key=(index, epoch)` added for items addressed by such a key.
             sample_rate: keep this fraction of slices (random, by `seed`).
             volume_sample_rate: keep this fraction of volumes (exclusive with sample_rate).
             cache_file: metadata cache JSON; default `default_cache_file()`.
             seed: seed of the sampling (None: nondeterministic).
+            use_cache: False reads metadata from the files and leaves the cache alone (one-off
+                readers such as `recon reconstruct`).
         """
-        if sample_rate is not None and volume_sample_rate is not None:
+        if sample_rate is not None and volume_sample_rate is not None and sample_rate < 1.0 and volume_sample_rate < 1.0:
             raise ValueError("set sample_rate (by slice) or volume_sample_rate (by volume), not both")
+        for name, rate in (("sample_rate", sample_rate), ("volume_sample_rate", volume_sample_rate)):
+            if rate is not None and not 0 < rate <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {rate}")
         self.transform = transform
         self.cache_file = Path(cache_file) if cache_file is not None else default_cache_file()
+        self.use_cache = use_cache
         self.scanned: list[Path] = []
         volumes = self._load_metadata(_list_files(root))
         rng = random.Random(seed)
         if volume_sample_rate is not None and volume_sample_rate < 1.0:
-            keep = sorted(rng.sample(range(len(volumes)), round(len(volumes) * volume_sample_rate)))
+            keep = sorted(rng.sample(range(len(volumes)), max(1, round(len(volumes) * volume_sample_rate))))
             volumes = [volumes[i] for i in keep]
         self.volumes: list[VolumeInfo] = volumes
         index = [(v.path, s) for v in volumes for s in range(v.num_slices)]
         if sample_rate is not None and sample_rate < 1.0:
-            keep = sorted(rng.sample(range(len(index)), round(len(index) * sample_rate)))
+            keep = sorted(rng.sample(range(len(index)), max(1, round(len(index) * sample_rate))))
             index = [index[i] for i in keep]
         self.slice_index: list[tuple[Path, int]] = index
         self._info = {v.path: v for v in volumes}
@@ -157,7 +206,11 @@ class SliceDataset(torch.utils.data.Dataset):
         self._pid = os.getpid()
 
     def _load_metadata(self, files: list[Path]) -> list[VolumeInfo]:
-        """VolumeInfo per file from the cache, rescanning new or changed files; saves the cache."""
+        """VolumeInfo per file from the cache, rescanning new or changed files; saves the cache
+        (without entries of files that no longer exist)."""
+        if not self.use_cache:
+            self.scanned = list(files)
+            return [read_info(f) for f in files]
         try:
             cache = json.loads(self.cache_file.read_text())
             if cache.get("version") != CACHE_VERSION:
@@ -177,12 +230,18 @@ class SliceDataset(torch.utils.data.Dataset):
             entries[str(f)] = {"stamp": _stamp(f), "info": _info_to_json(info)}
             infos.append(info)
         if self.scanned:
+            entries = {k: v for k, v in entries.items() if os.path.exists(k)}
             with atomic_path(self.cache_file) as tmp:
                 tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": entries}, allow_nan=False))
         return infos
 
     def __len__(self) -> int:
         return len(self.slice_index)
+
+    def volume_items(self, volume: int) -> list[int]:
+        """Item indices of `self.volumes[volume]`, in slice order (validation per volume)."""
+        path = self.volumes[volume].path
+        return [i for i, (p, _) in enumerate(self.slice_index) if p == path]
 
     def _volume(self, path: Path) -> FastMRIVolume:
         """This process's open handle of `path` (LRU of MAX_OPEN_FILES; reopened after fork)."""
@@ -199,12 +258,12 @@ class SliceDataset(torch.utils.data.Dataset):
             self._handles.move_to_end(path)
         return vol
 
-    def __getitem__(self, i: int) -> Any:
+    def raw(self, i: int) -> RawSample:
+        """Item `i` untransformed: `(kspace, mask, target, attrs, fname, slice_num)`; k-space is
+        checked for NaN/Inf (`InputError` naming file and slice)."""
         path, slice_num = self.slice_index[i]
         vol = self._volume(path)
         info = vol.info
-        kspace = vol.kspace(slice_num)
-        target = vol.target(slice_num)
         attrs = {
             **info.attrs,
             "padding_left": info.padding[0],
@@ -213,9 +272,21 @@ class SliceDataset(torch.utils.data.Dataset):
             "recon_size": info.header.recon_size,
         }
         mask = None if info.mask is None else info.mask.copy()
+        return vol.kspace(slice_num), mask, vol.target(slice_num), attrs, path.name, slice_num
+
+    def kspace(self, i: int) -> np.ndarray:
+        """The k-space of item `i` alone (`(C, H, W)` or `(H, W)` complex64, NaN/Inf-checked)."""
+        path, slice_num = self.slice_index[i]
+        return self._volume(path).kspace(slice_num)
+
+    def __getitem__(self, key: Key) -> Any:
+        index, epoch = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), None)
+        item = self.raw(index)
         if self.transform is None:
-            return kspace, mask, target, attrs, path.name, slice_num
-        return self.transform(kspace, mask, target, attrs, path.name, slice_num)
+            return item
+        if epoch is None:
+            return self.transform(*item)
+        return self.transform(*item, key=(index, epoch))
 
     def close(self) -> None:
         """Close this process's open files."""
@@ -243,16 +314,19 @@ def _worker_output(like: torch.Tensor) -> torch.Tensor | None:
 
 
 class VarNetTransform:
-    """Raw slice -> `VarNetSample`, as fastMRI's `VarNetDataTransform` (same masks, +0.0 zeros)."""
+    """Raw slice -> `Sample`, as fastMRI's `VarNetDataTransform` (same masks, +0.0 zeros)."""
 
-    def __init__(self, mask_func: MaskFunc | None = None, use_seed: bool = True) -> None:
+    def __init__(self, mask_func: MaskFunc | None = None, use_seed: bool = True, seed: int | None = None) -> None:
         """Args:
         mask_func: retrospective undersampling; None uses the file's own mask (test data).
-        use_seed: seed the mask from the file name (validation: one fixed mask per volume);
-            False draws from `mask_func`'s own RNG (training; see `worker_init_fn`).
+        use_seed: seed the mask from the file name (validation: one fixed mask per volume).
+        seed: with `use_seed` False, items addressed as `(index, epoch)` get the mask of seed
+            `(seed, epoch, index)` (training); items addressed by index alone, or with seed
+            None, draw from `mask_func`'s own RNG (see `worker_init_fn`).
         """
         self.mask_func = mask_func
         self.use_seed = use_seed
+        self.seed = seed
 
     def __call__(
         self,
@@ -262,15 +336,22 @@ class VarNetTransform:
         attrs: dict[str, Any],
         fname: str,
         slice_num: int,
-    ) -> VarNetSample:
-        """kspace (C, H, W) (or (H, W), given a coil axis) complex64; mask (W,) of test files."""
+        key: tuple[int, int] | None = None,
+    ) -> Sample:
+        """kspace (C, H, W) (or (H, W), given a coil axis) complex64; mask (W,) of test files;
+        key: the item's `(index, epoch)` when addressed so."""
         kspace_t = torch.from_numpy(np.ascontiguousarray(kspace, dtype=np.complex64))
         if kspace_t.ndim == 2:
             kspace_t = kspace_t.unsqueeze(0)
         width = kspace_t.shape[-1]
         padding = (int(attrs["padding_left"]), int(attrs["padding_right"]))
         if self.mask_func is not None:
-            seed = seed_from_filename(fname) if self.use_seed else None
+            if self.use_seed:
+                seed: Any = seed_from_filename(fname)
+            elif self.seed is not None and key is not None:
+                seed = (int(self.seed), int(key[1]), int(key[0]))
+            else:
+                seed = None
             col_mask, num_low = self.mask_func(width, None, seed)
         else:
             col_mask = np.ones(width, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
@@ -282,14 +363,14 @@ class VarNetTransform:
         else:
             target_t = torch.empty(0)
             max_value = 0.0
-        return VarNetSample(
+        return Sample(
             masked_kspace=masked,
             mask=torch.from_numpy(col_mask).view(1, 1, width),
             num_low_frequencies=int(num_low),
             target=target_t,
+            max_value=max_value,
             fname=fname,
             slice_num=int(slice_num),
-            max_value=max_value,
             crop_size=(int(attrs["recon_size"][0]), int(attrs["recon_size"][1])),
         )
 

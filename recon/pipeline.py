@@ -1,11 +1,13 @@
-"""From a volume's k-space to images with any registered method: what `recon reconstruct` and
-`recon benchmark` share.
+"""From a file to images with any registered method: what `recon reconstruct` and `recon benchmark` share.
 
-* `undersample`: a fastMRI volume's own mask, or a file-name-seeded retrospective mask (as
-  fastMRI validation does), as an `Undersampled` volume with its acquisition model;
-* `slice_batch`: slices of it as a `methods.ReconBatch` on a device;
-* `run_method`: all slices through a method in batches, halving the batch on device
-  out-of-memory errors;
+* `open_file`: a fastMRI file as `FileSlices`, lazily: its acquisition model (the file's own mask,
+  or a file-name-seeded retrospective mask as fastMRI validation draws it) and the slices picked
+  (`max_slices` central ones), nothing read yet; `FileSlices.from_scan` wraps an ISMRMRD
+  `RawScan` (gridded whole when read) the same way;
+* `slice_batch`: slices of it as a `methods.ReconBatch` on a device, read when asked for;
+* `run_method`: the slices through a method batch by batch, each batch read (through
+  `recon.data.SliceDataset`) and checked just before it runs, halving the batch on device
+  out-of-memory errors, so peak memory follows the batch, not the volume;
 * `build_method`: a registered method built once per process.
 """
 
@@ -13,19 +15,28 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
-from typing import Any, Callable
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from recon import methods, ops
+from recon import checks, methods, ops
 from recon.acquisition import Acquisition, MaskProvenance, retrospective
-from recon.io.fastmri import FastMRIVolume, VolumeInfo
-from recon.io.sanity import check_memory
-from recon.masks import apply_mask, make_mask, seed_from_filename
+from recon.data import SliceDataset
+from recon.io.fastmri import VolumeInfo
+from recon.io.ismrmrd import RawScan
+from recon.io.sanity import check_memory, format_bytes
+from recon.masks import make_mask, seed_from_filename
 
 DEFAULT_CENTER_FRACTIONS = {4.0: 0.08, 8.0: 0.04}
+#: Peak bytes of a method's batch per complex64 byte of its k-space: the slices read, HDF5's
+#: decompression buffer, and the method's working set (zero-filled: two FFT copies).
+BATCH_MEMORY_FACTOR = 5
+#: Most k-space bytes one batch reads: `--batch-size` shrinks for files with large slices
+#: (a 15-coil 640 x 368 knee slice is 27 MiB: batches of 4; a 64-coil one 120 MiB: 1).
+MAX_BATCH_BYTES = 128 * 2**20
 
 
 def default_center_fraction(acceleration: float) -> float:
@@ -40,75 +51,141 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-@dataclass
-class Undersampled:
-    """A volume's k-space as it goes into a method, with its acquisition model.
-
-    kspace: `(S, C, H, W)` complex64, zero where not sampled. acquisition: where it was sampled,
-    the calibration region, matrices and geometry. calibration: `(S, C, H, W)` calibration-only
-    data (ISMRMRD), None when the image data serve for calibration.
-    """
-
-    kspace: np.ndarray
-    acquisition: Acquisition
-    calibration: np.ndarray | None = None
-
-
-def undersample(
-    kspace: np.ndarray,
+def file_acquisition(
     info: VolumeInfo,
     acceleration: float | None = None,
     center_fraction: float | None = None,
     mask_type: str = "random",
-    inplace: bool = False,
-) -> Undersampled:
-    """Apply the file's own mask, a file-name-seeded retrospective mask, or none.
-
-    kspace: `(S, C, H, W)` complex64 (single-coil files get `C = 1`). `inplace` masks `kspace`
-    itself instead of a copy (one volume less at peak, for callers that no longer need it).
-    """
+) -> Acquisition:
+    """The sampling a fastMRI file is reconstructed with: its own mask, a file-name-seeded
+    retrospective mask when `acceleration` is given (fully sampled files), or fully sampled."""
     base = info.acquisition()
     if info.mask is not None or acceleration is None:
-        masked = _masked(kspace, base.column_mask, inplace) if info.mask is not None else kspace
-        return Undersampled(masked, base)
+        return base
     cf = default_center_fraction(acceleration) if center_fraction is None else float(center_fraction)
     seed = seed_from_filename(info.path.name)
     mask, nlow = make_mask(mask_type, base.width, [acceleration], [cf], seed=seed)
-    acq = retrospective(base, mask, int(nlow), MaskProvenance(mask_type, float(acceleration), cf, seed))
-    masked = _masked(kspace, acq.column_mask, True) if inplace else apply_mask(kspace, acq.column_mask)[0]
-    return Undersampled(np.asarray(masked, dtype=np.complex64), acq)
+    return retrospective(base, mask, int(nlow), MaskProvenance(mask_type, float(acceleration), cf, seed))
 
 
-def _masked(kspace: np.ndarray, mask: np.ndarray, inplace: bool) -> np.ndarray:
-    """`kspace * mask + 0` (the +0 turns -0.0 into +0.0, as fastMRI's apply_mask), optionally in place."""
-    if not inplace:
-        return kspace * mask + np.complex64(0)
-    kspace *= np.asarray(mask, dtype=np.float32)
-    kspace += np.complex64(0)
-    return kspace
+def central_slices(num_slices: int, max_slices: int | None) -> range:
+    """The `max_slices` central slices of `num_slices` (all when None or not fewer)."""
+    if not max_slices or num_slices <= max_slices:
+        return range(num_slices)
+    start = (num_slices - max_slices) // 2
+    return range(start, start + max_slices)
 
 
-#: Peak bytes of a file-based reconstruction per complex64 byte of its k-space: the volume read,
-#: its masked copy, and the method's working set of one batch.
-FASTMRI_MEMORY_FACTOR = 3
+class FileSlices:
+    """The slices of one file as they go into a method, read a batch at a time.
 
-
-def read_kspace(vol: FastMRIVolume, slices: range | None = None, max_memory: int | None = None) -> np.ndarray:
-    """Slices (default all) of a fastMRI volume as `(S, C, H, W)` complex64, read one slice at a time
-    into a preallocated array (each checked for NaN/Inf).
-
-    Before anything is read, the memory a reconstruction of these slices needs is compared with
-    `max_memory` (default: the available memory) and the file is refused when it does not fit.
+    path: the file. acquisition: its sampling model (indexed by the file's slice numbers).
+    slices: the file's slice numbers picked, in order. shape: `(C, H, W)` per slice.
+    info: the fastMRI `VolumeInfo` (None for ISMRMRD). scan: the gridded ISMRMRD data (None for
+    fastMRI, read lazily through a one-file `recon.data.SliceDataset`).
     """
-    info = vol.info
-    picked = range(len(vol)) if slices is None else slices
-    shape = (len(picked), info.num_coils, *info.shape[-2:])
-    check_memory(vol.path, FASTMRI_MEMORY_FACTOR * 8 * int(np.prod(shape, dtype=np.int64)),
-                 f"reading {len(picked)} slice(s) of k-space {shape[1:]}", max_memory)
-    out = np.empty(shape, dtype=np.complex64)
-    for j, i in enumerate(picked):
-        out[j] = vol.kspace(i).reshape(shape[1:])
-    return out
+
+    def __init__(
+        self,
+        path: Path,
+        acquisition: Acquisition,
+        slices: Sequence[int],
+        shape: tuple[int, int, int],
+        *,
+        dataset: SliceDataset | None = None,
+        scan: RawScan | None = None,
+        masked: bool = True,
+    ) -> None:
+        if (dataset is None) == (scan is None):
+            raise ValueError("FileSlices reads from exactly one of a dataset or a RawScan")
+        self.path = Path(path)
+        self.acquisition = acquisition
+        self.slices = list(slices)
+        self.shape = shape
+        self.dataset = dataset
+        self.scan = scan
+        self.info: VolumeInfo | None = dataset.volumes[0] if dataset is not None else None
+        self._masked = masked
+
+    @classmethod
+    def from_scan(cls, scan: RawScan, path: str | Path = "<memory>") -> FileSlices:
+        """All slices of a gridded ISMRMRD scan (or of any in-memory `RawScan`)."""
+        return cls(Path(path), scan.acquisition, range(scan.kspace.shape[0]), tuple(scan.kspace.shape[1:]), scan=scan)
+
+    def __len__(self) -> int:
+        return len(self.slices)
+
+    def __enter__(self) -> FileSlices:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if self.dataset is not None:
+            self.dataset.close()
+
+    def batch_slices(self, batch_size: int) -> int:
+        """`batch_size`, lowered so that one batch reads at most `MAX_BATCH_BYTES` of k-space."""
+        per_slice = 8 * int(np.prod(self.shape, dtype=np.int64))
+        return max(1, min(int(batch_size), MAX_BATCH_BYTES // per_slice))
+
+    def memory(self, batch_size: int) -> int:
+        """Bytes a reconstruction needs: the output images plus one batch's working set."""
+        h, w = self.acquisition.crop_size
+        per_slice = 8 * int(np.prod(self.shape, dtype=np.int64))
+        return 4 * h * w * len(self) + BATCH_MEMORY_FACTOR * per_slice * self.batch_slices(batch_size)
+
+    def check_memory(self, batch_size: int, max_memory: int | None = None) -> None:
+        """InputError before anything is read when `memory(batch_size)` exceeds `max_memory`
+        (default: the available memory)."""
+        h, w = self.acquisition.crop_size
+        what = (f"reconstructing {len(self)} slice(s) ({format_bytes(4 * h * w * len(self))} of {h}x{w} images, "
+                f"batches of {self.batch_slices(batch_size)} slice(s) of k-space {self.shape})")
+        check_memory(self.path, self.memory(batch_size), what, max_memory)
+
+    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Picked slices `[start, stop)`: `(B, C, H, W)` complex64 k-space, zero (+0.0) where not
+        sampled, and the `(B, C, H, W)` calibration-only data or None."""
+        picked = self.slices[start:stop]
+        calibration = None
+        if self.scan is not None:
+            kspace = self.scan.kspace[picked]
+            if self.scan.calibration is not None:
+                calibration = self.scan.calibration[picked]
+        else:
+            assert self.dataset is not None
+            kspace = np.empty((len(picked), *self.shape), dtype=np.complex64)
+            for j, s in enumerate(picked):
+                kspace[j] = self.dataset.kspace(s).reshape(self.shape)
+        if self._masked:
+            rows = self.shape[-2]
+            for j, s in enumerate(picked):
+                kspace[j] *= self.acquisition.sampling(rows, s).astype(np.float32)
+            kspace += np.complex64(0)
+        return kspace, calibration
+
+
+def open_file(
+    path: str | Path,
+    acceleration: float | None = None,
+    center_fraction: float | None = None,
+    mask_type: str = "random",
+    max_slices: int | None = None,
+) -> FileSlices:
+    """A fastMRI file as `FileSlices`: validated metadata and the sampling model, no k-space read.
+
+    The file's own mask wins; a fully sampled file gets the file-name-seeded retrospective mask of
+    `acceleration` (or none); `max_slices` picks the central slices before anything is read.
+    """
+    dataset = SliceDataset([path], use_cache=False)
+    info = dataset.volumes[0]
+    acq = file_acquisition(info, acceleration, center_fraction, mask_type)
+    shape = (info.num_coils, *info.shape[-2:])
+    picked = central_slices(info.num_slices, max_slices)
+    return FileSlices(dataset.volumes[0].path, acq, picked, shape, dataset=dataset,
+                      masked=info.mask is not None or acceleration is not None)
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -127,60 +204,89 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and ("CUFFT_ALLOC_FAILED" in text or "CUDA out of memory" in text)
 
 
-def slice_batch(data: Undersampled, start: int, stop: int, device: torch.device) -> methods.ReconBatch:
-    """Slices `[start, stop)` of a volume as a `ReconBatch` on `device`, from its acquisition model."""
+def _recon_batch(
+    data: FileSlices, start: int, stop: int, kspace: np.ndarray, calibration: np.ndarray | None, device: torch.device
+) -> methods.ReconBatch:
+    """Read slices `[start, stop)` of `data` (`kspace`, `calibration`) as a `ReconBatch` on `device`."""
     acq = data.acquisition
-    rows, width = data.kspace.shape[-2:]
+    picked = data.slices[start:stop]
+    rows = kspace.shape[-2]
     if acq.partial_echo:
-        mask = np.stack([acq.sampling(rows, i) for i in range(start, stop)])[:, None]
+        mask = np.stack([acq.sampling(rows, s) for s in picked])[:, None]
     else:
-        mask = np.stack([acq.slice_columns(i) for i in range(start, stop)])[:, None, None, :]
-    calib = torch.tensor([acq.calib], dtype=torch.int64).expand(stop - start, 2)
-    cal = data.calibration
+        mask = np.stack([acq.slice_columns(s) for s in picked])[:, None, None, :]
     return methods.ReconBatch(
-        masked_kspace=torch.from_numpy(np.ascontiguousarray(data.kspace[start:stop])).to(device),
+        masked_kspace=torch.from_numpy(np.ascontiguousarray(kspace)).to(device),
         mask=torch.from_numpy(mask).to(device),
-        calib=calib,
+        calib=torch.tensor([acq.calib], dtype=torch.int64).expand(len(picked), 2),
         crop_size=acq.crop_size,
-        calib_kspace=None if cal is None else torch.from_numpy(np.ascontiguousarray(cal[start:stop])).to(device),
+        calib_kspace=None if calibration is None else torch.from_numpy(np.ascontiguousarray(calibration)).to(device),
         extent=acq.kspace_extent,
     )
 
 
+def _as_slices(data: FileSlices | RawScan) -> FileSlices:
+    return data if isinstance(data, FileSlices) else FileSlices.from_scan(data)
+
+
+def slice_batch(data: FileSlices | RawScan, start: int, stop: int, device: torch.device) -> methods.ReconBatch:
+    """Picked slices `[start, stop)` of `data`, read now, as a `ReconBatch` on `device`."""
+    data = _as_slices(data)
+    kspace, calibration = data.read(start, stop)
+    return _recon_batch(data, start, stop, kspace, calibration, device)
+
+
 def run_method(
     method: methods.Method,
-    data: Undersampled,
+    data: FileSlices | RawScan,
     device: torch.device,
     batch_size: int = 8,
     backend: str | None = None,
     on_batch: Callable[[int], None] | None = None,
+    check: str | None = None,
+    seconds: list[float] | None = None,
 ) -> np.ndarray:
-    """Reconstruct all slices in batches on `device`; returns `(S, h, w)` float32.
+    """Reconstruct the picked slices batch by batch on `device`; returns `(S, h, w)` float32.
 
-    `backend` (`torch`, `cupy`, None = automatic) selects the `recon.ops` backend for this run.
-    A device allocation failure (torch, CuPy or cuFFT) halves the batch and retries.
-    `on_batch(n)` is called after each batch with its number of slices (progress bars).
+    Each batch is read just before it runs (at most `MAX_BATCH_BYTES` of k-space, see
+    `FileSlices.batch_slices`). `check` (a method name) runs `checks.check_input` on every batch
+    before the method sees it. `backend` (`torch`, `cupy`, None = automatic) selects the
+    `recon.ops` backend. A device allocation failure (torch, CuPy or cuFFT) halves the batch
+    and retries. `on_batch(n)` is called after each batch with its number of slices (progress
+    bars); `seconds` collects the time of each batch from the read k-space to the images on the
+    host, reading excluded (benchmark timings).
     """
-    num = data.kspace.shape[0]
+    data = _as_slices(data)
+    num = len(data)
     out: list[np.ndarray] = []
     start = 0
-    size = max(1, int(batch_size))
+    size = data.batch_slices(batch_size)
     with ops.use_backend(backend):
         while start < num:
             stop = min(start + size, num)
-            batch = slice_batch(data, start, stop, device)
+            kspace, calibration = data.read(start, stop)
+            if check is not None:
+                acq = data.acquisition
+                checks.check_input(data.path, kspace, acq.column_mask, acq.calib, check, calibration,
+                                   slice_numbers=data.slices[start:stop])
+            if seconds is not None and device.type == "cuda":
+                torch.cuda.synchronize(device)
+            began = time.perf_counter()
             try:
+                batch = _recon_batch(data, start, stop, kspace, calibration, device)
                 with torch.no_grad():
                     images = method(batch)
+                result = images.detach().float().cpu().numpy()
             except Exception as err:
                 if size == 1 or not is_out_of_memory(err):
                     raise
-                del batch
                 size = max(1, size // 2)
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 continue
-            out.append(images.detach().float().cpu().numpy())
+            if seconds is not None:
+                seconds.append(time.perf_counter() - began)
+            out.append(result)
             if on_batch is not None:
                 on_batch(stop - start)
             start = stop

@@ -4,6 +4,10 @@ A fastMRI file with its own `mask` (test / challenge data) is reconstructed from
 undersampled k-space; a fully sampled file is undersampled retrospectively with the
 file-name-seeded mask when an acceleration is given (as fastMRI validation does), and
 reconstructed as acquired otherwise. ISMRMRD raw files keep their true sampling.
+
+A fastMRI file is read a slice batch at a time (`recon.pipeline.run_method`), so memory follows
+the batch and the output images, not the volume; an ISMRMRD file is gridded whole, then
+reconstructed in batches.
 """
 
 from __future__ import annotations
@@ -17,8 +21,7 @@ import numpy as np
 
 from recon import checks
 from recon.acquisition import Acquisition
-from recon.io.fastmri import FastMRIVolume
-from recon.pipeline import Undersampled, build_method, read_kspace, resolve_device, run_method, undersample
+from recon.pipeline import FileSlices, build_method, open_file, resolve_device, run_method
 from recon.validate import not_inputs
 
 
@@ -127,50 +130,58 @@ class ReconstructJob:
         return out
 
     def _one(self, path: Path, target: Path, choice: dict[str, int | None], warnings: list[str]) -> dict[str, Any]:
-        """Load, check, reconstruct, check and write one image of `path` (one ISMRMRD choice)."""
+        """Open, reconstruct batch by batch (each batch checked before the method runs), check
+        and write one image of `path` (one ISMRMRD choice)."""
         data, acquisition, identity = self._load(path, warnings, choice)
-        if self.fmt == "nii" and data.acquisition.geometry is not None:
-            from recon.io.errors import InputError
-            from recon.io.geometry import stack_problem
+        with data:
+            if self.fmt == "nii" and data.acquisition.geometry is not None:
+                from recon.io.errors import InputError
+                from recon.io.geometry import stack_problem
 
-            problem = stack_problem(list(data.acquisition.geometry))
-            if problem is not None:
-                raise InputError(path, f"{problem}; a NIfTI volume needs one constant slice step: use --format dcm (one file per slice)")
-        checks.check_input(path, data.kspace, data.acquisition.column_mask, data.acquisition.calib, self.method, data.calibration)
-        device = resolve_device(self.device)
-        method = build_method(self.method, {"device": str(device), **self.method_options})
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
+                problem = stack_problem(list(data.acquisition.geometry))
+                if problem is not None:
+                    raise InputError(path, f"{problem}; a NIfTI volume needs one constant slice step: use --format dcm (one file per slice)")
+            device = resolve_device(self.device)
+            method = build_method(self.method, {"device": str(device), **self.method_options})
+            bar = None
+            if self.progress:
+                from tqdm import tqdm
 
-            bar = tqdm(total=data.kspace.shape[0], desc=path.name, unit="slice", leave=False)
-        try:
-            images = run_method(method, data, device, self.batch_size, self.backend, None if bar is None else bar.update)
-        finally:
-            if bar is not None:
-                bar.close()
-        images = checks.check_images(path, images, self.method, data.kspace.shape[0])
+                bar = tqdm(total=len(data), desc=path.name, unit="slice", leave=False)
+            try:
+                images = run_method(method, data, device, self.batch_size, self.backend,
+                                    None if bar is None else bar.update, check=self.method)
+            finally:
+                if bar is not None:
+                    bar.close()
+            gfactor = self._gfactor_maps(path, method, data, device) if self.gfactor else None
+        images = checks.check_images(path, images, self.method, len(data))
         attrs = {**data.acquisition.provenance.attrs(), "method": self.method, "acquisition": acquisition, **_indices(choice)}
-        gfactor = [self._write_gfactor(path, method, data, device, attrs, choice)] if self.gfactor else []
-        outputs = self._write(path, target, images, data.acquisition, attrs, identity, choice) + gfactor
+        outputs = self._write(path, target, images, data.acquisition, attrs, identity, choice)
+        if gfactor is not None:
+            outputs.append(self._write_gfactor(path, gfactor, data.acquisition, attrs, choice))
         return {"output": str(outputs[0]), "slices": int(images.shape[0]), **{k: v for k, v in attrs.items() if v is not None}}
 
-    def _write_gfactor(self, path: Path, method: Any, data: Undersampled, device: Any, attrs: dict[str, Any], choice: dict[str, int | None]) -> Path:
-        """Compute the g-factor maps `(S, h, w)` of the built `method` on `data` (`recon.methods.gfactor`:
-        sense and grappa on uniform masks) and write them atomically beside the image as
-        `<name>_gfactor.h5` (dataset `reconstruction`), with the image's attrs and the sampling's."""
+    def _gfactor_maps(self, path: Path, method: Any, data: FileSlices, device: Any) -> np.ndarray:
+        """The g-factor maps `(S, h, w)` of the built `method` on `data` (`recon.methods.gfactor`:
+        sense and grappa on uniform masks), batch by batch like the image."""
         from recon.io.errors import InputError
+        from recon.methods.gfactor import GFactorMaps, check_gfactor
+
+        try:
+            check_gfactor(self.method)
+            return run_method(GFactorMaps(method), data, device, self.batch_size, self.backend)
+        except ValueError as err:
+            raise InputError(path, str(err)) from None
+
+    def _write_gfactor(self, path: Path, maps: np.ndarray, acq: Acquisition, attrs: dict[str, Any], choice: dict[str, int | None]) -> Path:
+        """Write g-factor maps atomically beside the image as `<name>_gfactor.h5` (dataset
+        `reconstruction`), with the image's attrs and the sampling's."""
         from recon.io.fastmri import write_reconstruction
-        from recon.methods.gfactor import GFACTOR, GFactorMaps, check_gfactor
+        from recon.methods.gfactor import GFACTOR
 
         target = self.gfactor_target(path, choice)
         not_inputs([target], [path])
-        try:
-            check_gfactor(self.method)
-            maps = run_method(GFactorMaps(method), data, device, self.batch_size, self.backend)
-        except ValueError as err:
-            raise InputError(path, str(err)) from None
-        acq = data.acquisition
         fov = {"recon_fov_mm": [float(v) for v in acq.recon_fov_mm]} if acq.recon_fov_mm is not None else {}
         write_reconstruction(
             target,
@@ -191,9 +202,10 @@ class ReconstructJob:
 
     def _load(
         self, path: Path, warnings: list[str] | None = None, choice: dict[str, int | None] | None = None
-    ) -> tuple[Undersampled, str | None, dict[str, Any]]:
-        """The undersampled volume, its acquisition name and identity; `warnings` collects options
-        that do not apply; `choice` picks the ISMRMRD repetition / contrast / set (default: the job's)."""
+    ) -> tuple[FileSlices, str | None, dict[str, Any]]:
+        """The file opened for reconstruction (fastMRI: nothing read yet, memory checked), its
+        acquisition name and identity; `warnings` collects options that do not apply; `choice`
+        picks the ISMRMRD repetition / contrast / set (default: the job's)."""
         from recon.io import ismrmrd as raw
 
         warnings = [] if warnings is None else warnings
@@ -203,16 +215,17 @@ class ReconstructJob:
             scan = raw.read_ismrmrd(path, repetition=choice.get("repetition"), contrast=choice.get("contrast"),
                                     set_index=choice.get("set"), max_memory=self.max_memory)
             warnings += self._ignored_options("prospectively undersampled ISMRMRD data")
-            acq = scan.acquisition
-            masked = np.stack([scan.kspace[s] * acq.sampling(scan.kspace.shape[-2], s) for s in range(scan.kspace.shape[0])])
-            data = Undersampled(masked + np.complex64(0), acq, scan.calibration)
-            return data, scan.meta.get("protocol_name"), dict(scan.identity)
-        with FastMRIVolume(path) as vol:
-            info = vol.info
-            kspace = read_kspace(vol, max_memory=self.max_memory)
+            return FileSlices.from_scan(scan, path), scan.meta.get("protocol_name"), dict(scan.identity)
+        data = open_file(path, self.acceleration, self.center_fraction, self.mask_type)
+        try:
+            data.check_memory(self.batch_size, self.max_memory)
+        except BaseException:
+            data.close()
+            raise
+        info = data.info
+        assert info is not None
         if info.mask is not None:
             warnings += self._ignored_options("a file with its own mask (prospective / challenge data)")
-        data = undersample(kspace, info, self.acceleration, self.center_fraction, self.mask_type, inplace=True)
         identity = {"patient_id": info.attrs.get("patient_id")} if "patient_id" in info.attrs else {}
         return data, info.attrs.get("acquisition"), identity
 

@@ -17,7 +17,8 @@ from recon.acquisition import Acquisition
 from recon.cli import main
 from recon.methods import ReconBatch
 from recon.methods.zero_filled import zero_filled
-from recon.pipeline import Undersampled, run_method
+from recon.io import RawScan
+from recon.pipeline import run_method
 
 GENERATOR = shutil.which("ismrmrd_generate_cartesian_shepp_logan")
 needs_generator = pytest.mark.skipif(GENERATOR is None, reason="ismrmrd_generate_cartesian_shepp_logan (Debian ismrmrd-tools) not installed")
@@ -141,7 +142,7 @@ def _cupy_oom() -> BaseException:
 def test_cupy_and_cufft_allocation_failures_also_halve_the_batch(error: Callable[[], BaseException]) -> None:
     rng = np.random.default_rng(1)
     k = (rng.standard_normal((5, 2, 8, 6)) + 1j * rng.standard_normal((5, 2, 8, 6))).astype(np.complex64)
-    data = Undersampled(k, Acquisition(np.ones(6, dtype=bool), (0, 6), (0, 8), (0, 6), (8, 6, 1), (8, 6, 1)))
+    data = RawScan(k, Acquisition(np.ones(6, dtype=bool), (0, 6), (0, 8), (0, 6), (8, 6, 1), (8, 6, 1)))
     error()  # skips here when CuPy is missing
     method = OutOfMemoryAbove(1, error)
     images = run_method(method, data, torch.device("cpu"), batch_size=4)
@@ -154,7 +155,7 @@ def test_cupy_and_cufft_allocation_failures_also_halve_the_batch(error: Callable
 def test_out_of_memory_halves_the_batch() -> None:
     rng = np.random.default_rng(0)
     k = (rng.standard_normal((7, 2, 8, 6)) + 1j * rng.standard_normal((7, 2, 8, 6))).astype(np.complex64)
-    data = Undersampled(k, Acquisition(np.ones(6, dtype=bool), (0, 6), (0, 8), (0, 6), (8, 6, 1), (8, 6, 1)))
+    data = RawScan(k, Acquisition(np.ones(6, dtype=bool), (0, 6), (0, 8), (0, 6), (8, 6, 1), (8, 6, 1)))
     method = OutOfMemoryAbove(2)
     images = run_method(method, data, torch.device("cpu"), batch_size=8)
     reference = run_method(zero_filled, data, torch.device("cpu"), batch_size=8)

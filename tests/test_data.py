@@ -13,7 +13,7 @@ from fastmri.data.mri_data import SliceDataset as FastMRISliceDataset
 from fastmri.data.subsample import RandomMaskFunc
 from fastmri.data.transforms import VarNetDataTransform
 
-from recon.data import SliceDataset, VarNetSample, VarNetTransform, worker_init_fn, worker_seed
+from recon.data import Sample, SliceDataset, VarNetTransform, collate, worker_init_fn, worker_seed
 from recon.masks import create_mask_func
 from tests.fastmri_files import COILS, COLS, CROP, PADDING, ROWS, SLICES, write_multicoil
 
@@ -84,7 +84,7 @@ def test_validation_masks_fixed_per_volume(root: Path) -> None:
     masks: dict[str, list[torch.Tensor]] = {}
     for i in range(len(ds)):
         sample = ds[i]
-        assert isinstance(sample, VarNetSample)
+        assert isinstance(sample, Sample)
         masks.setdefault(sample.fname, []).append(sample.mask)
     for name in NAMES:
         assert all(torch.equal(m, masks[name][0]) for m in masks[name])
@@ -103,7 +103,7 @@ def test_masking_gives_positive_zero_and_padding(root: Path) -> None:
     assert sample.masked_kspace.dtype == torch.complex64 and sample.masked_kspace.shape == (COILS, ROWS, COLS)
 
 
-def _compare(ours: VarNetSample, theirs: object) -> None:
+def _compare(ours: Sample, theirs: object) -> None:
     np.testing.assert_array_equal(ours.masked_kspace.numpy(), torch.view_as_complex(theirs.masked_kspace).numpy())
     assert torch.equal(ours.mask.view(-1), theirs.mask.view(-1)) and theirs.mask.shape == (1, 1, COLS, 1)
     assert ours.num_low_frequencies == theirs.num_low_frequencies
@@ -184,3 +184,36 @@ def test_worker_samples_equal_in_process_samples(root: Path) -> None:
         assert torch.equal(torch.view_as_real(sample.masked_kspace).signbit(), torch.view_as_real(ref.masked_kspace).signbit())
         seen += 1
     assert seen == len(ds)
+
+
+def test_epoch_keys_give_reproducible_training_masks(root: Path) -> None:
+    """Items addressed as (index, epoch) get the mask of seed (seed, epoch, index), in or out of workers."""
+    func = create_mask_func("random", [0.08, 0.04], [4, 8])
+    ds = _ds(root, transform=VarNetTransform(func, use_seed=False, seed=7))
+    width = ds[0].masked_kspace.shape[-1]
+    for index, epoch in ((0, 0), (4, 0), (4, 3)):
+        want, nlow = func(width, None, (7, epoch, index))
+        sample = ds[(index, epoch)]
+        want[: PADDING[0]] = False
+        want[PADDING[1]:] = False
+        assert torch.equal(sample.mask.view(-1), torch.from_numpy(want)) and sample.num_low_frequencies == nlow
+    assert len({tuple(ds[(4, epoch)].mask.view(-1).tolist()) for epoch in range(4)}) > 1  # a new mask per epoch
+    keys = [(i, 1) for i in range(len(ds))]
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, sampler=keys, collate_fn=collate, num_workers=2,
+                                         multiprocessing_context="fork")
+    batches = list(loader)
+    assert all(b.masked_kspace.shape[0] == 2 and isinstance(b.fname, list) for b in batches[:-1])
+    got = torch.cat([b.mask for b in batches])
+    assert torch.equal(got, torch.stack([ds[k].mask for k in keys]))
+
+
+def test_volume_items_and_one_off_reads_leave_the_cache_alone(root: Path) -> None:
+    ds = _ds(root, volume_sample_rate=2 / 3, seed=3)
+    for v, volume in enumerate(ds.volumes):
+        items = ds.volume_items(v)
+        assert [ds.slice_index[i] for i in items] == [(volume.path, s) for s in range(SLICES)]
+    one = SliceDataset(root / NAMES[0], cache_file=root.parent / "other.json", use_cache=False)
+    assert not (root.parent / "other.json").exists() and len(one) == SLICES
+    np.testing.assert_array_equal(one.kspace(2), _ds(root)[2][0])
+    with pytest.raises(ValueError, match="not both"):
+        _ds(root, sample_rate=0.5, volume_sample_rate=0.5)

@@ -122,7 +122,7 @@ def test_calibrates_on_ismrmrd_calibration_only_lines(tmp_path: Path) -> None:
     path = tmp_path / "asym.h5"
     full = _write_asymmetric_acs(path)
     data, _, _ = ReconstructJob(out_dir=tmp_path / "out")._load(path)
-    assert data.calibration is not None and not data.acquisition.column_mask[21]
+    assert data.scan is not None and data.scan.calibration is not None and not data.acquisition.column_mask[21]
     target = rss(ifft2c(full), 0)
     inside = target > 0.2 * target.max()
 

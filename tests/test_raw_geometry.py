@@ -279,13 +279,14 @@ def test_oversampling_removal_keeps_the_image_inside_the_fov(tmp_path: Path, nam
     grid's, and both match the truth."""
     import torch
 
-    from recon.pipeline import Undersampled, build_method, run_method
+    from recon.io import RawScan
+    from recon.pipeline import build_method, run_method
 
     lines = np.zeros(40, bool)
     lines[::2] = True
     scan = Scan(oversampling=2, lines=lines, acs=(14, 26))
     raw = read_ismrmrd(write_scan(tmp_path / "os.h5", scan))
-    data = Undersampled(raw.kspace, raw.acquisition, raw.calibration)
+    data = RawScan(raw.kspace, raw.acquisition, raw.calibration)
     method = build_method(name, {"device": "cpu"})
     solver = method.method
     default = solver.readout_crop
@@ -312,13 +313,14 @@ def test_hybrid_sense_is_unchanged_by_the_readout_crop(tmp_path: Path) -> None:
     image there is the stored grid's to float precision: the rows are independent problems."""
     import torch
 
-    from recon.pipeline import Undersampled, build_method, run_method
+    from recon.io import RawScan
+    from recon.pipeline import build_method, run_method
 
     lines = np.zeros(40, bool)
     lines[::2] = True
     scan = Scan(oversampling=2, lines=lines, acs=(14, 26))
     raw = read_ismrmrd(write_scan(tmp_path / "os.h5", scan))
-    data = Undersampled(raw.kspace, raw.acquisition, raw.calibration)
+    data = RawScan(raw.kspace, raw.acquisition, raw.calibration)
     method = build_method("sense", {"device": "cpu", "hybrid": True, "lam": 1e-3})
     solver = method.method
     assert solver.readout_crop
@@ -535,9 +537,10 @@ def _run(raw, name: str, kspace: np.ndarray | None = None, calibration: np.ndarr
     """`(S, rx, ry)` images of a read scan by method `name` on the CPU (the pipeline `recon reconstruct` runs)."""
     import torch
 
-    from recon.pipeline import Undersampled, build_method, run_method
+    from recon.io import RawScan
+    from recon.pipeline import build_method, run_method
 
-    data = Undersampled(raw.kspace if kspace is None else kspace, raw.acquisition, raw.calibration if calibration is None else calibration)
+    data = RawScan(raw.kspace if kspace is None else kspace, raw.acquisition, raw.calibration if calibration is None else calibration)
     return run_method(build_method(name, {"device": "cpu"}), data, torch.device("cpu"))
 
 
@@ -587,7 +590,8 @@ def test_per_slice_masks_end_to_end(tmp_path: Path) -> None:
     the zero-filled image (0.025-0.028)."""
     import torch
 
-    from recon.pipeline import Undersampled, build_method, run_method
+    from recon.io import RawScan
+    from recon.pipeline import build_method, run_method
 
     lines = np.zeros((2, 40), bool)
     lines[0, ::2] = True
@@ -607,7 +611,7 @@ def test_per_slice_masks_end_to_end(tmp_path: Path) -> None:
         out = tmp_path / name
         assert reconstruct(src, out, "nii", name) == 0
         data = check_nifti(out / "perslice.nii.gz", scan)
-        wrong = run_method(build_method(name, {"device": "cpu"}), Undersampled(raw.kspace, union), torch.device("cpu"))
+        wrong = run_method(build_method(name, {"device": "cpu"}), RawScan(raw.kspace, union), torch.device("cpu"))
         for k, ref in enumerate(refs):
             assert nrmse(data[..., k], ref) < 0.01, (name, k)
             assert nrmse(wrong[k], ref) > 3 * nrmse(data[..., k], ref), (name, k)

@@ -63,6 +63,7 @@ class TrainConfig:
     accumulate: int = 1
     num_workers: int = 0
     sample_rate: float = 1.0
+    volume_sample_rate: float = 1.0
     seed: int = 0
     max_steps: int | None = None
     checkpoint_every: int = 200
@@ -106,8 +107,11 @@ class TrainConfig:
             raise ValueError(str(err).replace("--center-fraction", "center_fractions")) from None
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
-        if not 0 < self.sample_rate <= 1:
-            raise ValueError(f"sample_rate must be in (0, 1], got {self.sample_rate}")
+        for name in ("sample_rate", "volume_sample_rate"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.sample_rate < 1 and self.volume_sample_rate < 1:
+            raise ValueError("set sample_rate (random slices) or volume_sample_rate (random volumes), not both")
 
     def model_kwargs(self) -> dict[str, Any]:
         """Keywords for `recon.models.VarNet`, or for `recon.models.Unet` when model is unet."""
@@ -175,7 +179,8 @@ _HELP: dict[str, str] = {
     "batch_size": "slices per batch and rank",
     "accumulate": "batches accumulated per optimizer step",
     "num_workers": "DataLoader worker processes",
-    "sample_rate": "fraction of the training slices used",
+    "sample_rate": "fraction of the training slices used, drawn at random by --seed (fastMRI's sample_rate)",
+    "volume_sample_rate": "fraction of the training volumes used, drawn at random by --seed (exclusive with --sample-rate)",
     "seed": "seed of the initial weights, slice order and masks",
     "max_steps": "stop after this many optimizer steps (default: none)",
     "checkpoint_every": "optimizer steps between resume checkpoints (0: at epoch ends only)",

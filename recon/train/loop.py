@@ -1,8 +1,10 @@
 """The training loop: VarNet (SSIM loss, Adam) or fastMRI's image U-Net (L1, RMSprop), with
 StepLR, validation, checkpoints, resume, DDP, and a summary at the end.
 
-Reproducibility: the model is initialised from `seed`; the slice order of each epoch comes
-from `DistributedSampler(seed, epoch)`; the mask of a slice from `(seed, epoch, index)`.
+Data: `recon.data.SliceDataset` + `VarNetTransform`, the dataset every other part of `recon`
+uses. Reproducibility: the model is initialised from `seed`; the slice order of each epoch
+comes from `DistributedSampler(seed, epoch)`; the mask of a slice from `(seed, epoch, index)`
+(items are addressed as `(index, epoch)`); validation masks from the file name.
 Resume state is saved at optimizer-step boundaries, so on CPU a run killed at any moment and
 restarted ends with the same weights, bit for bit, as an uninterrupted run.
 """
@@ -25,6 +27,7 @@ from tqdm import tqdm
 
 from recon.checks import check_training_batch
 from recon.core import center_crop
+from recon.data import Sample, SliceDataset, VarNetTransform, collate
 from recon.io.errors import InputError
 from recon.masks import create_mask_func
 from recon.metrics import SSIMLoss, volume_metrics
@@ -33,7 +36,6 @@ from recon.models.image_unet import unet_loss, unet_reconstruct
 from recon.models.unet import Unet
 from recon.models.varnet import VarNet
 from recon.train.config import TrainConfig
-from recon.train.data import TrainSample, TrainSlices, ValVolumes, collate, list_h5
 from recon.train.distributed import DistInfo, barrier, cleanup, gather_objects, init_distributed
 from recon.train.state import load_resume, save_resume
 
@@ -45,6 +47,25 @@ def _split_folders(config: TrainConfig) -> tuple[Path, Path | None]:
         val = config.val_data or (data / "val" if (data / "val").is_dir() else None)
         return data / "train", val
     return data, config.val_data
+
+
+def training_slices(
+    folder: Path,
+    transform: VarNetTransform,
+    sample_rate: float = 1.0,
+    volume_sample_rate: float = 1.0,
+    seed: int = 0,
+) -> SliceDataset:
+    """The `*.h5` files of `folder` as a `SliceDataset`; InputError for a folder without files or
+    a file without a `reconstruction_rss` target."""
+    files = sorted(Path(folder).glob("*.h5"))
+    if not files:
+        raise InputError(folder, "no .h5 files found")
+    dataset = SliceDataset(files, transform, sample_rate=sample_rate, volume_sample_rate=volume_sample_rate, seed=seed)
+    for volume in dataset.volumes:
+        if volume.target_key != "reconstruction_rss":
+            raise InputError(volume.path, "no reconstruction_rss target (test files cannot be used for training)")
+    return dataset
 
 
 def _device(config: TrainConfig, info: DistInfo) -> torch.device:
@@ -78,7 +99,7 @@ def _digest(tensors: list[torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
-def _slices(batch: TrainSample) -> str:
+def _slices(batch: Sample) -> str:
     return ", ".join(f"{f} slice {s}" for f, s in zip(batch.fname, batch.slice_num))
 
 
@@ -99,7 +120,7 @@ def _core(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def batch_loss(model: torch.nn.Module, batch: TrainSample, loss_fn: SSIMLoss) -> torch.Tensor:
+def batch_loss(model: torch.nn.Module, batch: Sample, loss_fn: SSIMLoss) -> torch.Tensor:
     """The training loss of a collated batch already on the model's device.
 
     VarNet: forward, center crop to the target, `loss_fn` (SSIM) with the files' `max` as data
@@ -113,14 +134,14 @@ def batch_loss(model: torch.nn.Module, batch: TrainSample, loss_fn: SSIMLoss) ->
 
 
 @torch.no_grad()
-def validate(model: VarNet | Unet, volumes: ValVolumes, info: DistInfo, device: torch.device) -> dict[str, float]:
-    """Mean per-volume SSIM/PSNR/NMSE; each volume is reconstructed whole on one rank."""
+def validate(model: VarNet | Unet, volumes: SliceDataset, info: DistInfo, device: torch.device) -> dict[str, float]:
+    """Mean per-volume SSIM/PSNR/NMSE; each volume is reconstructed on one rank, slice by slice."""
     model.eval()
     mine: list[dict[str, float]] = []
-    for i in range(info.rank, len(volumes), info.world_size):
-        slices = volumes.volume(i)
+    for i in range(info.rank, len(volumes.volumes), info.world_size):
         preds, targets = [], []
-        for s in slices:
+        for item in volumes.volume_items(i):
+            s = volumes[item]
             if isinstance(model, Unet):
                 out = unet_reconstruct(model, s.masked_kspace[None].to(device), tuple(s.target.shape[-2:]))
             else:
@@ -195,8 +216,9 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
     device = _device(config, info)
     train_dir, val_dir = _split_folders(config)
     mask_func = create_mask_func(config.mask_type, config.center_fractions, config.accelerations)
-    train_set = TrainSlices(list_h5(train_dir), mask_func, config.seed, config.sample_rate)
-    val_set = ValVolumes(list_h5(val_dir), mask_func) if val_dir is not None else None
+    train_set = training_slices(train_dir, VarNetTransform(mask_func, use_seed=False, seed=config.seed),
+                                config.sample_rate, config.volume_sample_rate, config.seed)
+    val_set = training_slices(val_dir, VarNetTransform(mask_func, use_seed=True)) if val_dir is not None else None
     if val_set is None and info.is_main:
         print(f"note: no validation data (no {Path(config.data) / 'val'} folder, no --val-data): no 'best' checkpoint; "
               f"the result is {ckpt / 'last.safetensors'}", file=sys.stderr)
@@ -256,7 +278,7 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
                 loss_value = 0.0
                 bad_loss = ""
                 for micro in range(config.accumulate):
-                    batch: TrainSample = next(batches)
+                    batch: Sample = next(batches)
                     check_training_batch(batch)
                     last_micro = micro == config.accumulate - 1
                     sync = net.no_sync() if info.enabled and not last_micro else contextlib.nullcontext()

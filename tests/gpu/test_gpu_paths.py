@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 
 from recon import methods
 from recon.acquisition import Acquisition, centered_region
-from recon.pipeline import Undersampled, run_method
+from recon.io import RawScan
+from recon.pipeline import run_method
 from recon.simulate import SimConfig, simulate_dataset
 from recon.train import TrainConfig, train
 from tests._baseline_data import column_mask, phantom_kspace
@@ -24,11 +25,11 @@ DEV = torch.device("cuda")
 INDEX = 0  # set_per_process_memory_fraction needs an indexed device
 
 
-def _phantom_volume(slices: int = 2, coils: int = 8, rows: int = 64, cols: int = 48, step: int = 4, nlow: int = 8) -> Undersampled:
+def _phantom_volume(slices: int = 2, coils: int = 8, rows: int = 64, cols: int = 48, step: int = 4, nlow: int = 8) -> RawScan:
     """`slices` noisy phantom slices, undersampled by every `step`-th column plus `nlow` ACS columns."""
     mask = column_mask(cols, step, nlow)
     kspace = np.stack([phantom_kspace(coils, rows, cols, seed=s)[0] for s in range(slices)])
-    return Undersampled((kspace * mask).astype(np.complex64), _acquisition(mask, nlow, rows, min(rows, cols)))
+    return RawScan((kspace * mask).astype(np.complex64), _acquisition(mask, nlow, rows, min(rows, cols)))
 
 
 def _acquisition(mask: np.ndarray, nlow: int, rows: int, crop: int) -> Acquisition:
@@ -90,7 +91,7 @@ def test_batch_run_halves_the_batch_on_a_real_out_of_memory_error() -> None:
     shape = (16, 15, 320, 320)
     mask = column_mask(320, 4, 26)
     kspace = (torch.complex(torch.randn(shape, generator=g), torch.randn(shape, generator=g)).numpy() * mask).astype(np.complex64)
-    data = Undersampled(kspace, _acquisition(mask, 26, 320, 320))
+    data = RawScan(kspace, _acquisition(mask, 26, 320, 320))
     done: list[int] = []
 
     def recording(batch: methods.ReconBatch) -> torch.Tensor:
