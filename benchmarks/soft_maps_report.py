@@ -1,7 +1,7 @@
 """Before / after a change of the classical methods on the same volumes, slices and masks.
 
-Reads the per-volume rows of a `benchmarks/bart_compare.py` result (before: its `ours <method>`
-rows) and of a `recon benchmark` results.json (after), and writes results/<stem>.json and .md:
+Reads the per-volume rows of two `recon benchmark` results.json files (or, for before, of a
+`benchmarks/bart_compare.py` result: its `ours <method>` rows), and writes results/<stem>.json and .md:
 per acceleration and method the mean ± std over volumes (ddof 0, as the README table) of SSIM
 and PSNR before and after, and the paired SSIM difference (mean, smallest, volumes improved).
 Usage:
@@ -50,7 +50,8 @@ def main() -> None:
         lines += [f"## {acc:g}x", "", "| method | volumes | SSIM before | SSIM after | SSIM after - before (min, improved) | PSNR before | PSNR after |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for m in methods:
-            b, a = _by_volume(before["rows"], m, acc, "ours "), _by_volume(after["rows"], m, acc)
+            prefix = "ours " if any(str(r["method"]).startswith("ours ") for r in before["rows"]) else ""
+            b, a = _by_volume(before["rows"], m, acc, prefix), _by_volume(after["rows"], m, acc)
             files = sorted(set(b) & set(a))
             if not files:
                 continue
@@ -75,9 +76,8 @@ def main() -> None:
                 v = t["per_volume"].get(f) if t else None
                 cells.append(f"{v['before']['ssim']:.3f} / {v['after']['ssim']:.3f}" if v else "-")
         lines.append(f"| {f} | " + " | ".join(cells) + " |")
-    lines += ["", f"Before: `{args.before}` (its `ours` rows). After: `recon benchmark` results.json, made by:", "", "```sh", args.command, "```", ""]
-    write_results(args.stem, {"before": before.get("command"), "after": after.get("settings", {}).get("command"), "command": args.command,
-                              "table": table, "after_results": after}, "\n".join(lines))
+    lines += ["", "Before / after: the `recon benchmark` results.json files made by:", "", "```sh", args.command, "```", ""]
+    write_results(args.stem, {"command": args.command, "table": table, "before_results": before, "after_results": after}, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -4,21 +4,19 @@ A `ClassicalMethod` takes coil maps from the batch or estimates them by ESPIRiT 
 batch's calibration region (`recon.calib`), runs its solver on the batch's device (or the one
 it was built for) and returns a magnitude image center-cropped to `crop_size`.
 
-Map coverage (`ESPIRIT_DEFAULTS`): ESPIRiT's hard eigenvalue crop (0.95, SigPy and BART's
-default) zeroes the maps wherever the dominant eigenvalue falls below it, and the image with
-them: at the FOV edge an object reaches when the narrow 8x calibration region cannot follow the
-coil sensitivities across it (a black band), inside the object on low-SNR slices (the noise
-rule keeps few kernels: on the template source at SNR 8 half the brain has eigenvalue < 0.95),
-and over the background, where the RSS target keeps the coils' noise floor. The default is a
-soft crop (`recon.calib.espirit.crop_weight`, step at sqrt(eigenvalue) 0.7, width 0.1: half
-weight at eigenvalue 0.49, full above ~0.8), so the maps cover the object and most of the
-background and vanish only where the eigenvalue is small. Chosen on the tuning split (seeds 2000+)
-among the hard crop, BART's `ecalib -S` step and steps at 0.85 / 0.7 / 0.5 / none by the fastMRI
-SSIM. The price: the hard crop is also a support constraint, and SENSE / CS without it solve for
-the background too; inside the object the template's SSIM at 8x falls by 0.03-0.04
-(`benchmarks/results/soft_maps_regions_mni152_8x_*.md`) while the full image gains
-(`soft_maps_accept_mni152.md`, `soft_maps_accept_phantom.md`). `MAPS_CROP` names the hard crop
-(`--maps-crop hard`) and BART's soft step (`bart-soft`).
+Map coverage (`ESPIRIT_DEFAULTS`): ESPIRiT's hard eigenvalue crop (0.95, SigPy's and BART's
+default) zeroes the maps wherever the dominant eigenvalue falls below it, and the coil images
+`S x` with them: at the FOV edge an object reaches when the narrow 8x calibration region cannot
+follow the coil sensitivities across it (a black band with `combine="sense"`; with `rss` only the
+measured samples remain there). The default weights the unit-norm eigenvector maps by BART
+`ecalib -S`'s smooth step at 0.95 (`recon.calib.espirit.crop_weight`, `BART_SOFT`): the band,
+whose eigenvalues lie just below 0.95, keeps most of its weight, while the maps still vanish
+where the eigenvalue is low (the background), so the crop stays the support constraint inside
+which SENSE / CS are better conditioned. Chosen on the tuning split (seeds 2000+) under the `rss`
+output among the hard crop, this step and a wide step (`MAPS_CROP["wide"]`: half weight at
+eigenvalue 0.49, which also keeps the background): BART's step scored highest or within 0.001
+SSIM of the best for sense and cs on both sources at 4x and 8x. Acceptance split:
+`benchmarks/results/soft_maps_accept_mni152.md`, `soft_maps_accept_phantom.md`.
 
 Output (`combine`): the solver's estimate is one coil-combined complex image `x`. With `rss`
 (default) the output is formed like the fastMRI target and like every k-space method here
