@@ -141,7 +141,7 @@ def test_reconstruct_uses_the_calibration_lines(tmp_path: Path) -> None:
         return float(np.linalg.norm((image - target)[inside]) / np.linalg.norm(target[inside]))
 
     # the hard crop's support constraint: unregularized SENSE on this small phantom with the
-    # soft default's maps (covering the background too) errs 0.45 x zero-filled inside the object
+    # soft default's maps (weight 0.3-0.9 just outside the support) errs 0.42 x zero-filled
     sense, zero = error("sense", iters=30, lam=0.0, espirit=MAPS_CROP["hard"]), error("zero-filled")
     assert sense < 0.4 * zero, (sense, zero)
-    assert error("sense", iters=30, lam=0.0) < 0.5 * zero
+    assert error("sense", iters=30, lam=0.0) < 0.45 * zero

@@ -133,7 +133,7 @@ def crop_weight(eig: torch.Tensor, crop: float, soft: float | None = None) -> to
     survives the calibration: eigenvalue 0) stay all zero and the image is refused, not made
     of noise divided by a weight of 1e-12.
     `BART_SOFT` reproduces BART `ecalib -S` (Soft-SENSE) within 0.04 per pixel; wider steps
-    keep low-eigenvalue regions (the FOV edge an object folds across, the background) at a
+    keep low-eigenvalue regions (the FOV edge an object reaches, the background) at a
     reduced weight instead of zeroing them. Returns `eig`'s shape, float32 in [0, 1].
     """
     if soft is None:
