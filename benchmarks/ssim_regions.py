@@ -23,6 +23,7 @@ from skimage.metrics import structural_similarity
 from _common import write_results
 from recon.evaluation import read_target
 from recon.noise import estimate_noise_sigma
+from recon.methods.classical import MAPS_CROP
 from recon.pipeline import build_method, open_file, resolve_device, run_method
 from recon.simulate.realism import NOISE_FLOOR_FACTOR, object_mask
 
@@ -47,6 +48,7 @@ def main() -> None:
     p.add_argument("--methods", default="zero-filled,sense,cs,cs-tv")
     p.add_argument("--accel", type=float, default=4.0)
     p.add_argument("--stem", default="ssim_regions_mni152")
+    p.add_argument("--maps-crop", choices=["soft", "hard", "wide"], default="soft", help="ESPIRiT crop of sense / cs / cs-tv (recon --maps-crop)")
     args = p.parse_args()
     device = resolve_device("cpu")
     methods = [m for m in args.methods.split(",") if m]
@@ -60,9 +62,11 @@ def main() -> None:
         del kspace
         data = open_file(path, args.accel, None, "random")
         for m in methods:
-            image = run_method(build_method(m, {}), data, device, 8)
+            options = {"espirit": MAPS_CROP[args.maps_crop]} if m in ("sense", "cs", "cs-tv") and args.maps_crop != "soft" else {}
+            image = run_method(build_method(m, options), data, device, 8)
             rows.append({"file": path.name, "method": m, "acceleration": args.accel, "background_fraction": float(1 - mask.mean()), **regions(target, image, mask)})
-    command = f"OMP_NUM_THREADS=1 python benchmarks/ssim_regions.py {args.data} --methods {args.methods} --accel {args.accel:g} --stem {args.stem}"
+    crop = f" --maps-crop {args.maps_crop}" if args.maps_crop != "soft" else ""
+    command = f"OMP_NUM_THREADS=1 python benchmarks/ssim_regions.py {args.data} --methods {args.methods} --accel {args.accel:g} --stem {args.stem}{crop}"
     lines = [f"# SSIM inside and outside the object ({args.accel:g}x)", "",
              f"Data: `{args.data}` ({len({r['file'] for r in rows})} volumes). Mean over volumes of the SSIM map averaged over the whole",
              "image (the fastMRI number: 3-pixel border left out, as skimage does), the object and the background;",

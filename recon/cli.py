@@ -25,6 +25,10 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--unet-checkpoint", help="U-Net weights for method unet (`recon train --model unet`, or fastMRI's knee_mc_leaderboard_state_dict.pt) (default: the shipped simulated-data weights)")
     g.add_argument("--lam", type=float, help="fixed regularization weight of sense / cs / cs-tv on the normalized data scale (default: per slice from its noise level: sense sigma^2, cs 0.3 sigma, cs-tv 0.1 sigma); for spirit an L1-wavelet weight (L1-SPIRiT; default none)")
     g.add_argument("--iters", type=int, help="iterations of sense / cs / cs-tv / spirit (default: sense 10, cs 20, cs-tv 100; spirit at most 50 CG, 30 FISTA with --lam)")
+    g.add_argument("--maps-crop", choices=["soft", "hard", "wide"], default="soft",
+                   help="ESPIRiT maps of sense / cs / cs-tv: soft weights them by a smooth step of the eigenvalue at 0.95 "
+                        "(BART ecalib -S), so they cover the object up to the FOV edge; hard zeroes them below 0.95 (SigPy, BART "
+                        "without -S); wide steps at eigenvalue 0.49 and keeps most of the background too (default: soft)")
     g.add_argument("--combine", choices=["rss", "sense"], default="rss",
                    help="sense / cs / cs-tv output: rss = root-sum-of-squares of the coil images with the measured samples kept and "
                         "the rest predicted from the solution (formed like the fastMRI target); sense = the solver's coil-combined "
@@ -58,6 +62,10 @@ def _method_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
         opts["checkpoint"] = args.checkpoint
     if name == "unet" and args.unet_checkpoint:
         opts["checkpoint"] = args.unet_checkpoint
+    if name in ("sense", "cs", "cs-tv") and getattr(args, "maps_crop", "soft") != "soft":
+        from recon.methods.classical import MAPS_CROP
+
+        opts["espirit"] = dict(MAPS_CROP[args.maps_crop])
     if name in ("sense", "cs", "cs-tv", "spirit"):
         if args.lam is not None:
             opts["lam"] = args.lam

@@ -16,7 +16,7 @@ from recon.calib import espirit_calib
 from recon.core import center_crop
 from recon.linops import FiniteDifference, Wavelet2D, map_coeffs
 from recon.methods import ReconBatch, get_method
-from recon.methods.classical import data_scale
+from recon.methods.classical import ESPIRIT_DEFAULTS, data_scale
 from recon.methods.cs import fista_l1_wavelet, l1_wavelet_objective
 from recon.methods.cs_tv import pdhg_tv, tv_objective
 from recon.methods.sense import cg_sense, sense_recon
@@ -145,7 +145,7 @@ def test_registered_methods_beat_zero_filled_at_target_scale(problem: dict, name
     err = float((out - target).norm() / target.norm())
     err_zero = float((zero - target).norm() / target.norm())
     assert err < 0.2 and err < err_zero
-    with_maps = get_method(name, iters=30)(batch._replace(maps=espirit_calib(full * mask, centered_region(48, 12))))
+    with_maps = get_method(name, iters=30)(batch._replace(maps=espirit_calib(full * mask, centered_region(48, 12), **ESPIRIT_DEFAULTS)))
     assert torch.allclose(with_maps, out, atol=1e-4 * float(out.max()))
 
 

@@ -123,6 +123,38 @@ class _GramField:
         return gram.transpose(0, 1).reshape(-1, half.shape[0], self.coils, self.coils).contiguous()
 
 
+def crop_weight(eig: torch.Tensor, crop: float, soft: float | None = None) -> torch.Tensor:
+    """Per-pixel weight of the unit-norm eigenvector maps from the eigenvalue map `eig`.
+
+    soft None: the hard crop `eig > crop` (SigPy's `EspiritCalib`, BART `ecalib` without `-S`).
+    soft > 0: a smooth step in the square root of the eigenvalue, the Gaussian CDF
+    `Phi((sqrt(eig) - crop) / soft)`: 0.5 at `sqrt(eig) = crop`, rising over a width `soft`,
+    and exactly 0 below `crop - 3 soft` (a jump of 0.0013), so maps without signal (no kernel
+    survives the calibration: eigenvalue 0) stay all zero and the image is refused, not made
+    of noise divided by a weight of 1e-12.
+    `BART_SOFT` reproduces BART `ecalib -S` (Soft-SENSE) within 0.04 per pixel; wider steps
+    keep low-eigenvalue regions (the FOV edge an object reaches, the background) at a
+    reduced weight instead of zeroing them. Returns `eig`'s shape, float32 in [0, 1].
+    """
+    if soft is None:
+        return (eig > crop).to(torch.float32)
+    if not soft > 0:
+        raise ValueError(f"soft crop width must be > 0, got {soft}")
+    root = eig.clamp_min(0).to(torch.float32).sqrt()
+    step = 0.5 * (1 + torch.erf((root - crop) / (soft * 2**0.5)))
+    return torch.where(root > crop - 3 * soft, step, torch.zeros_like(step))
+
+
+#: A soft crop keeps maps only where some pixel's eigenvalue exceeds this (the hard crop's
+#: default): the kernels of a calibration region holding no signal (pure noise that passed the
+#: noise rule) give eigenvalues of 0.2-0.8 everywhere, which a soft step would otherwise keep.
+SIGNAL_EIGENVALUE = 0.95
+
+#: Width of `crop_weight`'s step that matches BART `ecalib -S` (fitted to its maps' norms
+#: against its eigenvalue map; `tests/test_edge_maps.py` compares them).
+BART_SOFT = 0.0174
+
+
 def espirit_maps_from_kernels(
     kernels: torch.Tensor,
     shape: tuple[int, int],
@@ -131,15 +163,17 @@ def espirit_maps_from_kernels(
     refine_iter: int = 4,
     coarse: int = 4,
     block_rows: int = 64,
+    soft: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Dominant eigenvector maps of the image-domain kernel Gram matrix, by power iteration.
 
     The eigenvectors are smooth, so `max_iter` power iterations run on a grid `coarse` times
     coarser per axis, and the upsampled result seeds `refine_iter` iterations at full
     resolution (`coarse=1`: all `max_iter` iterations at full resolution from ones, as
-    SigPy). kernels: `(n, C, k, k)`. Returns maps `(C, H, W)` complex64 (unit norm over
-    coils where kept, phase relative to coil 0, zero where the eigenvalue is <= `crop`)
-    and the eigenvalue map `(H, W)` float32.
+    SigPy). kernels: `(n, C, k, k)`. Returns maps `(C, H, W)` complex64 (phase relative to
+    coil 0; norm over coils `crop_weight(eig, crop, soft)`: 1 where the eigenvalue exceeds
+    `crop` and 0 elsewhere with the default hard crop; a soft crop gives all-zero maps unless
+    some eigenvalue exceeds `SIGNAL_EIGENVALUE`) and the eigenvalue map `(H, W)` float32.
     """
     height, width = shape
     coils = kernels.shape[1]
@@ -169,7 +203,10 @@ def espirit_maps_from_kernels(
     maps = maps.permute(2, 0, 1)
     ref = maps[0]
     phase = torch.where(ref.abs() > 0, ref.conj() / ref.abs().clamp_min(1e-30), torch.ones_like(ref))
-    maps = maps * phase * (eig > crop)
+    weight = crop_weight(eig, crop, soft)
+    if soft is not None and not bool((eig > SIGNAL_EIGENVALUE).any()):
+        weight = torch.zeros_like(weight)  # no signal anywhere: no maps (SIGNAL_EIGENVALUE)
+    maps = maps * phase * weight
     return maps.contiguous(), eig
 
 
@@ -195,6 +232,7 @@ def espirit_calib(
     coarse: int = 4,
     calib_rows: int | None = None,
     noise_factor: float = 1.3,
+    soft: float | None = None,
 ) -> torch.Tensor:
     """ESPIRiT maps from the calibration region of undersampled k-space, one map set per slice.
 
@@ -202,7 +240,8 @@ def espirit_calib(
     calibration column region `[start, stop)` (`Acquisition.calib`). calib_rows: readout rows
     of the calibration region around the center (None = all rows). max_iter / refine_iter /
     coarse: the power iterations (see `espirit_maps_from_kernels`). Returns `(B, C, H, W)`
-    complex64 maps, unit RSS over coils inside the support, zero outside. The kernel width is
+    complex64 maps, unit RSS over coils inside the support, zero outside (soft None), or RSS
+    over coils `crop_weight(eig, crop, soft)` (a soft crop). The kernel width is
     capped for narrow regions (`fitted_kernel_width`); kernels must also clear `noise_factor` x
     the edge of the calibration matrix's noise bulk (`calibration_kernels`; 0 gives SigPy's
     rule).
@@ -219,5 +258,5 @@ def espirit_calib(
             top = height // 2 - calib_rows // 2
             region = region[:, top : top + calib_rows]
         kernels = calibration_kernels(region, fitted_kernel_width(kernel_width, stop - start), thresh, noise_factor)
-        out[b], _ = espirit_maps_from_kernels(kernels, (height, width), crop, max_iter, refine_iter, coarse)
+        out[b], _ = espirit_maps_from_kernels(kernels, (height, width), crop, max_iter, refine_iter, coarse, soft=soft)
     return out

@@ -4,14 +4,30 @@ A `ClassicalMethod` takes coil maps from the batch or estimates them by ESPIRiT 
 batch's calibration region (`recon.calib`), runs its solver on the batch's device (or the one
 it was built for) and returns a magnitude image center-cropped to `crop_size`.
 
+Map coverage (`ESPIRIT_DEFAULTS`): ESPIRiT's hard eigenvalue crop (0.95, SigPy's and BART's
+default) zeroes the maps wherever the dominant eigenvalue falls below it, and the coil images
+`S x` with them: at the FOV edge an object reaches when the narrow 8x calibration region cannot
+follow the coil sensitivities across it (a black band with `combine="sense"`; with `rss` only the
+measured samples remain there). The default weights the unit-norm eigenvector maps by BART
+`ecalib -S`'s smooth step at 0.95 (`recon.calib.espirit.crop_weight`, `BART_SOFT`): the band,
+whose eigenvalues lie just below 0.95, keeps most of its weight, while the maps still vanish
+where the eigenvalue is low (the background), so the crop stays the support constraint inside
+which SENSE / CS are better conditioned. Chosen on the tuning split (seeds 2000+) under the `rss`
+output among the hard crop, this step and a wide step (`MAPS_CROP["wide"]`: half weight at
+eigenvalue 0.49, which also keeps the background): BART's step scored highest or within 0.001
+SSIM of the best for sense and cs on both sources at 4x and 8x. Acceptance split:
+`benchmarks/results/soft_maps_accept_mni152.md`, `soft_maps_accept_phantom.md`.
+
 Output (`combine`): the solver's estimate is one coil-combined complex image `x`. With `rss`
 (default) the output is formed like the fastMRI target and like every k-space method here
 (zero-filled, GRAPPA, SPIRiT, VarNet): each coil's k-space keeps its measured samples, the
 samples not measured are predicted from the coil image `S_c x`, and the coil images are combined
 by root-sum-of-squares (`consistent_rss`). The target is the RSS of noisy coil images; an image
 without the measured noise (`|x|`) differs from it most in the background, where the target is
-pure noise, and fastMRI's SSIM scores that difference heavily. With `sense` the output is `|x|`
-(BART `pics` / SigPy convention; unit-RSS ESPIRiT maps make `|x| ~ RSS` inside the object).
+pure noise, and fastMRI's SSIM scores that difference heavily. With `sense` the output is
+`|x| ||S||`, the RSS of the coil images `S x` without the measured samples, `||S||` the maps' RSS
+over coils per pixel: `|x|` (BART `pics` / SigPy convention) where the maps have unit norm, the
+crop weight times `|x|` where a soft crop scales them.
 
 Readout oversampling: with `readout_crop` the maps come from the stored grid (fastMRI: 640
 rows), then k-space and maps are cut to the `crop_size` rows of the readout FOV in hybrid space
@@ -53,6 +69,7 @@ import torch
 from recon import ops
 from recon import partial_fourier as pf
 from recon.calib import espirit_calib
+from recon.calib.espirit import BART_SOFT
 from recon.core import center_crop, crop_readout
 from recon.methods.batch import ReconBatch
 from recon.methods.coils import check_virtual_coils, compress_batch
@@ -73,6 +90,19 @@ COMBINES = ("rss", "sense")
 
 #: BART's calibration block for its automatic scale: at most 32 samples per axis.
 SCALE_BLOCK = 32
+
+#: ESPIRiT options of the model-based methods unless the caller's `espirit` options set them:
+#: a soft crop (module docstring; `recon.calib.espirit.crop_weight`).
+ESPIRIT_DEFAULTS: dict[str, Any] = {"crop": 0.95, "soft": BART_SOFT}
+
+#: `--maps-crop` choices -> ESPIRiT options: the soft default (BART `ecalib -S`'s step at 0.95),
+#: SigPy / BART's hard 0.95 crop, or a wide step (half weight at eigenvalue 0.49) that keeps
+#: most of the background too.
+MAPS_CROP: dict[str, dict[str, Any]] = {
+    "soft": dict(ESPIRIT_DEFAULTS),
+    "hard": {"crop": 0.95, "soft": None},
+    "wide": {"crop": 0.7, "soft": 0.1},
+}
 
 
 def _center_run(sampled: torch.Tensor, limit: int) -> tuple[int, int]:
@@ -193,7 +223,7 @@ class ClassicalMethod:
     lam: a fixed weight on the normalized scale for every slice; None = per slice by `rule` from
     the slice's normalized noise std (then the slices are solved one at a time, each with its
     own weight and noise level). espirit: keyword options of `recon.calib.espirit_calib` for
-    batches without maps. virtual_coils: compress each batch to that many coils (`compression`:
+    batches without maps, over `ESPIRIT_DEFAULTS`. virtual_coils: compress each batch to that many coils (`compression`:
     svd | gcc) before the maps are estimated (`methods.coils.compress_batch`; None: all coils).
     combine: `rss` or `sense`, how the output is formed (module docstring).
     """
@@ -225,7 +255,7 @@ class ClassicalMethod:
         self.rule = rule
         self.iters = int(iters)
         self.device = None if device is None else torch.device(device)
-        self.espirit = dict(espirit or {})
+        self.espirit = {**ESPIRIT_DEFAULTS, **dict(espirit or {})}
         self.partial_fourier = pf.check_mode(partial_fourier)
         self.virtual_coils = check_virtual_coils(virtual_coils, compression)
         self.compression = compression
@@ -310,5 +340,5 @@ class ClassicalMethod:
             # a slice without coil maps (ESPIRiT found none) has no solution; its zero-filled data are not one
             magnitude = torch.where(maps.flatten(1).any(1).reshape(-1, 1, 1), magnitude, torch.zeros((), device=magnitude.device))
         else:
-            magnitude = image.abs()[:, 0]
+            magnitude = image.abs()[:, 0] * torch.linalg.vector_norm(maps, dim=1)  # |x| ||S||: RSS of the coil images S x
         return center_crop(magnitude, batch.crop_size).float().to(home)
