@@ -34,7 +34,7 @@ from _common import machine, scores, undersample, write_results
 from bart_cfl import bart_available, kspace_to_bart, maps_from_bart, read_cfl, run_bart, write_cfl
 from recon.acquisition import centered_region
 from recon.calib import fitted_kernel_width
-from recon.core import center_crop
+from recon.core import center_crop, fft2c
 from recon.io.fastmri import read_volume
 from recon.methods import ReconBatch, get_method
 from recon.methods.classical import consistent_rss, data_scale, noise_sigma
@@ -71,6 +71,15 @@ def simulate(source: str, out: Path, volumes: int, slices: int, seed: int, prese
     return simulate_dataset(out, volumes, slices, config.coils, seed, config=config)
 
 
+def _convention_sign(image: torch.Tensor, maps: torch.Tensor, kspace: torch.Tensor, columns: torch.Tensor) -> float:
+    """+1 or -1: BART's centered FFT differs from ours by a sign `(-1)^(N/2)` per even axis of
+    odd half-length, so BART's image predicts our k-space up to that sign; it is read off the
+    measured samples (the sign of the real part of their inner product with `F(S x)`)."""
+    predicted = fft2c(maps * image)
+    sampled = columns.bool().expand_as(kspace)
+    return 1.0 if float(torch.vdot(predicted[sampled], kspace[sampled]).real) >= 0 else -1.0
+
+
 def run_bart_volume(kspace: np.ndarray, mask: np.ndarray, nlow: int, work: Path, threads: int, iters: int, which: tuple[str, ...]) -> dict[str, tuple[np.ndarray, float]]:
     """BART reconstructions `(S, H, W)` magnitude and seconds per slice, per BART setting.
 
@@ -91,6 +100,7 @@ def run_bart_volume(kspace: np.ndarray, mask: np.ndarray, nlow: int, work: Path,
             maps = torch.from_numpy(maps_from_bart(read_cfl(Path(f"{base}_maps"))).astype(np.complex64))[None]
             images.append(np.abs(image))
             x = torch.from_numpy(image.astype(np.complex64))[None, None]
+            x = x * _convention_sign(x, maps, torch.from_numpy(k)[None], columns)
             combined.append(consistent_rss(x, maps, torch.from_numpy(k)[None], columns)[0].numpy())
         out[name] = (np.stack(images), seconds / len(kspace))
         out[name + " + rss"] = (np.stack(combined), seconds / len(kspace))
