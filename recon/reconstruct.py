@@ -48,6 +48,24 @@ def _suffix(choice: dict[str, int | None]) -> str:
     return "".join(f"_{names[k]}{v}" for k, v in choice.items() if v is not None)
 
 
+def _write_h5(target: Path, array: np.ndarray, acq: Acquisition, attrs: dict[str, Any], extra: dict[str, Any]) -> None:
+    """`(S, h, w)` float32 `array` in the fastMRI submission layout at `target` (atomically), with
+    the sampling's mask and the image's attrs, plus `extra` attrs."""
+    from recon.io.fastmri import write_reconstruction
+
+    write_reconstruction(
+        target,
+        array.astype(np.float32),
+        mask=acq.column_mask,
+        acceleration=attrs.get("acceleration"),
+        center_fraction=attrs.get("center_fraction"),
+        mask_type=attrs.get("mask_type"),
+        method=attrs.get("method"),
+        acquisition=attrs.get("acquisition"),
+        extra_attrs=extra,
+    )
+
+
 def _indices(choice: dict[str, int | None]) -> dict[str, int]:
     """The ISMRMRD counters chosen for one output (`{"repetition": 1}`), for its metadata."""
     return {k: int(v) for k, v in choice.items() if v is not None}
@@ -177,23 +195,12 @@ class ReconstructJob:
     def _write_gfactor(self, path: Path, maps: np.ndarray, acq: Acquisition, attrs: dict[str, Any], choice: dict[str, int | None]) -> Path:
         """Write g-factor maps atomically beside the image as `<name>_gfactor.h5` (dataset
         `reconstruction`), with the image's attrs and the sampling's."""
-        from recon.io.fastmri import write_reconstruction
         from recon.methods.gfactor import GFACTOR
 
         target = self.gfactor_target(path, choice)
         not_inputs([target], [path])
         fov = {"recon_fov_mm": [float(v) for v in acq.recon_fov_mm]} if acq.recon_fov_mm is not None else {}
-        write_reconstruction(
-            target,
-            maps.astype(np.float32),
-            mask=acq.column_mask,
-            acceleration=attrs.get("acceleration"),
-            center_fraction=attrs.get("center_fraction"),
-            mask_type=attrs.get("mask_type"),
-            method=attrs.get("method"),
-            acquisition=attrs.get("acquisition"),
-            extra_attrs={**acq.attrs(), **fov, "quantity": "gfactor", "gfactor": GFACTOR[self.method]},
-        )
+        _write_h5(target, maps, acq, attrs, {**acq.attrs(), **fov, "quantity": "gfactor", "gfactor": GFACTOR[self.method]})
         return target
 
     def _ignored_options(self, what: str) -> list[str]:
@@ -240,20 +247,8 @@ class ReconstructJob:
         choice: dict[str, int | None],
     ) -> list[Path]:
         if self.fmt == "h5":
-            from recon.io.fastmri import write_reconstruction
-
-            extra = dict(identity) if self.keep_identity else None
-            write_reconstruction(
-                target,
-                images.astype(np.float32),
-                mask=acq.column_mask,
-                acceleration=attrs.get("acceleration"),
-                center_fraction=attrs.get("center_fraction"),
-                mask_type=attrs.get("mask_type"),
-                method=attrs.get("method"),
-                acquisition=attrs.get("acquisition"),
-                extra_attrs={**(extra or {}), "calib_region": list(acq.calib), **_indices(choice)},
-            )
+            extra = dict(identity) if self.keep_identity else {}
+            _write_h5(target, images, acq, attrs, {**extra, "calib_region": list(acq.calib), **_indices(choice)})
             return [target]
         from recon.io.writers import write_output
 

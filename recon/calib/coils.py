@@ -13,15 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from recon.calib.regions import calib_regions
 from recon.core import fftc, ifftc
-
-
-def _regions(calib: torch.Tensor | tuple[int, int], batch: int, width: int) -> list[tuple[int, int]]:
-    regions = torch.as_tensor(calib).reshape(-1, 2).expand(batch, 2).cpu().tolist()
-    for start, stop in regions:
-        if not 0 <= start < stop <= width:
-            raise ValueError(f"calibration region [{start}, {stop}) is empty or outside the {width} columns")
-    return [(int(a), int(b)) for a, b in regions]
 
 
 def singular_values(calib_kspace: torch.Tensor, calib: torch.Tensor | tuple[int, int]) -> torch.Tensor:
@@ -33,7 +26,7 @@ def singular_values(calib_kspace: torch.Tensor, calib: torch.Tensor | tuple[int,
 def _gram(calib_kspace: torch.Tensor, calib: torch.Tensor | tuple[int, int]) -> torch.Tensor:
     batch, coils, _, width = calib_kspace.shape
     grams = []
-    for b, (start, stop) in enumerate(_regions(calib, batch, width)):
+    for b, (start, stop) in enumerate(calib_regions(calib, batch, width)):
         x = calib_kspace[b, :, :, start:stop].reshape(coils, -1).to(torch.complex128)
         grams.append(x.conj() @ x.T)  # (C, C) = X^H X with X = x.T
     return torch.stack(grams)
@@ -72,7 +65,7 @@ def geometric_matrices(calib_kspace: torch.Tensor, calib: torch.Tensor | tuple[i
         raise ValueError(f"virtual coils must be between 1 and the {coils} coils, got {virtual_coils}")
     batch, _, height, width = calib_kspace.shape
     out = []
-    for b, (start, stop) in enumerate(_regions(calib, batch, width)):
+    for b, (start, stop) in enumerate(calib_regions(calib, batch, width)):
         hybrid = ifftc(calib_kspace[b, :, :, start:stop].to(torch.complex128), (-2,))  # (C, H, w)
         x = hybrid.permute(1, 2, 0)  # (H, w, C)
         _, vectors = torch.linalg.eigh(x.mH @ x)  # (H, C, C), ascending

@@ -30,6 +30,8 @@ from typing import NamedTuple
 
 import torch
 
+from recon.calib.regions import calib_regions
+
 #: pygrappa's defaults: a 5x5 window and relative Tikhonov weight 0.01.
 DEFAULT_LAM = 0.01
 _MAX_WINDOW = 62  # window points per pattern code (bits of an int64)
@@ -59,14 +61,6 @@ def _check_kernel(kernel: tuple[int, int]) -> tuple[int, int]:
     return kx, ky
 
 
-def _regions(calib: torch.Tensor | tuple[int, int], batch: int, width: int) -> list[tuple[int, int]]:
-    regions = torch.as_tensor(calib).reshape(-1, 2).expand(batch, 2).cpu().tolist()
-    for start, stop in regions:
-        if not 0 <= start < stop <= width:
-            raise ValueError(f"calibration region [{start}, {stop}) is empty or outside the {width} columns")
-    return [(int(a), int(b)) for a, b in regions]
-
-
 def check_calibration_width(calib: torch.Tensor | tuple[int, int], kernel: tuple[int, int], width: int) -> None:
     """ValueError when a calibration region has fewer columns than the kernel's phase-encode extent.
 
@@ -74,7 +68,7 @@ def check_calibration_width(calib: torch.Tensor | tuple[int, int], kernel: tuple
     """
     ky = int(kernel[1])
     regions = torch.as_tensor(calib).reshape(-1, 2)
-    for start, stop in _regions(regions, regions.shape[0], width):
+    for start, stop in calib_regions(regions, regions.shape[0], width):
         if stop - start < ky:
             raise ValueError(
                 f"calibration region [{start}, {stop}) is {stop - start} columns wide on a {width}-column matrix, "
@@ -200,7 +194,7 @@ def grappa_calibrate(
     if lam < 0:
         raise ValueError(f"GRAPPA lam must be >= 0, got {lam}")
     batch, coils, _, width = calib_kspace.shape
-    regions = _regions(calib, batch, width)
+    regions = calib_regions(calib, batch, width)
     check_calibration_width(torch.tensor(regions), (kx, ky), width)
     points = kx * ky
     device = calib_kspace.device

@@ -34,7 +34,8 @@ from typing import NamedTuple
 
 import torch
 
-from recon.calib.grappa import _calibration_gram, _regions
+from recon.calib.grappa import _calibration_gram
+from recon.calib.regions import calib_regions
 from recon.core import fft2c, ifft2c
 from recon.linops import Linop
 
@@ -88,7 +89,7 @@ def spirit_calibrate(
     if not (math.isfinite(tikhonov) and tikhonov >= 0):
         raise ValueError(f"SPIRiT tikhonov must be finite and >= 0, got {tikhonov}")
     batch, coils, height, width = calib_kspace.shape
-    regions = _regions(calib, batch, width)
+    regions = calib_regions(calib, batch, width)
     device = calib_kspace.device
     for start, stop in regions:
         if stop - start < ky or height < kx:
