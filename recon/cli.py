@@ -49,6 +49,9 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
 #: Methods that take `--virtual-coils` (the classical ones).
 COMPRESSIBLE = ("sense", "cs", "cs-tv", "grappa", "spirit")
 
+#: Methods that take `--combine` and `--maps-crop` (solve for one image on ESPIRiT maps).
+MODEL_BASED = ("sense", "cs", "cs-tv")
+
 
 def _method_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
     opts: dict[str, Any] = {}
@@ -62,7 +65,7 @@ def _method_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
         opts["checkpoint"] = args.checkpoint
     if name == "unet" and args.unet_checkpoint:
         opts["checkpoint"] = args.unet_checkpoint
-    if name in ("sense", "cs", "cs-tv") and getattr(args, "maps_crop", "soft") != "soft":
+    if name in MODEL_BASED and getattr(args, "maps_crop", "soft") != "soft":
         from recon.methods.classical import MAPS_CROP
 
         opts["espirit"] = dict(MAPS_CROP[args.maps_crop])
@@ -71,7 +74,7 @@ def _method_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
             opts["lam"] = args.lam
         if args.iters is not None:
             opts["iters"] = args.iters
-    if name in ("sense", "cs", "cs-tv") and getattr(args, "combine", "rss") != "rss":
+    if name in MODEL_BASED and getattr(args, "combine", "rss") != "rss":
         opts["combine"] = args.combine
     return opts
 
@@ -98,6 +101,9 @@ def _check_method_options(args: argparse.Namespace, methods: Sequence[str]) -> N
     validate.at_least(args.virtual_coils, 1, "--virtual-coils", integer=True)
     if args.virtual_coils is not None and not any(m in COMPRESSIBLE for m in methods):
         raise UsageError(f"--virtual-coils: coil compression applies to {', '.join(COMPRESSIBLE)}, not to {', '.join(methods)}")
+    for flag, value, default in (("--combine", getattr(args, "combine", "rss"), "rss"), ("--maps-crop", getattr(args, "maps_crop", "soft"), "soft")):
+        if value != default and not any(m in MODEL_BASED for m in methods):
+            raise UsageError(f"{flag}: applies to {', '.join(MODEL_BASED)}, not to {', '.join(methods)}")
     validate.at_least(args.batch_size, 1, "--batch-size", integer=True)
     validate.at_least(args.workers, 0, "--workers", integer=True)
     validate.device(args.device)

@@ -82,3 +82,12 @@ def test_rss_output_keeps_the_target_noise_floor_and_scores_above_zero_filled(br
 def test_combine_is_validated() -> None:
     with pytest.raises(ValueError, match="combine"):
         get_method("sense", combine="mean")
+
+
+def test_cli_refuses_combine_and_maps_crop_for_other_methods(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from recon.cli import main
+
+    for flag, value in (("--combine", "sense"), ("--maps-crop", "hard")):
+        assert main(["reconstruct", str(tmp_path), "--out", str(tmp_path / "o"), "--method", "varnet", flag, value]) == 2
+        err = capsys.readouterr().err
+        assert flag in err and "varnet" in err and "\n" not in err.strip()
