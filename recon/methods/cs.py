@@ -17,13 +17,15 @@ wavelet), so a threshold proportional to the noise level removes noise the same 
 SNR and data scale, as in wavelet shrinkage (Donoho and Johnstone's threshold is
 `sigma sqrt(2 ln N)`). `C_L1 = 0.3` is far below that: the fastMRI target is the noisy fully sampled
 RSS image, so removing all noise costs SSIM in the background. It was fixed on the tuning split
-only (seeds 2000+, simulated phantom and MNI152 template, 4x and 8x;
-`benchmarks/tune_rules.py`, `benchmarks/results/tune_rules_*.md`).
+only (seeds 2000+, simulated phantom and MNI152 template, 4x and 8x), and with `ITERS` it has
+the best mean SSIM of the grid c in {0.1, 0.2, 0.3, 0.5, 1}, 10-100 iterations, under the default
+output (`combine="rss"`, soft-cropped maps; `benchmarks/tune_rules_rss.py`,
+`benchmarks/results/tune_rules_cs_rss.md`; the `|x|` scoring: `tune_rules.py`, `tune_rules_*.md`).
 
 Stopping rule: FISTA from `x = 0` runs `ITERS` (20) iterations, fixed with `C_L1` on the
 tuning split. At the noise-level weight FISTA is still far from its minimizer at 8x after 20
 iterations, and the later iterates fit noise (SSIM falls from 20 to 50 iterations at 8x on both
-sources, `tune_rules_*.md`), so the count is part of the regularization. The discrepancy
+sources, with either output, `tune_rules_cs_rss.md`), so the count is part of the regularization. The discrepancy
 principle (stop once `||A x - y||^2 <= m sigma_n^2`) was measured on the tuning split and does
 not work as a stop here: it is met after 1-5 iterations at 4x (most k-space samples are
 noise-dominated, so the residual reaches the noise energy as soon as the center is fit) and
