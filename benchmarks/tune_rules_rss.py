@@ -32,7 +32,7 @@ from recon.acquisition import centered_region
 from recon.core import center_crop, ifft2c, rss
 from recon.methods import ReconBatch, get_method
 from recon.methods.classical import ClassicalMethod, data_scale, normalized
-from recon.methods.cs import C_L1, ITERS, fista_l1_wavelet
+from recon.methods.cs import C_L1, ITERS, RANDOM_SHIFT, fista_l1_wavelet
 from recon.metrics import ssim
 
 GRID = (0.1, 0.2, 0.3, 0.5, 1.0)
@@ -52,7 +52,7 @@ class Recorder:
             if it in CHECKPOINTS:
                 self.iterates[it] = x * scale
 
-        return normalized(fista_l1_wavelet, kspace, maps, mask, lam, iters, callback=keep, scale=scale)
+        return normalized(fista_l1_wavelet, kspace, maps, mask, lam, iters, callback=keep, random_shift=RANDOM_SHIFT, scale=scale)
 
 
 class Replay:
