@@ -4,7 +4,8 @@
 outputs the RSS of the data-consistent coil images (`combine="rss"`) with soft-cropped ESPIRiT
 maps (`classical.ESPIRIT_DEFAULTS`) and solves on the readout FOV. This script scores `cs`
 through `ClassicalMethod`'s own path (maps, readout crop, data scale, noise level, rss output):
-for each `c` of a short grid the method runs with the rule `lam = c sigma_n` and a solver that
+for each `c` of a short grid the method runs with the rule `lam = c sigma_n` and a solver (cs's FISTA
+with its random wavelet shifts) that
 records the FISTA iterates at the checkpoints (one run per `c`); each recorded iterate then goes
 through the same method's output step. It checks that `c = C_L1`, `ITERS` iterations reproduces
 `get_method("cs")` on the first slice. fastMRI SSIM on both sources' tuning volumes (seeds 2000+)
