@@ -44,17 +44,32 @@ class L1Wavelet:
     `prox(alpha, v) = W^H soft(W v, alpha lam)`, the step SigPy's `L1WaveletRecon` takes; it is
     the exact prox when `W` is unitary (with zero extension `W^H W = I` holds, `W W^H = I` only
     up to the boundary coefficients).
+
+    random_shift: where > 0, each call circularly shifts `v` by a random offset in
+    `[0, random_shift)` per axis before `W` and back after `W^H` (BART's random wavelet shifts,
+    cycle spinning), so that over the iterations no grid alignment of the non-shift-invariant
+    transform is preferred; the offsets come from a generator seeded with `seed` (deterministic
+    per instance). `value` stays the unshifted `lam ||W x||_1`.
     """
 
-    def __init__(self, shape: tuple[int, int], lam: float, wave_name: str = "db4") -> None:
+    def __init__(self, shape: tuple[int, int], lam: float, wave_name: str = "db4", random_shift: int = 0, seed: int = 0) -> None:
+        if random_shift < 0:
+            raise ValueError(f"random_shift must be >= 0, got {random_shift}")
         self.wavelet = Wavelet2D(shape, wave_name)
         self.lam = float(lam)
+        self.random_shift = int(random_shift)
+        self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, alpha: Step, v: torch.Tensor) -> torch.Tensor:
         thresh = alpha * self.lam
+        shift = (0, 0)
+        if self.random_shift > 1:
+            shift = tuple(int(s) for s in torch.randint(0, self.random_shift, (2,), generator=self.generator))
+            v = torch.roll(v, shift, dims=(-2, -1))
         coeffs: Coeffs = self.wavelet.forward(v[:, 0])
         shrunk = map_coeffs(coeffs, lambda c: soft_threshold(c, _per_item(thresh, c.ndim)))
-        return self.wavelet.adjoint(shrunk).unsqueeze(1)
+        out = self.wavelet.adjoint(shrunk).unsqueeze(1)
+        return torch.roll(out, (-shift[0], -shift[1]), dims=(-2, -1)) if shift != (0, 0) else out
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
         """`lam ||W x||_1` per item, `(B,)`."""

@@ -93,6 +93,21 @@ def test_fista_converged_objective_matches_sigpy_default_step(problem: dict) -> 
     assert abs(f_ours - f_ref) / f_ref < 1e-3
 
 
+def test_l1_wavelet_random_shift_is_deterministic_and_shifts_back(problem: dict) -> None:
+    from recon.prox import L1Wavelet
+
+    v = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 1, 64, 48)).astype(np.complex64))
+    assert (L1Wavelet((64, 48), 0.0, random_shift=8)(1.0, v) - v).abs().max() < 1e-4
+    a, b = L1Wavelet((64, 48), 0.5, random_shift=8), L1Wavelet((64, 48), 0.5, random_shift=8)
+    outs = [a(1.0, v) for _ in range(3)]
+    assert all(torch.equal(o, b(1.0, v)) for o in outs)
+    assert not torch.equal(outs[0], outs[1]) or not torch.equal(outs[1], outs[2])
+    y, maps, mask = problem["y"], problem["maps"], problem["mask"]
+    assert torch.equal(fista_l1_wavelet(y, maps, mask, 0.005, 10, random_shift=8), fista_l1_wavelet(y, maps, mask, 0.005, 10, random_shift=8))
+    with pytest.raises(ValueError, match="random_shift"):
+        L1Wavelet((64, 48), 0.5, random_shift=-1)
+
+
 def test_pdhg_tv_matches_sigpy(problem: dict) -> None:
     y, maps, mask = problem["y"], problem["maps"], problem["mask"]
     normal_tv = lambda x: ops.normal(x, maps, mask) + finite_diff_adjoint(finite_diff(x))  # noqa: E731
