@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -51,39 +51,50 @@ def check_tune_split(path: Path) -> None:
         raise SystemExit(f"{path}: seed {seed} is not in the tuning split [{tune.start}, {tune.stop})")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def tuning_args(description: str, out: str) -> argparse.Namespace:
+    """The tuning scripts' command line (`--data` folders, `--accels`, `--out` stem); one thread."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, nargs="+", required=True)
     parser.add_argument("--accels", type=int, nargs="+", default=[4, 8])
-    parser.add_argument("--out", default="tune_rules")
+    parser.add_argument("--out", default=out)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rows: list[dict[str, Any]] = []
+    return args
+
+
+def tuning_cases(args: argparse.Namespace) -> Iterator[tuple[Path, int, dict[str, Any]]]:
+    """`(path, acceleration, undersampled data)` for every tuning-split file of `args.data` (others refused)."""
     for folder in args.data:
         for path in sorted(folder.glob("*.h5")):
             check_tune_split(path)
             for accel in args.accels:
-                data = undersample(path, accel)
-                target, crop, nlow = data["target"], data["crop"], data["nlow"]
-                kspace = torch.from_numpy(data["kspace"])
-                mask = torch.from_numpy(data["mask"]).reshape(1, 1, 1, -1)
-                base = {"file": path.name, "source": source_of(path), "accel": accel}
-                zf = center_crop(rss(ifft2c(kspace), 1), crop).numpy().astype(np.float32)
-                rows.append({**base, "method": "zero-filled", "c": None, "iters": None, "ssim": ssim(target, zf)})
-                maps = espirit_calib(kspace, centered_region(kspace.shape[-1], nlow))
-                scale = data_scale(kspace)
-                sigma_n = float(noise_sigma(kspace, mask.expand(kspace.shape[0], 1, 1, -1))[0] / scale.flatten()[0])
-                y = kspace / scale
-                for method, solver in SOLVERS.items():
-                    for c in GRID:
+                yield path, accel, undersample(path, accel)
 
-                        def score(it: int, x: torch.Tensor, method: str = method, c: float = c) -> None:
-                            if it in CHECKPOINTS[method]:
-                                image = center_crop((x * scale).abs()[:, 0], crop).numpy().astype(np.float32)
-                                rows.append({**base, "method": method, "c": c, "iters": it, "sigma_n": sigma_n, "ssim": ssim(target, image)})
 
-                        solver(y, maps, mask, c * sigma_n, max(CHECKPOINTS[method]), callback=score)
-                print(path.name, accel, f"sigma_n {sigma_n:.4f}", flush=True)
+def main() -> int:
+    args = tuning_args(__doc__.splitlines()[0], "tune_rules")
+    rows: list[dict[str, Any]] = []
+    for path, accel, data in tuning_cases(args):
+        target, crop, nlow = data["target"], data["crop"], data["nlow"]
+        kspace = torch.from_numpy(data["kspace"])
+        mask = torch.from_numpy(data["mask"]).reshape(1, 1, 1, -1)
+        base = {"file": path.name, "source": source_of(path), "accel": accel}
+        zf = center_crop(rss(ifft2c(kspace), 1), crop).numpy().astype(np.float32)
+        rows.append({**base, "method": "zero-filled", "c": None, "iters": None, "ssim": ssim(target, zf)})
+        maps = espirit_calib(kspace, centered_region(kspace.shape[-1], nlow))
+        scale = data_scale(kspace)
+        sigma_n = float(noise_sigma(kspace, mask.expand(kspace.shape[0], 1, 1, -1))[0] / scale.flatten()[0])
+        y = kspace / scale
+        for method, solver in SOLVERS.items():
+            for c in GRID:
+
+                def score(it: int, x: torch.Tensor, method: str = method, c: float = c) -> None:
+                    if it in CHECKPOINTS[method]:
+                        image = center_crop((x * scale).abs()[:, 0], crop).numpy().astype(np.float32)
+                        rows.append({**base, "method": method, "c": c, "iters": it, "sigma_n": sigma_n, "ssim": ssim(target, image)})
+
+                solver(y, maps, mask, c * sigma_n, max(CHECKPOINTS[method]), callback=score)
+        print(path.name, accel, f"sigma_n {sigma_n:.4f}", flush=True)
     lines = ["# Noise-rule constants on the tuning split", "", "Mean fastMRI SSIM over the tuning volumes (seeds 2000+), per source and acceleration; `lam = c sigma_n`.", ""]
     summary = []
     for source in sorted({r["source"] for r in rows}):

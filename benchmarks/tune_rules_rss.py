@@ -18,17 +18,15 @@ at 4x and 8x, file-name-seeded fastMRI masks; never the acceptance split. Usage:
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from _common import undersample, write_results
-from tune_rules import check_tune_split, source_of
+from _common import write_results
+from tune_rules import source_of, tuning_args, tuning_cases
 from recon.acquisition import centered_region
 from recon.core import center_crop, ifft2c, rss
 from recon.methods import ReconBatch, get_method
@@ -74,42 +72,33 @@ def cs_like(solver: Any, c: float, iters: int) -> ClassicalMethod:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, nargs="+", required=True)
-    parser.add_argument("--accels", type=int, nargs="+", default=[4, 8])
-    parser.add_argument("--out", default="tune_rules_cs_rss")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = tuning_args(__doc__.splitlines()[0], "tune_rules_cs_rss")
     rows: list[dict[str, Any]] = []
     checked = False
     start = time.perf_counter()
-    for folder in args.data:
-        for path in sorted(folder.glob("*.h5")):
-            check_tune_split(path)
-            for accel in args.accels:
-                data = undersample(path, accel)
-                target, crop, nlow = data["target"], data["crop"], data["nlow"]
-                kspace = torch.from_numpy(data["kspace"])
-                mask = torch.from_numpy(data["mask"]).reshape(1, 1, 1, -1).expand(kspace.shape[0], 1, 1, -1)
-                batch = ReconBatch(kspace, mask, torch.tensor([centered_region(kspace.shape[-1], nlow)] * kspace.shape[0]), crop)
-                base = {"file": path.name, "source": source_of(path), "accel": accel}
-                zf = center_crop(rss(ifft2c(kspace), 1), crop).numpy().astype(np.float32)
-                rows.append({**base, "c": None, "iters": None, "ssim": ssim(target, zf)})
-                maps = cs_like(Recorder(), C_L1, ITERS).maps_for(batch, kspace.device)
-                with_maps = batch._replace(maps=maps)
-                for c in GRID:
-                    recorder = Recorder()
-                    cs_like(recorder, c, max(CHECKPOINTS))(with_maps)
-                    for it in CHECKPOINTS:
-                        image = cs_like(Replay(recorder.iterates[it]), c, it)(with_maps).numpy()
-                        rows.append({**base, "c": c, "iters": it, "ssim": ssim(target, image)})
-                        if not checked and c == C_L1 and it == ITERS:
-                            reference = get_method("cs")(batch).numpy()
-                            gap = float(np.abs(reference - image).max() / np.abs(reference).max())
-                            if gap > 1e-4:
-                                raise SystemExit(f"{path}: replayed cs differs from get_method('cs') by {gap:.2e} (relative max)")
-                            checked = True
-                print(path.name, accel, f"{time.perf_counter() - start:.0f} s", flush=True)
+    for path, accel, data in tuning_cases(args):
+        target, crop, nlow = data["target"], data["crop"], data["nlow"]
+        kspace = torch.from_numpy(data["kspace"])
+        mask = torch.from_numpy(data["mask"]).reshape(1, 1, 1, -1).expand(kspace.shape[0], 1, 1, -1)
+        batch = ReconBatch(kspace, mask, torch.tensor([centered_region(kspace.shape[-1], nlow)] * kspace.shape[0]), crop)
+        base = {"file": path.name, "source": source_of(path), "accel": accel}
+        zf = center_crop(rss(ifft2c(kspace), 1), crop).numpy().astype(np.float32)
+        rows.append({**base, "c": None, "iters": None, "ssim": ssim(target, zf)})
+        maps = cs_like(Recorder(), C_L1, ITERS).maps_for(batch, kspace.device)
+        with_maps = batch._replace(maps=maps)
+        for c in GRID:
+            recorder = Recorder()
+            cs_like(recorder, c, max(CHECKPOINTS))(with_maps)
+            for it in CHECKPOINTS:
+                image = cs_like(Replay(recorder.iterates[it]), c, it)(with_maps).numpy()
+                rows.append({**base, "c": c, "iters": it, "ssim": ssim(target, image)})
+                if not checked and c == C_L1 and it == ITERS:
+                    reference = get_method("cs")(batch).numpy()
+                    gap = float(np.abs(reference - image).max() / np.abs(reference).max())
+                    if gap > 1e-4:
+                        raise SystemExit(f"{path}: replayed cs differs from get_method('cs') by {gap:.2e} (relative max)")
+                    checked = True
+        print(path.name, accel, f"{time.perf_counter() - start:.0f} s", flush=True)
     sources = sorted({r["source"] for r in rows})
     summary = []
     for c in GRID:
@@ -133,7 +122,7 @@ def main() -> int:
         f"c = {C_L1}, {ITERS} iterations checked equal to `get_method(\"cs\")`. Rule: the smallest iteration count whose mean over",
         "both sources and accelerations is within 0.002 of the best mean (ties: higher mean).",
         "",
-        f"Zero-filled: " + ", ".join(f"{k} {v:.4f}" for k, v in zero.items()),
+        "Zero-filled: " + ", ".join(f"{k} {v:.4f}" for k, v in zero.items()),
         "",
         "| c | iterations | " + " | ".join(cols) + " | mean |",
         "| --- | --- | " + " | ".join("---" for _ in cols) + " | --- |",

@@ -15,14 +15,12 @@ refuses any file outside the tuning seeds. Usage:
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from _common import undersample, write_results
+from _common import write_results
 from recon.acquisition import centered_region
 from recon.alg import conjugate_gradient
 from recon.calib.spirit import SpiritOperator, spirit_calibrate
@@ -30,7 +28,7 @@ from recon.core import center_crop, ifft2c, rss
 from recon.methods.classical import noise_sigma
 from recon.methods.spirit import ITERS, TOL, default_kernel, known_locations, prior_weights
 from recon.metrics import ssim
-from tune_rules import check_tune_split, source_of
+from tune_rules import source_of, tuning_args, tuning_cases
 
 #: (c_cal, c_prior); c_prior None = no prior.
 GRID: tuple[tuple[float, float | None], ...] = ((1.0, 0.3), (1.0, 1.0), (1.0, 3.0), (0.1, 1.0), (1.0, None))
@@ -81,29 +79,20 @@ def run(kspace: torch.Tensor, mask: torch.Tensor, nlow: int, c_cal: float, c_pri
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, nargs="+", required=True)
-    parser.add_argument("--accels", type=int, nargs="+", default=[4, 8])
-    parser.add_argument("--out", default="tune_spirit")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = tuning_args(__doc__.splitlines()[0], "tune_spirit")
     rows: list[dict[str, Any]] = []
-    for folder in args.data:
-        for path in sorted(folder.glob("*.h5")):
-            check_tune_split(path)
-            for accel in args.accels:
-                data = undersample(path, accel)
-                target, crop, nlow = data["target"], data["crop"], data["nlow"]
-                kspace = torch.from_numpy(data["kspace"])
-                mask = torch.from_numpy(data["mask"]).reshape(1, 1, 1, -1)
-                base = {"file": path.name, "source": source_of(path), "accel": accel}
-                zf = center_crop(rss(ifft2c(kspace), 1), crop).numpy().astype(np.float32)
-                rows.append({**base, "c_cal": None, "c_prior": None, "key": "zero-filled", "ssim": ssim(target, zf)})
-                for c_cal, c_prior in GRID:
-                    result = run(kspace, mask, nlow, c_cal, c_prior, target, crop)
-                    for key, value in result.items():
-                        rows.append({**base, "c_cal": c_cal, "c_prior": str(c_prior), "key": key, "ssim" if key != "iters" else "iters": value})
-                print(path.name, accel, "done", flush=True)
+    for path, accel, data in tuning_cases(args):
+        target, crop, nlow = data["target"], data["crop"], data["nlow"]
+        kspace = torch.from_numpy(data["kspace"])
+        mask = torch.from_numpy(data["mask"]).reshape(1, 1, 1, -1)
+        base = {"file": path.name, "source": source_of(path), "accel": accel}
+        zf = center_crop(rss(ifft2c(kspace), 1), crop).numpy().astype(np.float32)
+        rows.append({**base, "c_cal": None, "c_prior": None, "key": "zero-filled", "ssim": ssim(target, zf)})
+        for c_cal, c_prior in GRID:
+            result = run(kspace, mask, nlow, c_cal, c_prior, target, crop)
+            for key, value in result.items():
+                rows.append({**base, "c_cal": c_cal, "c_prior": str(c_prior), "key": key, "ssim" if key != "iters" else "iters": value})
+        print(path.name, accel, "done", flush=True)
     lines = ["# SPIRiT noise rules on the tuning split (seeds 2000+)", "",
              "Mean fastMRI SSIM over tuning volumes, random masks, `default_kernel`; `c_cal`: calibration noise factor, "
              "`c_prior`: k-space prior factor (`None`: plain SPIRiT); `itN`: CG stopped after N iterations; "
