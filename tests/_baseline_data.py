@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import numpy as np
+
+
+def bart_cfl() -> ModuleType:
+    """`benchmarks/bart_cfl.py` (BART .cfl reading and writing), loaded by path."""
+    path = Path(__file__).parents[1] / "benchmarks" / "bart_cfl.py"
+    spec = importlib.util.spec_from_file_location("bart_cfl", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def phantom_kspace(coils: int = 8, rows: int = 64, cols: int = 48, seed: int = 0, noise: float = 1e-3):

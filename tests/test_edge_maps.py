@@ -9,8 +9,8 @@ for the step's shape.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,9 @@ from recon.methods.cs_tv import make_cs_tv
 from recon.methods.sense import make_sense
 from recon.metrics import ssim
 from recon.simulate.coils import birdcage_maps
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _baseline_data import bart_cfl  # noqa: E402
 
 ROWS, COLS, COILS = 128, 160, 16
 #: the edge band: the object's pixels where the hard crop's maps are zero (columns 0-6 and
@@ -119,21 +122,13 @@ def test_crop_weight_shapes() -> None:
         crop_weight(eig, 0.8, 0.0)
 
 
-def _load_cfl_module():
-    path = Path(__file__).parents[1] / "benchmarks" / "bart_cfl.py"
-    spec = importlib.util.spec_from_file_location("bart_cfl", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.skipif(shutil.which("bart") is None, reason="bart command not installed")
 def test_bart_soft_width_matches_ecalib_soft_sense(tmp_path: Path, edge_case) -> None:
     """`crop_weight(eig, 0.95, BART_SOFT)` on BART's own eigenvalue map gives the norm of BART
     `ecalib -S`'s maps; our soft maps with that width point the same way as BART's where both
     keep the pixel. (The eigenvalues themselves differ slightly: BART's `-t` and ours
     select the kernels differently.)"""
-    cfl = _load_cfl_module()
+    cfl = bart_cfl()
     k, _, batch, _ = edge_case
     ku = batch.masked_kspace[0].numpy()
     cfl.write_cfl(tmp_path / "k", cfl.kspace_to_bart(ku))

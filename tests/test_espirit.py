@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -16,15 +15,7 @@ from recon.acquisition import centered_region
 from recon.calib.espirit import calibration_kernels, espirit_calib, espirit_maps_from_kernels
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _baseline_data import column_mask, phantom_kspace  # noqa: E402
-
-
-def _load_cfl_module():
-    path = Path(__file__).parents[1] / "benchmarks" / "bart_cfl.py"
-    spec = importlib.util.spec_from_file_location("bart_cfl", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from _baseline_data import bart_cfl, column_mask, phantom_kspace  # noqa: E402
 
 
 def test_calibration_region_is_taken_as_given() -> None:
@@ -74,7 +65,7 @@ def test_maps_span_true_sensitivities_from_undersampled_data() -> None:
 
 @pytest.mark.skipif(shutil.which("bart") is None, reason="bart command not installed")
 def test_matches_bart_ecalib_up_to_phase(tmp_path: Path) -> None:
-    cfl = _load_cfl_module()
+    cfl = bart_cfl()
     k, _, _ = phantom_kspace(seed=3)
     mask = column_mask(48, 3, 12)
     ku = k * mask
