@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -27,7 +28,8 @@ from recon.core import center_crop
 from recon.evaluation import read_target
 from recon.io import InputError, atomic_path
 from recon.metrics import volume_metrics
-from recon.pipeline import build_method, central_slices, default_center_fraction, open_file, resolve_device, run_method
+from recon.noise import estimate_noise_sigma, estimate_snr
+from recon.pipeline import FileSlices, build_method, central_slices, default_center_fraction, open_file, resolve_device, run_method
 from recon.report.settings import run_settings
 from recon.report.tables import GROUP_KEYS, summarize, text_paired, text_table
 from recon.report.writers import write_reports
@@ -78,7 +80,8 @@ class BenchmarkJob:
                 raise InputError(path, "already undersampled (has a mask); the benchmark needs fully sampled files")
             picked = central_slices(info.num_slices, self.max_slices)
             probe.check_memory(self.batch_size, self.max_memory)
-        target, t_attrs = read_target(path, rows=slice(picked.start, picked.stop))
+            target, t_attrs = read_target(path, rows=slice(picked.start, picked.stop))
+            snr = volume_snr(probe, target)
         device = resolve_device(self.device)
         mid = target.shape[0] // 2
         data_range = float(target.max())
@@ -107,6 +110,7 @@ class BenchmarkJob:
                                 "acquisition": attrs.get("acquisition"),
                                 "coils": int(info.num_coils),
                                 "source": data_source(attrs),
+                                "snr": snr,
                                 "slices": int(images.shape[0]),
                                 **{m: float(scores[m]) for m in METRICS},
                                 "seconds_per_slice": sum(seconds) / images.shape[0],
@@ -131,6 +135,18 @@ class BenchmarkJob:
 
         total = slices * len(self.methods) * len(self.accelerations)
         return tqdm(total=total, desc=name, unit="slice", leave=False, file=sys.stderr)
+
+
+def volume_snr(data: FileSlices, target: np.ndarray) -> float | None:
+    """Estimated SNR of a volume's central picked slice (`recon.noise.estimate_snr`: its target
+    over the noise std of its fully sampled k-space, noise bias removed); None when the k-space holds no measurable
+    noise (noiseless or edge-cropped data), so such a file lands in the "unknown" SNR bin."""
+    mid = len(data) // 2
+    kspace, _ = data.read(mid, mid + 1)
+    try:
+        return round(estimate_snr(target[mid], float(estimate_noise_sigma(kspace[0])), kspace.shape[1]), 2)
+    except ValueError:
+        return None
 
 
 def check_methods(methods: Sequence[str], options: dict[str, dict[str, Any]]) -> dict[str, str]:

@@ -382,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note", default="", help="a line for the top of report.md (e.g. 'simulated data')")
     p.add_argument("--max-memory", help="memory a file may need, e.g. 16G (default: the available memory)")
     p.add_argument("--reference", help="method the others are compared with, paired by volume (default: zero-filled if benchmarked, else the first method)")
-    p.add_argument("--by", default="acquisition", choices=["acquisition", "coils", "source", "none"], help="also tabulate per value of this file property (default: %(default)s)")
+    p.add_argument("--by", default="acquisition", choices=["acquisition", "coils", "source", "snr", "none"], help="also tabulate per value of this file property; snr: volumes below / at or above the median estimated SNR (default: %(default)s)")
     _add_mask_options(p)
     _add_method_options(p)
     _add_scale_out(p)

@@ -95,6 +95,26 @@ def _chrome_options(profile: str):  # noqa: ANN202 - selenium type
     return opts
 
 
+def test_snr_bins_split_the_volumes_at_the_median(bench: Path) -> None:
+    """Every row carries its volume's estimated SNR; `summarize(by="snr")` puts the volumes below
+    and at or above the median apart (the fat-suppressed volume is the noisier one)."""
+    from recon.report.tables import snr_bins, summarize
+
+    rows = json.loads((bench / "results.json").read_text())["rows"]
+    snr = {r["acquisition"]: r["snr"] for r in rows}
+    assert all(isinstance(v, float) and v > 1 for v in snr.values())
+    assert snr["CORPDFS_FBK"] < snr["CORPD_FBK"]
+    median = float(np.median(list(snr.values())))
+    bins = snr_bins(rows)
+    by_acq = {r["acquisition"]: bins[r["file"]] for r in rows}
+    assert by_acq == {"CORPD_FBK": f"SNR >= median ({median:.1f})", "CORPDFS_FBK": f"SNR < median ({median:.1f})"}
+    groups = {(g["acceleration"], g["group"], g["method"]): g for g in summarize(rows, "snr")}
+    high = next(r for r in rows if r["acquisition"] == "CORPD_FBK" and r["method"] == "cs" and r["acceleration"] == 8.0)
+    assert groups[(8.0, by_acq["CORPD_FBK"], "cs")]["ssim"] == high["ssim"]
+    unknown = [{**r, "snr": None} if r["acquisition"] == "CORPD_FBK" else r for r in rows]
+    assert set(snr_bins(unknown).values()) == {"SNR unknown", f"SNR >= median ({snr['CORPDFS_FBK']:.1f})"}
+
+
 def test_report_html_in_chromium(bench: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         pytest.skip("Debian chromium / chromium-driver not installed (scripts/test installs them with apt-get as root; that install failed or was not possible here)")

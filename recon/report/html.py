@@ -108,12 +108,13 @@ def report_html(
         parts.append(f"<h2>Paired differences against {_e(paired[0].reference)}</h2><ul>"
                      + "".join(f"<li>{_e(n)}</li>" for n in paired_notes(paired)) + "</ul>")
         parts.append(_table(head, [[r[h] for h in head] for r in prow], "sortable paired", table_id="paired"))
-    vhead = ["file", "method", "acceleration", "acquisition", "coils", "source", "slices", "SSIM", "PSNR (dB)", "NMSE", "s/slice"]
+    vhead = ["file", "method", "acceleration", "acquisition", "coils", "source", "SNR (est.)", "slices", "SSIM", "PSNR (dB)", "NMSE", "s/slice"]
     vrows, vkeys = [], []
     for r in rows:
-        vrows.append([r["file"], r["method"], f"{r['acceleration']:g}x", r.get("acquisition"), r.get("coils"), r.get("source"), r["slices"],
+        vrows.append([r["file"], r["method"], f"{r['acceleration']:g}x", r.get("acquisition"), r.get("coils"), r.get("source"),
+                      "-" if r.get("snr") is None else f"{r['snr']:.1f}", r["slices"],
                       f"{r['ssim']:.4f}", f"{r['psnr']:.2f}", f"{r['nmse']:.4f}", f"{r['seconds_per_slice']:.3f}"])
-        vkeys.append([None, None, r["acceleration"], None, None, None, None, repr(r["ssim"]), repr(r["psnr"]), repr(r["nmse"]), repr(r["seconds_per_slice"])])
+        vkeys.append([None, None, r["acceleration"], None, None, None, None if r.get("snr") is None else repr(r["snr"]), None, repr(r["ssim"]), repr(r["psnr"]), repr(r["nmse"]), repr(r["seconds_per_slice"])])
     parts.append("<h2>Per-volume results</h2><p>Click a column header to sort.</p>"
                  + _table(vhead, vrows, "sortable volumes", vkeys, table_id="volumes"))
     parts.append("<h2>Images</h2>")

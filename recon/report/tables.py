@@ -1,7 +1,7 @@
 """Grouped summaries of per-volume benchmark rows, as text and markdown tables.
 
 Groups: per acceleration and method over all volumes ("all"), and per value of a grouping key
-(acquisition, coils or source), so PD and PDFS are reported apart as fastMRI does. Spread is the
+(acquisition, coils or source; or the volumes' SNR bin at the median), so PD and PDFS are reported apart as fastMRI does. Spread is the
 sample standard deviation (ddof = 1) shown in fastMRI's mean ± 2·std form; one volume gets no ±.
 """
 
@@ -10,13 +10,31 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Sequence
 
+import numpy as np
+
 from recon.stats import PairedResult, describe, format_mean_spread, format_p, paired_notes
 
 METRICS = ("ssim", "psnr", "nmse")
-#: Keys a benchmark can be grouped by (fields of every per-volume row).
-GROUP_KEYS = ("acquisition", "coils", "source")
+#: Keys a benchmark can be grouped by (fields of every per-volume row). "snr" bins the volumes at
+#: the median of their estimated SNR (`snr_bins`).
+GROUP_KEYS = ("acquisition", "coils", "source", "snr")
 _DIGITS = {"ssim": 4, "psnr": 2, "nmse": 4, "seconds_per_slice": 3}
 _LABELS = {"ssim": "SSIM", "psnr": "PSNR (dB)", "nmse": "NMSE", "seconds_per_slice": "s/slice"}
+
+
+def snr_bins(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """File -> SNR bin: "SNR >= median (m)" or "SNR < median (m)", m the median of the files'
+    estimated SNR (row field `snr`), or "SNR unknown" for a file without an estimate.
+
+    The bar issue 21 sets for low-SNR data is met on the volumes at or above the median SNR, so
+    this is the binning a benchmark reports by `--by snr`.
+    """
+    per_file = {r["file"]: r.get("snr") for r in rows}
+    known = [v for v in per_file.values() if v is not None]
+    if not known:
+        return {f: "SNR unknown" for f in per_file}
+    median = float(np.median(known))
+    return {f: "SNR unknown" if v is None else f"SNR {'>=' if v >= median else '<'} median ({median:.1f})" for f, v in per_file.items()}
 
 
 def summarize(rows: Sequence[dict[str, Any]], by: str | None = "acquisition") -> list[dict[str, Any]]:
@@ -29,11 +47,12 @@ def summarize(rows: Sequence[dict[str, Any]], by: str | None = "acquisition") ->
     if by is not None and by not in GROUP_KEYS:
         raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(GROUP_KEYS)}")
     order = {m: i for i, m in enumerate(dict.fromkeys(r["method"] for r in rows))}
+    bins = snr_bins(rows) if by == "snr" else {}
     groups: dict[tuple[float, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[(float(r["acceleration"]), "all", r["method"])].append(r)
         if by is not None:
-            groups[(float(r["acceleration"]), str(r.get(by)), r["method"])].append(r)
+            groups[(float(r["acceleration"]), bins[r["file"]] if by == "snr" else str(r.get(by)), r["method"])].append(r)
     out = []
     for (acc, group, method), items in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "all", kv[0][1], order[kv[0][2]])):
         row: dict[str, Any] = {"acceleration": acc, "group": group, "by": None if group == "all" else by, "method": method, "volumes": len(items)}
@@ -49,7 +68,9 @@ def _cell(row: dict[str, Any], metric: str) -> str:
 
 
 def _group_title(row: dict[str, Any]) -> str:
-    return "all volumes" if row["group"] == "all" else f"{row['by']} = {row['group']}"
+    if row["group"] == "all":
+        return "all volumes"
+    return row["group"] if row["by"] == "snr" else f"{row['by']} = {row['group']}"
 
 
 def table_sections(summary: Sequence[dict[str, Any]]) -> list[tuple[float, str, list[dict[str, Any]]]]:
