@@ -187,7 +187,7 @@ _HELP: dict[str, str] = {
     "device": "auto | cpu | cuda | cuda:N",
     "mixed_precision": "bf16 runs the VarNet U-Nets in bfloat16",
     "activation_checkpointing": "recompute VarNet U-Net activations in the backward pass",
-    "init_weights": "start from these weights (.safetensors, or fastMRI .pt) (default: random)",
+    "init_weights": "start from these weights (.safetensors, or fastMRI .pt); a VarNet of the same depth with fewer channels is widened to the configured ones, computing the same image at the start (recon.models.widen) (default: random)",
     "tensorboard": "write TensorBoard scalars to OUT/tensorboard",
     "log_samples": "log slices, mask and parameter digests per step (audit)",
 }

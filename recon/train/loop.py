@@ -35,6 +35,7 @@ from recon.models.checkpoint import load_state_dict, save_model
 from recon.models.image_unet import unet_loss, unet_reconstruct
 from recon.models.unet import Unet
 from recon.models.varnet import VarNet
+from recon.models.widen import widen_state_dict
 from recon.train.config import TrainConfig
 from recon.train.distributed import DistInfo, barrier, cleanup, gather_objects, init_distributed
 from recon.train.state import load_resume, save_resume
@@ -86,7 +87,22 @@ def build_model(config: TrainConfig) -> VarNet | Unet:
         return unet
     model = VarNet(**config.model_kwargs())
     if config.init_weights is not None:
-        model.load_state_dict(load_state_dict(config.init_weights))
+        init = load_state_dict(config.init_weights)
+        own = model.state_dict()
+        if init.keys() == own.keys() and any(init[k].shape != own[k].shape for k in own):
+            try:
+                init = widen_state_dict(init, own)
+            except ValueError as err:
+                raise InputError(config.init_weights, f"does not fit the configured VarNet: {err}") from err
+            print(f"train: widened {config.init_weights} to {config.chans} channels (cascades) / {config.sens_chans} "
+                  "(sensitivity net); same output at the start", file=sys.stderr)
+        try:
+            model.load_state_dict(init)
+        except RuntimeError as err:
+            missing, extra = sorted(own.keys() - init.keys()), sorted(init.keys() - own.keys())
+            why = (f"{len(missing)} missing tensors (e.g. {missing[0]}), {len(extra)} unexpected" if missing or extra
+                   else "tensor shapes differ and cannot be widened")
+            raise InputError(config.init_weights, f"does not fit the configured VarNet: {why}") from err
     model.set_mixed_precision(torch.bfloat16 if config.mixed_precision == "bf16" else None)
     model.set_activation_checkpointing(config.activation_checkpointing)
     return model
