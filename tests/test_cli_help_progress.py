@@ -18,7 +18,7 @@ def test_every_option_has_help() -> None:
                for a in p._actions if not isinstance(a, argparse._HelpAction) and not a.help]
     assert not missing, missing
     text = sub.choices["benchmark"].format_help()
-    assert "(default: 4,8)" in text and "{acquisition,coils,source,none}" in text
+    assert "(default: 4,8)" in text and "{acquisition,coils,source,snr,none}" in text
     assert "(default: 8)" in sub.choices["reconstruct"].format_help()
 
 
