@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -62,25 +62,44 @@ def tuning_args(description: str, out: str) -> argparse.Namespace:
     return args
 
 
-def tuning_cases(args: argparse.Namespace) -> Iterator[tuple[Path, int, dict[str, Any]]]:
-    """`(path, acceleration, undersampled data)` for every tuning-split file of `args.data` (others refused)."""
+class TuningCase(NamedTuple):
+    """One tuning volume at one acceleration, as every tuning script starts from it.
+
+    kspace: `(S, C, H, W)` masked k-space; mask: `(1, 1, 1, W)` bool; base: the row fields that
+    name the case (file, source, accel); zero_filled_ssim: the zero-filled RSS image's SSIM.
+    """
+
+    path: Path
+    accel: int
+    target: np.ndarray
+    crop: tuple[int, int]
+    nlow: int
+    kspace: torch.Tensor
+    mask: torch.Tensor
+    base: dict[str, Any]
+    zero_filled_ssim: float
+
+
+def tuning_cases(args: argparse.Namespace) -> Iterator[TuningCase]:
+    """A `TuningCase` for every tuning-split file of `args.data` (others refused) and acceleration."""
     for folder in args.data:
         for path in sorted(folder.glob("*.h5")):
             check_tune_split(path)
             for accel in args.accels:
-                yield path, accel, undersample(path, accel)
+                data = undersample(path, accel)
+                target, crop = data["target"], data["crop"]
+                kspace = torch.from_numpy(data["kspace"])
+                zf = center_crop(rss(ifft2c(kspace), 1), crop).numpy().astype(np.float32)
+                yield TuningCase(path, accel, target, crop, data["nlow"], kspace,
+                                 torch.from_numpy(data["mask"]).reshape(1, 1, 1, -1),
+                                 {"file": path.name, "source": source_of(path), "accel": accel}, ssim(target, zf))
 
 
 def main() -> int:
     args = tuning_args(__doc__.splitlines()[0], "tune_rules")
     rows: list[dict[str, Any]] = []
-    for path, accel, data in tuning_cases(args):
-        target, crop, nlow = data["target"], data["crop"], data["nlow"]
-        kspace = torch.from_numpy(data["kspace"])
-        mask = torch.from_numpy(data["mask"]).reshape(1, 1, 1, -1)
-        base = {"file": path.name, "source": source_of(path), "accel": accel}
-        zf = center_crop(rss(ifft2c(kspace), 1), crop).numpy().astype(np.float32)
-        rows.append({**base, "method": "zero-filled", "c": None, "iters": None, "ssim": ssim(target, zf)})
+    for path, accel, target, crop, nlow, kspace, mask, base, zf_ssim in tuning_cases(args):
+        rows.append({**base, "method": "zero-filled", "c": None, "iters": None, "ssim": zf_ssim})
         maps = espirit_calib(kspace, centered_region(kspace.shape[-1], nlow))
         scale = data_scale(kspace)
         sigma_n = float(noise_sigma(kspace, mask.expand(kspace.shape[0], 1, 1, -1))[0] / scale.flatten()[0])

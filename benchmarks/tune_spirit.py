@@ -28,7 +28,7 @@ from recon.core import center_crop, ifft2c, rss
 from recon.methods.classical import noise_sigma
 from recon.methods.spirit import ITERS, TOL, default_kernel, known_locations, prior_weights
 from recon.metrics import ssim
-from tune_rules import source_of, tuning_args, tuning_cases
+from tune_rules import tuning_args, tuning_cases
 
 #: (c_cal, c_prior); c_prior None = no prior.
 GRID: tuple[tuple[float, float | None], ...] = ((1.0, 0.3), (1.0, 1.0), (1.0, 3.0), (0.1, 1.0), (1.0, None))
@@ -81,13 +81,8 @@ def run(kspace: torch.Tensor, mask: torch.Tensor, nlow: int, c_cal: float, c_pri
 def main() -> int:
     args = tuning_args(__doc__.splitlines()[0], "tune_spirit")
     rows: list[dict[str, Any]] = []
-    for path, accel, data in tuning_cases(args):
-        target, crop, nlow = data["target"], data["crop"], data["nlow"]
-        kspace = torch.from_numpy(data["kspace"])
-        mask = torch.from_numpy(data["mask"]).reshape(1, 1, 1, -1)
-        base = {"file": path.name, "source": source_of(path), "accel": accel}
-        zf = center_crop(rss(ifft2c(kspace), 1), crop).numpy().astype(np.float32)
-        rows.append({**base, "c_cal": None, "c_prior": None, "key": "zero-filled", "ssim": ssim(target, zf)})
+    for path, accel, target, crop, nlow, kspace, mask, base, zf_ssim in tuning_cases(args):
+        rows.append({**base, "c_cal": None, "c_prior": None, "key": "zero-filled", "ssim": zf_ssim})
         for c_cal, c_prior in GRID:
             result = run(kspace, mask, nlow, c_cal, c_prior, target, crop)
             for key, value in result.items():
