@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from recon.io.errors import InputError
+from recon.models.domain import folder_domain
 from recon.simulate import SimConfig, simulate_dataset
 from recon.train import TrainConfig, add_arguments, config_from_args, train
 
@@ -67,6 +68,8 @@ def test_short_run_with_memory_options_then_continue(data: Path, tmp_path: Path)
     assert best == out / "checkpoints" / "best.safetensors"
     epoch = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert epoch["global_step"] == 4 and 0 < epoch["ssim"] < 1
+    domain = json.loads((out / "checkpoints" / "best.json").read_text())["domain"]
+    assert domain == folder_domain(data / "train") and domain["coils"] == [4, 4] and domain["files"] == 2
     final = load_file(str(out / "checkpoints" / "last.safetensors"))
     assert any(not torch.equal(first[k], final[k]) for k in first)
 

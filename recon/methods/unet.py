@@ -41,8 +41,11 @@ def resolve_unet_checkpoint(checkpoint: str | os.PathLike[str] | None) -> Path:
 class UnetMethod(LearnedMethod):
     """fastMRI's U-Net over a `ReconBatch`: zero-filled RSS in, de-normalized image out."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device | None, batch_size: int, partial_fourier: str = pf.DEFAULT_MODE) -> None:
-        super().__init__(model, device, batch_size)
+    name = "unet"
+
+    def __init__(self, model: torch.nn.Module, device: torch.device | None, batch_size: int, partial_fourier: str = pf.DEFAULT_MODE,
+                 checkpoint: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(model, device, batch_size, checkpoint)
         self.partial_fourier = pf.check_mode(partial_fourier)
 
     def chunk(self, model: torch.nn.Module, batch: ReconBatch, start: int, stop: int, device: torch.device) -> torch.Tensor:
@@ -63,4 +66,5 @@ def make_unet(
     partial_fourier: pocs | homodyne | zero, on the input's coil images."""
     from recon.models.checkpoint import load_unet
 
-    return UnetMethod(load_unet(resolve_unet_checkpoint(checkpoint)), None if device is None else torch.device(device), batch_size, partial_fourier)
+    path = resolve_unet_checkpoint(checkpoint)
+    return UnetMethod(load_unet(path), None if device is None else torch.device(device), batch_size, partial_fourier, path)

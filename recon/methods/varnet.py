@@ -26,8 +26,11 @@ from recon.models.checkpoint import load_model, resolve_checkpoint
 class VarNetMethod(LearnedMethod):
     """A VarNet over a `ReconBatch`: calibration region and data from the acquisition model."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device | None, batch_size: int, partial_fourier: str = pf.DEFAULT_MODE) -> None:
-        super().__init__(model, device, batch_size)
+    name = "varnet"
+
+    def __init__(self, model: torch.nn.Module, device: torch.device | None, batch_size: int, partial_fourier: str = pf.DEFAULT_MODE,
+                 checkpoint: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(model, device, batch_size, checkpoint)
         self.partial_fourier = pf.check_mode(partial_fourier)
 
     def chunk(self, model: torch.nn.Module, batch: ReconBatch, start: int, stop: int, device: torch.device) -> torch.Tensor:
@@ -54,4 +57,5 @@ def make_varnet(
     """`varnet` method: load weights (default: shipped) onto `device` (None = each batch's);
     partial_fourier: pocs | homodyne | zero, per coil on the last cascade's k-space."""
     dev = None if device is None else torch.device(device)
-    return VarNetMethod(load_model(resolve_checkpoint(checkpoint)), dev, batch_size, partial_fourier)
+    path = resolve_checkpoint(checkpoint)
+    return VarNetMethod(load_model(path), dev, batch_size, partial_fourier, path)

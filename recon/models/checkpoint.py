@@ -46,6 +46,19 @@ def config_path(weights: str | os.PathLike[str]) -> Path:
     return Path(weights).with_suffix(".json")
 
 
+def checkpoint_record(weights: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON beside `weights` (model and training config, training domain), {} when there is
+    none (fastMRI's `.pt` state dicts) or it is not a JSON object."""
+    path = config_path(weights)
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise InputError(path, f"invalid JSON ({err})") from err
+    return record if isinstance(record, dict) else {}
+
+
 def unet_config(model: Unet) -> dict[str, Any]:
     """Constructor keywords of an image-domain `Unet` plus `"kind": "unet"` (read from its modules)."""
     first = model.down_sample_layers[0].layers

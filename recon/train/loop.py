@@ -32,6 +32,7 @@ from recon.io.errors import InputError
 from recon.masks import create_mask_func
 from recon.metrics import SSIMLoss, volume_metrics
 from recon.models.checkpoint import load_state_dict, save_model
+from recon.models.domain import folder_domain
 from recon.models.image_unet import unet_loss, unet_reconstruct
 from recon.models.unet import Unet
 from recon.models.varnet import VarNet
@@ -222,6 +223,15 @@ def train(config: TrainConfig) -> Path:
         cleanup(info)
 
 
+def _domain(folder: str | Path) -> dict[str, Any]:
+    """The training folder's coil count and k-space matrix range, recorded in every checkpoint's
+    JSON so that `recon reconstruct` can warn about inputs outside it ({} when not describable)."""
+    try:
+        return folder_domain(folder)
+    except (OSError, ValueError):
+        return {}
+
+
 def _train(config: TrainConfig, info: DistInfo) -> Path:
     out = Path(config.out)
     ckpt = out / "checkpoints"
@@ -239,6 +249,7 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
         print(f"note: no validation data (no {Path(config.data) / 'val'} folder, no --val-data): no 'best' checkpoint; "
               f"the result is {ckpt / 'last.safetensors'}", file=sys.stderr)
 
+    domain = _domain(train_dir) if info.is_main else {}
     model = build_model(config).to(device)
     if config.model == "unet":
         optimizer: torch.optim.Optimizer = torch.optim.RMSprop(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -325,14 +336,14 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
             bar.close()
             if stopped:
                 if info.is_main:
-                    save_model(model, ckpt / "last.safetensors", {"train": config.to_dict(), "global_step": global_step})
+                    save_model(model, ckpt / "last.safetensors", {"train": config.to_dict(), "domain": domain, "global_step": global_step})
                 break
             scheduler.step()
             metrics = validate(model, val_set, info, device) if val_set is not None else {}
             if not all(np.isfinite(v) for v in metrics.values()):
                 raise _stopped(ckpt, global_step, f"non-finite validation metrics {metrics}")
             if info.is_main:
-                extra = {"train": config.to_dict(), "epoch": epoch, "global_step": global_step, "val": metrics}
+                extra = {"train": config.to_dict(), "domain": domain, "epoch": epoch, "global_step": global_step, "val": metrics}
                 save_model(model, ckpt / "last.safetensors", extra)
                 if metrics and metrics["ssim"] > best:
                     best = metrics["ssim"]
