@@ -29,7 +29,7 @@ from recon.evaluation import read_target
 from recon.io import InputError, atomic_path
 from recon.metrics import volume_metrics
 from recon.noise import estimate_noise_sigma, estimate_snr
-from recon.pipeline import FileSlices, build_method, central_slices, default_center_fraction, open_file, resolve_device, run_method
+from recon.pipeline import FileSlices, build_method, central_slices, default_center_fraction, domain_warnings, open_file, resolve_device, run_method
 from recon.report.settings import run_settings
 from recon.report.tables import GROUP_KEYS, summarize, text_paired, text_table
 from recon.report.writers import write_reports
@@ -86,6 +86,7 @@ class BenchmarkJob:
         mid = target.shape[0] // 2
         data_range = float(target.max())
         rows: list[dict[str, Any]] = []
+        warnings: list[str] = []
         preview: dict[str, Any] = {"file": path.name, "slice": mid, "target": target[mid].tolist(), "images": {}, "scores": {}}
         attrs = {**t_attrs, **info.attrs}
         bar = self._bar(path.name, len(picked))
@@ -94,6 +95,7 @@ class BenchmarkJob:
                 with open_file(path, acc, self.center_fraction, self.mask_type, self.max_slices) as data:
                     for name in self.methods:
                         method = build_method(name, {"device": str(device), **self.method_options.get(name, {})})
+                        warnings += domain_warnings(method, data)
                         if bar is not None:
                             bar.set_postfix_str(f"{name} {acc:g}x")
                         seconds: list[float] = []
@@ -126,7 +128,7 @@ class BenchmarkJob:
         finally:
             if bar is not None:
                 bar.close()
-        return {"rows": rows, "preview": preview}
+        return {"rows": rows, "preview": preview, "warnings": list(dict.fromkeys(warnings))}
 
     def _bar(self, name: str, slices: int) -> Any:
         if not self.progress:
@@ -228,6 +230,7 @@ def run_benchmark(
     summary = summarize(rows, by)
     paired = paired_comparisons(rows, reference, metrics=("ssim", "psnr")) if len(methods) > 1 else []
     failed = [{"file": r.file, "reason": r.reason} for r in results if r.status == "failed"]
+    warned = [{"file": r.file, "warning": w} for r in results if r.status == "ok" for w in r.result.get("warnings", [])]
     cfs = {a: (default_center_fraction(a) if center_fraction is None else float(center_fraction)) for a in job.accelerations}
     settings = run_settings(
         data=[str(d) for d in data], files=[str(f) for f in files], methods={m: options.get(m, {}) for m in methods},
@@ -242,13 +245,14 @@ def run_benchmark(
         "groups": summary,
         "paired": [p.as_dict() for p in paired],
         "failed": failed,
+        "warnings": warned,
     }
     keep_previous(out / "results.json")
     with atomic_path(out / "results.json") as tmp:
         tmp.write_text(json.dumps(doc, indent=2, allow_nan=False))
     ok = [r for r in results if r.status == "ok"]
     preview = ok[0].result["preview"] if ok else None
-    write_reports(out, summary, rows, paired, settings, preview, methods, job.accelerations, failed)
+    write_reports(out, summary, rows, paired, settings, preview, methods, job.accelerations, failed, warned)
     doc["table"] = text_table(summary) if summary else "no volume was scored"
     doc["paired_table"] = text_paired(paired)
     doc["files_table"] = summary_table(results)

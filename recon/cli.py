@@ -296,6 +296,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if doc["paired_table"]:
         print(doc["paired_table"])
     print(f"wrote {Path(args.out) / 'results.json'}, report.md, report.html and figures")
+    for w in doc["warnings"]:
+        print(f"warning: {w['file']}: {w['warning']}", file=sys.stderr)
     for f in doc["failed"]:
         print(f"error: {f['file']}: {f['reason']}", file=sys.stderr)
     return 1 if doc["failed"] or not doc["rows"] else 0

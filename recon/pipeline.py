@@ -29,6 +29,7 @@ from recon.io.fastmri import VolumeInfo
 from recon.io.ismrmrd import RawScan
 from recon.io.sanity import check_memory, format_bytes
 from recon.masks import make_mask, seed_from_filename
+from recon.methods.learned import LearnedMethod
 
 DEFAULT_CENTER_FRACTIONS = {4.0: 0.08, 8.0: 0.04}
 #: Peak bytes of a method's batch per complex64 byte of its k-space: the slices read, HDF5's
@@ -296,6 +297,20 @@ def run_method(
 @functools.lru_cache(maxsize=4)
 def _cached_method(name: str, options_json: str) -> methods.Method:
     return methods.get_method(name, **json.loads(options_json))
+
+
+def domain_warnings(method: Any, data: FileSlices) -> list[str]:
+    """A learned method's warning when this file lies outside its training data: coils and
+    stored k-space matrix `data.shape`, acceleration = acquirable columns / sampled columns.
+    `method` as `build_method` returns it (the registry's checked wrapper around the method)."""
+    method = getattr(method, "method", method)
+    if not isinstance(method, LearnedMethod):
+        return []
+    coils, rows, cols = data.shape
+    start, stop = data.acquisition.acquirable
+    sampled = int(np.count_nonzero(data.acquisition.column_mask[start:stop]))
+    text = method.domain_warning(coils, rows, cols, (stop - start) / sampled if sampled else None)
+    return [] if text is None else [text]
 
 
 def build_method(name: str, options: dict[str, Any] | None = None) -> methods.Method:

@@ -21,8 +21,7 @@ import numpy as np
 
 from recon import checks
 from recon.acquisition import Acquisition
-from recon.methods.learned import LearnedMethod
-from recon.pipeline import FileSlices, build_method, open_file, resolve_device, run_method
+from recon.pipeline import FileSlices, build_method, domain_warnings, open_file, resolve_device, run_method
 from recon.validate import not_inputs
 
 
@@ -65,20 +64,6 @@ def _write_h5(target: Path, array: np.ndarray, acq: Acquisition, attrs: dict[str
         acquisition=attrs.get("acquisition"),
         extra_attrs=extra,
     )
-
-
-def _domain_warnings(method: Any, data: FileSlices) -> list[str]:
-    """A learned method's warning when this file lies outside its training data: coils and
-    stored k-space matrix `data.shape`, acceleration = acquirable columns / sampled columns.
-    `method` as `build_method` returns it (the registry's checked wrapper around the method)."""
-    method = getattr(method, "method", method)
-    if not isinstance(method, LearnedMethod):
-        return []
-    coils, rows, cols = data.shape
-    start, stop = data.acquisition.acquirable
-    sampled = int(np.count_nonzero(data.acquisition.column_mask[start:stop]))
-    text = method.domain_warning(coils, rows, cols, (stop - start) / sampled if sampled else None)
-    return [] if text is None else [text]
 
 
 def _indices(choice: dict[str, int | None]) -> dict[str, int]:
@@ -176,7 +161,7 @@ class ReconstructJob:
                     raise InputError(path, f"{problem}; a NIfTI volume needs one constant slice step: use --format dcm (one file per slice)")
             device = resolve_device(self.device)
             method = build_method(self.method, {"device": str(device), **self.method_options})
-            warnings += _domain_warnings(method, data)
+            warnings += domain_warnings(method, data)
             bar = None
             if self.progress:
                 from tqdm import tqdm

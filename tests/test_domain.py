@@ -64,3 +64,17 @@ def test_reconstruct_warns_outside_and_not_inside(tmp_path: Path, capsys: pytest
     assert "64 k-space rows (trained on 320)" in err and "acceleration 1.0 (trained at 4x, 8x)" in err
     assert main(["reconstruct", str(tmp_path / "inside"), "--out", str(tmp_path / "out2"), "--method", "varnet", "--acceleration", "4", "--quiet"]) == 0
     assert "outside the training data" not in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not shipped_checkpoint_available(), reason="no shipped weights in this installation (wheel without models/)")
+def test_benchmark_lists_the_warning_in_results_and_report(tmp_path: Path) -> None:
+    from recon.benchmark import run_benchmark
+
+    simulate_dataset(tmp_path / "small", 1, 1, 4, 3000, config=SimConfig(rows=64, widths=(48,), coils=4, slices=1))
+    doc = run_benchmark([tmp_path / "small"], tmp_path / "bench", ["zero-filled", "varnet"], [4.0])
+    (warned,) = doc["warnings"]
+    assert warned["file"].endswith("file_sim_3000_0000.h5") and "4 coils (trained on 8)" in warned["warning"]
+    assert "acceleration" not in warned["warning"]  # 4x is a trained acceleration
+    saved = json.loads((tmp_path / "bench" / "results.json").read_text())
+    assert saved["warnings"] == doc["warnings"]
+    assert "## Warnings" in (tmp_path / "bench" / "report.md").read_text()

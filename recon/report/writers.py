@@ -24,8 +24,11 @@ def write_reports(
     methods: Sequence[str],
     accelerations: Sequence[float],
     failed: Sequence[dict[str, str]] = (),
+    warnings: Sequence[dict[str, str]] = (),
 ) -> list[Path]:
-    """Write figures (PNG), report.md and report.html into `out`; returns the written paths."""
+    """Write figures (PNG), report.md and report.html into `out`; returns the written paths.
+    `warnings`: `{"file", "warning"}` per scored file a method warned about (e.g. outside the
+    weights' training data), listed before the tables so no number is read without them."""
     figures: dict[str, bytes] = {}
     files: dict[str, str] = {}
     if preview is not None:
@@ -46,6 +49,8 @@ def write_reports(
     lines += ["Tables: mean ± 2·std over volumes (std with ddof = 1, as fastMRI's runstats); no ± where a group has one volume.", ""]
     if failed:
         lines += ["## Failed files", ""] + [f"- `{f['file']}`: {f['reason']}" for f in failed] + [""]
+    if warnings:
+        lines += ["## Warnings", ""] + [f"- `{w['file']}`: {w['warning']}" for w in warnings] + [""]
     lines += markdown_tables(summary)
     lines += markdown_paired(paired)
     if figures:
