@@ -3,7 +3,7 @@
 A trained reconstruction network does not extrapolate: given a matrix, coil count or
 acceleration it never saw, it returns a plausible-looking image that can be far from the data
 (the shipped VarNet, trained on 320-row 8-coil k-space at 4x / 8x, changes a fully sampled 64 x 64
-4-coil phantom by up to 30 % of its maximum). `recon train` therefore records the training
+4-coil phantom by up to 40 % of its maximum). `recon train` therefore records the training
 folder's k-space shapes in the checkpoint's JSON (`"domain"`), the training config holds its
 accelerations, and `recon reconstruct` warns, naming the file, when an input falls outside them.
 """
