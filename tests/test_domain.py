@@ -78,3 +78,5 @@ def test_benchmark_lists_the_warning_in_results_and_report(tmp_path: Path) -> No
     saved = json.loads((tmp_path / "bench" / "results.json").read_text())
     assert saved["warnings"] == doc["warnings"]
     assert "## Warnings" in (tmp_path / "bench" / "report.md").read_text()
+    page = (tmp_path / "bench" / "report.html").read_text()
+    assert "<h2>Warnings</h2>" in page and "4 coils (trained on 8)" in page

@@ -84,8 +84,10 @@ def report_html(
     figures: dict[str, bytes],
     failed: Sequence[dict[str, str]] = (),
     note: str = "",
+    warnings: Sequence[dict[str, str]] = (),
 ) -> str:
-    """The whole report as one HTML string. `figures` maps captions to PNG bytes."""
+    """The whole report as one HTML string. `figures` maps captions to PNG bytes; `warnings`:
+    `{"file", "warning"}` per scored file a method warned about, shown before the tables."""
     parts = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              '<link rel="icon" href="data:,">',
@@ -96,6 +98,8 @@ def report_html(
     parts.append("<h2>Settings</h2>" + _table(["setting", "value"], settings_lines, "settings"))
     if failed:
         parts.append("<h2>Failed files</h2>" + _table(["file", "reason"], [(f["file"], f["reason"]) for f in failed]))
+    if warnings:
+        parts.append("<h2>Warnings</h2>" + _table(["file", "warning"], [(w["file"], w["warning"]) for w in warnings]))
     parts.append("<h2>Summary</h2><p>mean ± 2·std over volumes (std with ddof = 1, as fastMRI's runstats); "
                  "no ± where a group has one volume.</p>")
     for acc, title, group in table_sections(summary):

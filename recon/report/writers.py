@@ -61,7 +61,7 @@ def write_reports(
     lines += ["", "Per-volume rows: `results.json` (`rows`) and the sortable table in `report.html`.", ""]
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines))
-    page = report_html(summary, rows, paired, settings_lines(settings), figures, failed, note)
+    page = report_html(summary, rows, paired, settings_lines(settings), figures, failed, note, warnings)
     with atomic_path(out / "report.html") as tmp:
         tmp.write_text(page, encoding="utf-8")
     return [*written, out / "report.md", out / "report.html"]
