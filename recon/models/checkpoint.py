@@ -141,13 +141,8 @@ def infer_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
 def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> VarNet:
     """Build a VarNet from weights (+ JSON config if present, else inferred from the weights)."""
     state = load_state_dict(path)
-    cfg_file = config_path(path)
-    if cfg_file.is_file():
-        try:
-            cfg = json.loads(cfg_file.read_text()).get("model", {})
-        except json.JSONDecodeError as err:
-            raise InputError(cfg_file, f"invalid JSON ({err})") from err
-        cfg = {k: v for k, v in cfg.items() if k in VARNET_KEYS}
+    if config_path(path).is_file():
+        cfg = {k: v for k, v in checkpoint_record(path).get("model", {}).items() if k in VARNET_KEYS}
     else:
         try:
             cfg = infer_config(state)
@@ -204,10 +199,7 @@ def load_unet(path: str | os.PathLike[str], map_location: str | torch.device = "
     cfg_file = config_path(path)
     cfg: dict[str, Any] = {}
     if cfg_file.is_file():
-        try:
-            cfg = json.loads(cfg_file.read_text()).get("model", {})
-        except json.JSONDecodeError as err:
-            raise InputError(cfg_file, f"invalid JSON ({err})") from err
+        cfg = checkpoint_record(path).get("model", {})
         if cfg.get("kind") != "unet":
             raise InputError(cfg_file, f"model config is not a U-Net (kind {cfg.get('kind', 'varnet')!r})")
         cfg = {k: v for k, v in cfg.items() if k in UNET_KEYS}
