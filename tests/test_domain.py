@@ -80,3 +80,20 @@ def test_benchmark_lists_the_warning_in_results_and_report(tmp_path: Path) -> No
     assert "## Warnings" in (tmp_path / "bench" / "report.md").read_text()
     page = (tmp_path / "bench" / "report.html").read_text()
     assert "<h2>Warnings</h2>" in page and "4 coils (trained on 8)" in page
+
+
+@pytest.mark.skipif(not shipped_checkpoint_available(), reason="no shipped weights in this installation (wheel without models/)")
+def test_a_broken_record_is_refused_naming_it(tmp_path: Path) -> None:
+    import shutil
+
+    from recon.io.errors import InputError
+    from recon.models.checkpoint import load_model
+
+    weights = tmp_path / "w.safetensors"
+    shutil.copy(DEFAULT_CHECKPOINT, weights)
+    (tmp_path / "w.json").write_text('{"model": ')
+    with pytest.raises(InputError, match=r"w\.json.*invalid JSON"):
+        checkpoint_record(weights)
+    with pytest.raises(InputError, match="invalid JSON"):
+        load_model(weights)
+    assert checkpoint_record(tmp_path / "none.pt") == {}
