@@ -31,7 +31,7 @@ from recon.data import Sample, SliceDataset, VarNetTransform, collate
 from recon.io.errors import InputError
 from recon.masks import create_mask_func
 from recon.metrics import SSIMLoss, volume_metrics
-from recon.models.checkpoint import load_state_dict, save_model
+from recon.models.checkpoint import load_state_dict, save_model, state_mismatch
 from recon.models.domain import folder_domain
 from recon.models.image_unet import unet_loss, unet_reconstruct
 from recon.models.unet import Unet
@@ -97,13 +97,10 @@ def build_model(config: TrainConfig) -> VarNet | Unet:
                 raise InputError(config.init_weights, f"does not fit the configured VarNet: {err}") from err
             print(f"train: widened {config.init_weights} to {config.chans} channels (cascades) / {config.sens_chans} "
                   "(sensitivity net); same output at the start", file=sys.stderr)
-        try:
-            model.load_state_dict(init)
-        except RuntimeError as err:
-            missing, extra = sorted(own.keys() - init.keys()), sorted(init.keys() - own.keys())
-            why = (f"{len(missing)} missing tensors (e.g. {missing[0]}), {len(extra)} unexpected" if missing or extra
-                   else "tensor shapes differ and cannot be widened")
-            raise InputError(config.init_weights, f"does not fit the configured VarNet: {why}") from err
+        problem = state_mismatch(own, init)
+        if problem:
+            raise InputError(config.init_weights, f"does not fit the configured VarNet: {problem}")
+        model.load_state_dict(init)
     model.set_mixed_precision(torch.bfloat16 if config.mixed_precision == "bf16" else None)
     model.set_activation_checkpointing(config.activation_checkpointing)
     return model
