@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from recon.acquisition import centered_region
 from recon.io.fastmri import read_volume
 from recon.masks import make_mask, seed_from_filename
+from recon.methods import ReconBatch
 from recon.metrics import nmse, psnr, ssim
 from recon.simulate.dataset import simulate_dataset
 from recon.simulate.volume import SimConfig
@@ -42,6 +44,14 @@ def undersample(path: Path, acceleration: int) -> dict[str, Any]:
     mask[:left] = False
     mask[right:] = False
     return {"kspace": (kspace * mask + 0.0).astype(np.complex64), "mask": mask, "nlow": int(nlow), "target": target, "crop": tuple(info.crop_size)}
+
+
+def recon_batch(kspace: torch.Tensor, mask: torch.Tensor, nlow: int, crop: tuple[int, int]) -> ReconBatch:
+    """The methods' `ReconBatch` of masked k-space `(S, C, H, W)` with one sampled-column mask
+    (any shape ending in `W`) shared by every slice and a centred ACS block of `nlow` columns."""
+    slices, width = kspace.shape[0], kspace.shape[-1]
+    return ReconBatch(kspace, mask.reshape(1, 1, 1, width).expand(slices, 1, 1, width),
+                      torch.tensor([centered_region(width, nlow)] * slices), crop)
 
 
 def scores(target: np.ndarray, image: np.ndarray) -> dict[str, float]:

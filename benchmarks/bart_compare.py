@@ -30,13 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from _common import machine, scores, undersample, write_results
+from _common import machine, recon_batch, scores, undersample, write_results
 from bart_cfl import bart_available, kspace_to_bart, maps_from_bart, read_cfl, run_bart, write_cfl
-from recon.acquisition import centered_region
 from recon.calib import fitted_kernel_width
 from recon.core import center_crop, fft2c
 from recon.io.fastmri import read_volume
-from recon.methods import ReconBatch, get_method
+from recon.methods import get_method
 from recon.methods.classical import consistent_rss, data_scale, noise_sigma
 from recon.simulate import PRESETS, seed_split
 from recon.simulate.dataset import REPORT_SEED, simulate_dataset
@@ -135,7 +134,7 @@ def main() -> int:
             data = undersample(path, accel)
             target, crop, nlow = data["target"], data["crop"], data["nlow"]
             kspace = torch.from_numpy(data["kspace"])
-            batch = ReconBatch(kspace, torch.from_numpy(data["mask"]).reshape(1, 1, 1, -1).expand(kspace.shape[0], 1, 1, -1), torch.tensor([centered_region(kspace.shape[-1], nlow)] * kspace.shape[0]), crop)
+            batch = recon_batch(kspace, torch.from_numpy(data["mask"]), nlow, crop)
             measured = float((data_scale(kspace).flatten().cpu() / noise_sigma(kspace, batch.mask).clamp_min(1e-30)).mean())
             snr.setdefault(path.name, {"stated": None if stated is None else float(stated), "measured": measured})
             results: dict[str, tuple[np.ndarray, float]] = {}

@@ -27,10 +27,9 @@ import h5py
 import numpy as np
 import torch
 
-from _common import machine, undersample, write_results
+from _common import machine, recon_batch, undersample, write_results
 from bart_compare import SOURCES, simulate
-from recon.acquisition import centered_region
-from recon.methods import ReconBatch, get_method
+from recon.methods import get_method
 from recon.noise import OBJECT_FRACTION
 from recon.simulate import seed_split
 
@@ -63,8 +62,7 @@ def main() -> int:
         for accel in args.accels:
             data = undersample(path, accel)
             kspace = torch.from_numpy(data["kspace"])
-            mask = torch.from_numpy(data["mask"]).reshape(1, 1, 1, -1).expand(kspace.shape[0], 1, 1, -1)
-            batch = ReconBatch(kspace, mask, torch.tensor([centered_region(kspace.shape[-1], data["nlow"])] * kspace.shape[0]), data["crop"])
+            batch = recon_batch(kspace, torch.from_numpy(data["mask"]), data["nlow"], data["crop"])
             for name in METHODS:
                 image = get_method(name)(batch).numpy()
                 rows.append({"file": path.name, "accel": accel, "method": name, "group": group, **ratios(data["target"], image)})

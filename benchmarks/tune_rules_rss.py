@@ -25,10 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from _common import write_results
+from _common import recon_batch, write_results
 from tune_rules import tuning_args, tuning_cases
-from recon.acquisition import centered_region
-from recon.methods import ReconBatch, get_method
+from recon.methods import get_method
 from recon.methods.classical import ClassicalMethod, data_scale, normalized
 from recon.methods.cs import C_L1, ITERS, RANDOM_SHIFT, fista_l1_wavelet
 from recon.metrics import ssim
@@ -76,8 +75,7 @@ def main() -> int:
     checked = False
     start = time.perf_counter()
     for path, accel, target, crop, nlow, kspace, mask, base, zf_ssim in tuning_cases(args):
-        mask = mask.expand(kspace.shape[0], 1, 1, -1)
-        batch = ReconBatch(kspace, mask, torch.tensor([centered_region(kspace.shape[-1], nlow)] * kspace.shape[0]), crop)
+        batch = recon_batch(kspace, mask, nlow, crop)
         rows.append({**base, "c": None, "iters": None, "ssim": zf_ssim})
         maps = cs_like(Recorder(), C_L1, ITERS).maps_for(batch, kspace.device)
         with_maps = batch._replace(maps=maps)
