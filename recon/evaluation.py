@@ -18,6 +18,7 @@ import numpy as np
 
 from recon.io import InputError
 from recon.io.fastmri import read_reconstruction
+from recon.io.hdf5 import open_h5
 from recon.metrics import spread, volume_metrics
 
 METRICS = ("ssim", "psnr", "nmse")
@@ -48,15 +49,15 @@ def read_target(path: str | os.PathLike[str], key: str | None = None, rows: slic
 
     `rows` reads only those slices (the rest of the file is never loaded).
     """
-    try:
-        with h5py.File(path, "r") as f:
-            keys = [key] if key else ["reconstruction_rss", "reconstruction_esc"]
-            for k in keys:
-                if k in f:
-                    data = f[k][rows if rows is not None else slice(None)]
-                    return np.asarray(data, dtype=np.float32), {a: _attr(v) for a, v in f.attrs.items()}
-    except OSError as err:
-        raise InputError(path, f"cannot read as HDF5 ({err})") from err
+    keys = [key] if key else ["reconstruction_rss", "reconstruction_esc"]
+    with open_h5(path) as f:
+        for k in keys:
+            if k in f:
+                ds = f[k]
+                if not isinstance(ds, h5py.Dataset):
+                    raise InputError(path, f"'{k}' is an HDF5 group, not an image dataset")
+                data = ds[rows if rows is not None else slice(None)]
+                return np.asarray(data, dtype=np.float32), {a: _attr(v) for a, v in f.attrs.items()}
     raise InputError(path, f"no target dataset ({' or '.join(keys)})")
 
 

@@ -26,12 +26,12 @@ import numpy as np
 from recon.acquisition import Acquisition, MaskProvenance, run_around
 from recon.io.atomic import atomic_path
 from recon.io.errors import InputError
+from recon.io.hdf5 import open_h5
 from recon.io.sanity import check_fastmri_header
 from recon.io.header import HeaderInfo, parse_header
 
 PathLike = str | os.PathLike[str]
 TARGET_KEYS: tuple[str, str] = ("reconstruction_rss", "reconstruction_esc")
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 @dataclass(frozen=True)
@@ -124,32 +124,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return _plain(value.item())
     return value
-
-
-def _has_hdf5_signature(path: Path) -> bool:
-    """True if the HDF5 signature sits at offset 0, 512, 1024, ... (the places HDF5 allows)."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        offset = 0
-        while offset + len(HDF5_SIGNATURE) <= size:
-            f.seek(offset)
-            if f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
-                return True
-            offset = 512 if offset == 0 else offset * 2
-    return False
-
-
-def open_h5(path: PathLike) -> h5py.File:
-    """Open an HDF5 file read-only; InputError for missing, non-HDF5 or truncated files."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "no such file" if not p.exists() else "not a regular file")
-    try:
-        return h5py.File(p, "r")
-    except OSError as err:
-        if not _has_hdf5_signature(p):
-            raise InputError(p, "not an HDF5 file") from err
-        raise InputError(p, f"truncated or corrupt HDF5 file ({err})") from err
 
 
 def _kspace_dataset(hf: h5py.File, path: Path) -> h5py.Dataset:

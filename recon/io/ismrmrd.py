@@ -51,6 +51,7 @@ import numpy as np
 from recon.acquisition import Acquisition, MaskProvenance, acquired_extent, run_around
 from recon.core import crop_readout
 from recon.io.errors import InputError
+from recon.io.hdf5 import open_h5
 from recon.io.geometry import SliceGeometry, make_geometry
 from recon.io.header import EncodingSpace, HeaderInfo, parse_encodings, parse_header
 from recon.io.prewhiten import noise_covariance, prewhitening_matrix
@@ -63,6 +64,9 @@ from recon.io.sanity import check_memory
 GRID_MEMORY_FACTOR = 4
 #: Acquisition counters that split a file into separate images; one value is gridded per read.
 _COUNTERS = ("repetition", "contrast", "set")
+#: Acquisition-header fields the reader relies on.
+_HEAD_FIELDS = ("flags", "idx", "encoding_space_ref", "active_channels", "number_of_samples", "center_sample",
+                "trajectory_dimensions", "sample_time_us", "position", "read_dir", "phase_dir", "slice_dir")
 
 def _bit(flag: int) -> int:
     """ISMRMRD flag numbers are 1-based bit positions in the 64-bit `flags` field."""
@@ -114,20 +118,43 @@ class RawScan:
 
 
 def is_ismrmrd(path: str | os.PathLike[str]) -> bool:
-    """True if `path` is an HDF5 file with an ISMRMRD group (`dataset/data` or any `*/xml`)."""
+    """True if `path` is an HDF5 file holding an ISMRMRD group `dataset` with `xml` and `data`
+    and no fastMRI `kspace` dataset (a fastMRI file with a stray `/dataset/xml` stays fastMRI).
+
+    Files that are not HDF5 or that reach outside themselves give False; the fastMRI reader then
+    refuses them with the reason."""
     try:
-        with h5py.File(path, "r") as f:
-            if "dataset" in f and "data" in f["dataset"]:
-                return True
-            return any(isinstance(g, h5py.Group) and "xml" in g for g in f.values())
-    except (OSError, ValueError):
+        with open_h5(path) as f:
+            if isinstance(f.get("kspace"), h5py.Dataset):
+                return False
+            group = f.get("dataset")
+            return isinstance(group, h5py.Group) and "data" in group and "xml" in group
+    except (InputError, OSError, ValueError, TypeError):
         return False
+
+
+def _ismrmrd_datasets(f: h5py.File, path: Path, dataset: str) -> tuple[h5py.Dataset, h5py.Dataset]:
+    """The `xml` and `data` datasets of ISMRMRD group `dataset`, checked for kind and layout."""
+    group = f.get(dataset)
+    if not isinstance(group, h5py.Group) or "xml" not in group or "data" not in group:
+        raise InputError(path, f"no ISMRMRD group '{dataset}' with 'xml' and 'data'")
+    xml, data = group.get("xml"), group.get("data")
+    if not isinstance(xml, h5py.Dataset) or xml.ndim != 1 or xml.shape[0] < 1:
+        raise InputError(path, f"'{dataset}/xml' is not a text dataset holding the ISMRMRD header")
+    if not isinstance(data, h5py.Dataset) or data.ndim != 1 or data.dtype.names is None or not {"head", "data"} <= set(data.dtype.names):
+        raise InputError(path, f"'{dataset}/data' is not an ISMRMRD acquisition table (fields head, traj, data)")
+    missing = [name for name in _HEAD_FIELDS if name not in (data.dtype["head"].names or ())]
+    if missing:
+        raise InputError(path, f"'{dataset}/data' acquisition headers lack {', '.join(missing)}; not an ISMRMRD file")
+    return xml, data
 
 
 def counter_values(path: str | os.PathLike[str], dataset: str = "dataset") -> dict[str, list[int]]:
     """The repetition / contrast / set indices of a file's imaging acquisitions (sorted)."""
-    with h5py.File(path, "r") as f:
-        heads = f[dataset]["data"]["head"]
+    p = Path(path)
+    with open_h5(p) as f:
+        _, data = _ismrmrd_datasets(f, p, dataset)
+        heads = data["head"]
         flags = heads["flags"].astype(np.uint64)
         is_image = ((flags & np.uint64(_NOT_IMAGE)) == 0) & (heads["encoding_space_ref"] == 0)
         idx = heads["idx"]
@@ -255,14 +282,9 @@ def read_ismrmrd(
             much memory, or lines outside the matrix.
     """
     path = Path(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(path, f"not a readable HDF5 file ({err})") from err
-    with f:
-        if dataset not in f or "xml" not in f[dataset] or "data" not in f[dataset]:
-            raise InputError(path, f"no ISMRMRD group '{dataset}' with 'xml' and 'data'")
-        xml = f[dataset]["xml"][0]
+    with open_h5(path) as f:
+        xml_ds, data_ds = _ismrmrd_datasets(f, path, dataset)
+        xml = xml_ds[0]
         xml = xml if isinstance(xml, (bytes, str)) else str(xml)
         hdr = parse_header(xml, str(path), require_limits=False)
         encodings = parse_encodings(xml, str(path))
@@ -270,8 +292,8 @@ def read_ismrmrd(
             raise InputError(path, f"trajectory '{hdr.trajectory}' is not supported (Cartesian only)")
         if hdr.encoded_size[2] > 1:
             raise InputError(path, f"3-D encoding (encoded z = {hdr.encoded_size[2]}) is not supported")
-        heads = f[dataset]["data"]["head"]
-        payload = f[dataset]["data"]["data"]
+        heads = data_ds["head"]
+        payload = data_ds["data"]
         choice = {"repetition": repetition, "contrast": contrast, "set": set_index}
         return _grid(path, hdr, heads, payload, choice, prewhiten, remove_oversampling, max_memory, encodings)
 

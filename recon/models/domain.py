@@ -16,6 +16,8 @@ from typing import Any
 
 import h5py
 
+from recon.io.hdf5 import open_h5
+
 #: Matrix sizes up to this factor outside the training range still count as inside.
 SIZE_TOLERANCE = 1.25
 #: Accelerations up to this factor outside the training range still count as inside.
@@ -29,9 +31,10 @@ def folder_domain(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """
     shapes = []
     for path in sorted(Path(folder).glob("*.h5")):
-        with h5py.File(path, "r") as f:
-            if "kspace" in f and f["kspace"].ndim == 4:
-                shapes.append(f["kspace"].shape[1:])
+        with open_h5(path) as f:
+            ds = f.get("kspace")
+            if isinstance(ds, h5py.Dataset) and ds.ndim == 4:
+                shapes.append(ds.shape[1:])
     if not shapes:
         raise ValueError(f"{folder}: no multi-coil fastMRI file (kspace of 4 dimensions) to describe")
     coils, rows, cols = zip(*shapes)
