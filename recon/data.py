@@ -35,7 +35,7 @@ from recon.masks import MaskFunc, apply_mask, seed_from_filename
 
 PathLike = str | os.PathLike[str]
 RawSample = tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None", dict[str, Any], str, int]
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 #: An item key: a slice index, or `(index, epoch)` for the reproducible training masks.
 Key = int | tuple[int, int]
 MAX_OPEN_FILES = 64
@@ -112,6 +112,7 @@ def _info_to_json(info: VolumeInfo) -> dict[str, Any]:
         "acceleration": info.acceleration,
         "num_low_frequency": info.num_low_frequency,
         "attrs": info.attrs,
+        "chunk_bytes": info.chunk_bytes,
     }
 
 
@@ -132,6 +133,7 @@ def _info_from_json(path: Path, d: dict[str, Any]) -> VolumeInfo:
         acceleration=d["acceleration"],
         num_low_frequency=d["num_low_frequency"],
         attrs=dict(d["attrs"]),
+        chunk_bytes=int(d["chunk_bytes"]),
     )
 
 

@@ -109,9 +109,11 @@ class FileSlices:
         self._masked = masked
 
     @classmethod
-    def from_scan(cls, scan: RawScan, path: str | Path = "<memory>") -> FileSlices:
-        """All slices of a gridded ISMRMRD scan (or of any in-memory `RawScan`)."""
-        return cls(Path(path), scan.acquisition, range(scan.kspace.shape[0]), tuple(scan.kspace.shape[1:]), scan=scan)
+    def from_scan(cls, scan: RawScan, path: str | Path = "<memory>", max_slices: int | None = None) -> FileSlices:
+        """The slices of a gridded ISMRMRD scan (or of any in-memory `RawScan`): all, or the
+        `max_slices` central ones."""
+        picked = central_slices(scan.kspace.shape[0], max_slices)
+        return cls(Path(path), scan.acquisition, picked, tuple(scan.kspace.shape[1:]), scan=scan)
 
     def __len__(self) -> int:
         return len(self.slices)
@@ -133,17 +135,22 @@ class FileSlices:
         return max(1, min(int(batch_size), MAX_BATCH_BYTES // per_slice))
 
     def memory(self, batch_size: int) -> int:
-        """Bytes a reconstruction needs: the output images plus one batch's working set."""
+        """Bytes a reconstruction needs: the output images, one batch's working set and, for a
+        chunked file, one decompressed k-space chunk twice (HDF5's chunk cache and the buffer it
+        inflates into)."""
         h, w = self.acquisition.crop_size
         per_slice = 8 * int(np.prod(self.shape, dtype=np.int64))
-        return 4 * h * w * len(self) + BATCH_MEMORY_FACTOR * per_slice * self.batch_slices(batch_size)
+        chunk = 0 if self.info is None else 2 * self.info.chunk_bytes
+        return 4 * h * w * len(self) + BATCH_MEMORY_FACTOR * per_slice * self.batch_slices(batch_size) + chunk
 
     def check_memory(self, batch_size: int, max_memory: int | None = None) -> None:
         """InputError before anything is read when `memory(batch_size)` exceeds `max_memory`
         (default: the available memory)."""
         h, w = self.acquisition.crop_size
         what = (f"reconstructing {len(self)} slice(s) ({format_bytes(4 * h * w * len(self))} of {h}x{w} images, "
-                f"batches of {self.batch_slices(batch_size)} slice(s) of k-space {self.shape})")
+                f"batches of {self.batch_slices(batch_size)} slice(s) of k-space {self.shape}"
+                + (f", k-space stored in compressed chunks of {format_bytes(self.info.chunk_bytes)} each"
+                   if self.info is not None and self.info.chunk_bytes else "") + ")")
         check_memory(self.path, self.memory(batch_size), what, max_memory)
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:

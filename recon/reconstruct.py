@@ -21,6 +21,7 @@ import numpy as np
 
 from recon import checks
 from recon.acquisition import Acquisition
+from recon.io.errors import InputError
 from recon.pipeline import FileSlices, build_method, domain_warnings, open_file, resolve_device, run_method
 from recon.validate import not_inputs
 
@@ -40,6 +41,46 @@ def output_path(out_dir: Path, src: Path, fmt: str, suffix: str = "") -> Path:
     if fmt == "png":
         return out_dir / f"{stem}.png"
     raise ValueError(f"unknown output format {fmt!r}; expected h5, nii, dcm or png")
+
+
+def output_problem(path: Path, fmt: str) -> str | None:
+    """Why an existing output at `path` is not a complete `fmt` image (what `--skip-existing`
+    must not count as done), or None when it reads back whole and finite."""
+    try:
+        if fmt == "dcm":
+            if not path.is_dir():
+                return "is not a DICOM folder"
+            import pydicom
+
+            files = sorted(path.glob("*.dcm"))
+            if not files:
+                return "holds no DICOM files"
+            for f in files:
+                pydicom.dcmread(f).pixel_array
+            return None
+        if not path.is_file():
+            return "is not a file"
+        if fmt == "h5":
+            from recon.io.fastmri import read_reconstruction
+
+            images, _ = read_reconstruction(path)
+        elif fmt == "nii":
+            import nibabel
+
+            images = np.asarray(nibabel.load(path).dataobj)
+        elif fmt == "png":
+            from PIL import Image
+
+            with Image.open(path) as img:
+                img.load()
+            return None
+        else:
+            return f"has an unknown format {fmt!r}"
+    except Exception as err:  # noqa: BLE001 - any failure to read back means "not complete"
+        return f"cannot be read back ({type(err).__name__})"
+    if images.size == 0 or not np.isfinite(images).all():
+        return "is empty or not finite"
+    return None
 
 
 def _suffix(choice: dict[str, int | None]) -> str:
@@ -93,6 +134,7 @@ class ReconstructJob:
     set_index: int | None = None
     progress: bool = False
     gfactor: bool = False
+    max_slices: int | None = None
 
     def _choice(self) -> dict[str, int | None]:
         return {"repetition": self.repetition, "contrast": self.contrast, "set": self.set_index}
@@ -108,6 +150,18 @@ class ReconstructJob:
     def gfactor_target(self, path: Path, choice: dict[str, int | None] | None = None) -> Path:
         """Where the g-factor maps of `path` go (`--gfactor`): `out/<stem>[_rep<N>...]_gfactor.h5`."""
         return Path(self.out_dir) / f"{Path(path).stem}{_suffix(self._choice() if choice is None else choice)}_gfactor.h5"
+
+    def outputs(self, path: Path) -> list[Path]:
+        """Every output `path` will write (each image variant, and its g-factor maps with
+        `gfactor`): the names the duplicate-output check compares across all inputs."""
+        try:
+            choices = self.variants(path)
+        except (InputError, OSError, ValueError, KeyError, TypeError):
+            choices = [self._choice()]
+        made = [self.target(path, c) for c in choices]
+        if self.gfactor:
+            made += [self.gfactor_target(path, c) for c in choices]
+        return made
 
     def variants(self, path: Path) -> list[dict[str, int | None]]:
         """The images one input holds: for ISMRMRD one per (repetition, contrast, set) present
@@ -134,8 +188,12 @@ class ReconstructJob:
             target = self.target(path, choice)
             not_inputs([target], [path])
             if self.skip_existing and target.exists():
-                done.append({"skipped": True, "output": str(target)})
-                continue
+                wanted = [target] + ([self.gfactor_target(path, choice)] if self.gfactor else [])
+                problems = [f"{p.name} {why}" for p in wanted if (why := output_problem(p, self.fmt if p == target else "h5"))]
+                if not problems:
+                    done.append({"skipped": True, "output": str(target)})
+                    continue
+                warnings.append(f"--skip-existing: {'; '.join(problems)}; reconstructed again")
             done.append(self._one(path, target, choice, warnings))
         made = [d for d in done if not d.get("skipped")]
         if not made:
@@ -150,10 +208,13 @@ class ReconstructJob:
     def _one(self, path: Path, target: Path, choice: dict[str, int | None], warnings: list[str]) -> dict[str, Any]:
         """Open, reconstruct batch by batch (each batch checked before the method runs), check
         and write one image of `path` (one ISMRMRD choice)."""
+        for out in [target] + ([self.gfactor_target(path, choice)] if self.gfactor else []):
+            if out.exists() and out.is_dir() != (out == target and self.fmt == "dcm"):
+                kind = "a folder" if out.is_dir() else "a file"
+                raise InputError(path, f"its output {out} exists as {kind}; remove it or choose another --out")
         data, acquisition, identity = self._load(path, warnings, choice)
         with data:
             if self.fmt == "nii" and data.acquisition.geometry is not None:
-                from recon.io.errors import InputError
                 from recon.io.geometry import stack_problem
 
                 problem = stack_problem(list(data.acquisition.geometry))
@@ -184,7 +245,6 @@ class ReconstructJob:
     def _gfactor_maps(self, path: Path, method: Any, data: FileSlices, device: Any) -> np.ndarray:
         """The g-factor maps `(S, h, w)` of the built `method` on `data` (`recon.methods.gfactor`:
         sense and grappa on uniform masks), batch by batch like the image."""
-        from recon.io.errors import InputError
         from recon.methods.gfactor import GFactorMaps, check_gfactor
 
         try:
@@ -223,8 +283,12 @@ class ReconstructJob:
             scan = raw.read_ismrmrd(path, repetition=choice.get("repetition"), contrast=choice.get("contrast"),
                                     set_index=choice.get("set"), max_memory=self.max_memory)
             warnings += self._ignored_options("prospectively undersampled ISMRMRD data")
-            return FileSlices.from_scan(scan, path), scan.meta.get("protocol_name"), dict(scan.identity)
-        data = open_file(path, self.acceleration, self.center_fraction, self.mask_type)
+            return FileSlices.from_scan(scan, path, self.max_slices), scan.meta.get("protocol_name"), dict(scan.identity)
+        given = [flag for flag, value in (("--repetition", self.repetition), ("--contrast", self.contrast),
+                                          ("--set", self.set_index)) if value is not None]
+        if given:
+            warnings.append(f"{', '.join(given)} ignored: a fastMRI file holds one image (the option selects within ISMRMRD files)")
+        data = open_file(path, self.acceleration, self.center_fraction, self.mask_type, self.max_slices)
         try:
             data.check_memory(self.batch_size, self.max_memory)
         except BaseException:

@@ -10,9 +10,12 @@ re-runs on another worker.
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
+import math
 import os
+import stat
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -41,17 +44,49 @@ class FileResult:
         return self.status != "failed"
 
 
-def expand_inputs(inputs: Sequence[str | os.PathLike[str]], pattern: str = "*.h5") -> tuple[list[Path], list[FileResult]]:
-    """Files, folders (their `pattern` files, sorted) and globs -> unique paths in order.
+def not_a_file(path: Path) -> str | None:
+    """Why `path` cannot be read as an input file, in the user's terms, or None for a regular file
+    (or a link to one). Folders count as not a file here; callers that expand them ask first."""
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        if os.path.islink(path):
+            return f"is a dangling symbolic link (to {os.readlink(path)})"
+        if err.errno == errno.ENOENT:
+            return "no such file or folder"
+        return f"cannot be read ({err.strerror or err})"
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    if stat.S_ISFIFO(mode):
+        return "is a named pipe (FIFO), not a regular file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a regular file"
+    return "is not a regular file"
 
-    Inputs that match nothing come back as failed results, so a batch reports them instead of
-    silently doing less work.
+
+def expand_inputs(inputs: Sequence[str | os.PathLike[str]], pattern: str = "*.h5") -> tuple[list[Path], list[FileResult]]:
+    """Files, folders (their `pattern` entries, sorted) and globs -> unique paths in order.
+
+    Inputs that match nothing, and entries that are not regular files (folders, FIFOs, devices,
+    dangling links, link loops named like inputs), come back as failed results, so a batch
+    reports them instead of silently doing less work.
     """
     found: list[Path] = []
-    missing: list[FileResult] = []
+    failed: list[FileResult] = []
     seen: set[Path] = set()
 
     def add(p: Path) -> None:
+        problem = not_a_file(p)
+        if problem is not None:
+            failed.append(FileResult(str(p), "failed", problem))
+            return
         key = p.resolve()
         if key not in seen:
             seen.add(key)
@@ -61,22 +96,20 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]], pattern: str = "*.h5
         text = os.fspath(item)
         path = Path(text)
         if path.is_dir():
-            matches = sorted(q for q in path.glob(pattern) if q.is_file())
+            matches = sorted(path.glob(pattern))
             if not matches:
-                missing.append(FileResult(text, "failed", f"folder has no {pattern} files"))
+                failed.append(FileResult(text, "failed", f"folder has no {pattern} files"))
             for q in matches:
                 add(q)
-        elif path.is_file():
-            add(path)
-        elif glob.has_magic(text):
-            matches = sorted(Path(q) for q in glob.glob(text) if Path(q).is_file())
+        elif glob.has_magic(text) and not os.path.lexists(text):
+            matches = sorted(Path(q) for q in glob.glob(text))
             if not matches:
-                missing.append(FileResult(text, "failed", "pattern matches no files"))
+                failed.append(FileResult(text, "failed", "pattern matches no files"))
             for q in matches:
                 add(q)
         else:
-            missing.append(FileResult(text, "failed", "no such file or folder"))
-    return found, missing
+            add(path)
+    return found, failed
 
 
 def run_one(task: TaskFn, path: Path) -> FileResult:
@@ -154,18 +187,17 @@ def run_batch(
         for res in stream:
             results.append(res)
             bar.update(1)
-            if res.status == "failed":
-                bar.write(f"failed: {res.file}: {res.reason}")
     results.sort(key=lambda r: order.get(r.file, len(order)))
     return results
 
 
 def summary_table(results: Sequence[FileResult]) -> str:
-    """Plain-text table: one row per file with status, seconds and the reason of failures."""
+    """Plain-text table: one row per file with status, seconds and why it was skipped (the
+    reasons of failures are printed once, as `error:` lines, by the command)."""
     width = max([len(Path(r.file).name) for r in results] + [4])
     lines = [f"{'file':<{width}}  {'status':<7}  {'seconds':>8}  reason"]
     for r in results:
-        lines.append(f"{Path(r.file).name:<{width}}  {r.status:<7}  {r.seconds:8.2f}  {r.reason}")
+        lines.append(f"{Path(r.file).name:<{width}}  {r.status:<7}  {r.seconds:8.2f}  {r.reason if r.status == 'skipped' else ''}".rstrip())
     n_fail = sum(r.status == "failed" for r in results)
     n_skip = sum(r.status == "skipped" for r in results)
     lines.append(f"{len(results) - n_fail - n_skip} ok, {n_skip} skipped, {n_fail} failed")
@@ -182,5 +214,17 @@ def write_summary(results: Sequence[FileResult], path: str | os.PathLike[str], e
         "failed": sum(r.status == "failed" for r in results),
     }
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(doc, indent=2, default=str, allow_nan=False))
+        tmp.write_text(json.dumps(json_safe(doc), indent=2, default=str, allow_nan=False))
     return Path(path)
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float replaced by None (JSON has no NaN or Infinity), so a
+    strange number in one file's result cannot cost the whole summary."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

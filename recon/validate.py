@@ -13,8 +13,9 @@ import datetime as _dt
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from recon.io.errors import InputError
 
@@ -60,6 +61,59 @@ def at_least(value: float | int | None, minimum: float, option: str, integer: bo
     if not math.isfinite(float(value)) or value < minimum:
         kind = "an integer" if integer else "a number"
         raise UsageError(f"{option} must be {kind} >= {minimum:g}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The values a numeric option may take: `minimum <= value <= maximum`, whole if `integer`."""
+
+    minimum: float
+    maximum: float | None = None
+    integer: bool = False
+
+    def problem(self, value: float) -> str | None:
+        """Why `value` is outside the limit, in the user's terms, or None."""
+        kind = "an integer" if self.integer else "a number"
+        span = f">= {self.minimum:g}" + ("" if self.maximum is None else f" and <= {self.maximum:g}")
+        if isinstance(value, bool) or not math.isfinite(float(value)) or (self.integer and float(value) != int(value)):
+            return f"must be {kind} {span}, got {value!r}"
+        if value < self.minimum or (self.maximum is not None and value > self.maximum):
+            return f"must be {kind} {span}, got {value!r}"
+        return None
+
+
+#: Every numeric option of the commands, by argparse `dest`: the one table their limits live in
+#: (`recon train` checks its own options, from the command line or a YAML config, against
+#: `recon.train.config`'s table of training fields).
+OPTION_LIMITS: dict[str, Limit] = {
+    "iters": Limit(1, 100_000, integer=True),
+    "lam": Limit(0, 1e6),
+    "virtual_coils": Limit(1, 1024, integer=True),
+    "batch_size": Limit(1, 4096, integer=True),
+    "workers": Limit(0, 1024, integer=True),
+    "max_slices": Limit(1, integer=True),
+    "repetition": Limit(0, 2**16 - 1, integer=True),
+    "contrast": Limit(0, 2**16 - 1, integer=True),
+    "set_index": Limit(0, 2**16 - 1, integer=True),
+    "volumes": Limit(1, 10_000, integer=True),
+    "slices": Limit(1, 1_000, integer=True),
+    "coils": Limit(1, 128, integer=True),
+    "seed": Limit(0, 2**32 - 1, integer=True),
+}
+
+
+def check_options(args: Any, flags: dict[str, str]) -> None:
+    """UsageError for the first option of `args` (a parsed namespace) outside `OPTION_LIMITS`.
+
+    `flags` maps each `dest` to the option as the user typed it (`set_index` -> `--set`).
+    """
+    for dest, limit in OPTION_LIMITS.items():
+        value = getattr(args, dest, None)
+        if value is None or dest not in flags:
+            continue
+        problem = limit.problem(value)
+        if problem is not None:
+            raise UsageError(f"{flags[dest]} {problem}")
 
 
 def parse_floats(text: str, option: str) -> list[float]:

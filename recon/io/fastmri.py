@@ -26,7 +26,7 @@ import numpy as np
 from recon.acquisition import Acquisition, MaskProvenance, run_around
 from recon.io.atomic import atomic_path
 from recon.io.errors import InputError
-from recon.io.hdf5 import open_h5
+from recon.io.hdf5 import chunk_bytes, open_h5
 from recon.io.sanity import check_fastmri_header
 from recon.io.header import HeaderInfo, parse_header
 
@@ -41,7 +41,8 @@ class VolumeInfo:
     shape: per-slice k-space shape, (C, H, W) multi-coil or (H, W) single-coil.
     crop_size: reconSpace (rows, cols). padding: acquired columns [left, right).
     target_key: `reconstruction_rss`/`reconstruction_esc` if present. mask: bool (W,) of
-    test/challenge files. attrs: root attrs as plain Python values.
+    test/challenge files. attrs: root attrs as plain Python values. chunk_bytes: size of one
+    decompressed `kspace` chunk (0 when contiguous), which every read of a slice in it costs.
     """
 
     path: Path
@@ -57,6 +58,7 @@ class VolumeInfo:
     acceleration: float | None
     num_low_frequency: int | None
     attrs: dict[str, Any]
+    chunk_bytes: int = 0
 
     @property
     def num_low_frequencies(self) -> int | None:
@@ -170,15 +172,58 @@ def _target_key(hf: h5py.File, path: Path, multicoil: bool, num_slices: int) -> 
     return None
 
 
+#: A file's stated `acceleration` may differ from its mask's (acquirable / sampled columns) by this factor.
+ACCELERATION_TOLERANCE = 1.5
+
+
 def _mask(hf: h5py.File, path: Path, width: int) -> np.ndarray | None:
-    """A test/challenge file's column mask as bool (W,), or None."""
+    """A test/challenge file's column mask as bool (W,), or None.
+
+    Only boolean or 0/1 values are a mask: 0.5 or NaN would otherwise turn into "sampled" and
+    make undersampled data look fully sampled."""
     ds = hf.get("mask")
     if ds is None:
         return None
-    mask = np.asarray(ds)
-    if mask.ndim != 1 or mask.shape[0] != width:
-        raise InputError(path, f"'mask' has shape {mask.shape}; expected ({width},)")
-    return mask.astype(bool)
+    if not isinstance(ds, h5py.Dataset) or ds.shape != (width,):
+        raise InputError(path, f"'mask' has shape {getattr(ds, 'shape', 'of a group')}; expected ({width},), one flag per k-space column")
+    if ds.dtype.kind not in "biuf":
+        raise InputError(path, f"'mask' has dtype {ds.dtype}; expected bool (or 0/1 numbers)")
+    values = np.asarray(ds)
+    if values.dtype.kind != "b" and not np.isin(values, (0, 1)).all():
+        odd = values[~np.isin(values, (0, 1))]
+        raise InputError(path, f"'mask' holds values other than 0 and 1 (e.g. {odd.flat[0]!r}); a sampling mask is boolean")
+    return values.astype(bool)
+
+
+def _number(attrs: dict[str, Any], name: str, path: Path, *, integer: bool, minimum: float) -> float | int | None:
+    """Root attr `name` as a finite number >= `minimum` (an integer if asked), None when absent."""
+    value = attrs.get(name)
+    if value is None:
+        return None
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(path, f"attribute '{name}' is {value!r}; expected a number")
+    if not np.isfinite(value) or value < minimum or (integer and value != int(value)):
+        kind = "an integer" if integer else "a finite number"
+        raise InputError(path, f"attribute '{name}' is {value!r}; expected {kind} >= {minimum:g}")
+    return int(value) if integer else float(value)
+
+
+def _check_sampling(path: Path, mask: np.ndarray, padding: tuple[int, int], acceleration: float | None, nlow: int | None) -> None:
+    """A file's own mask must sample something inside the acquirable columns, agree with its
+    stated acceleration within `ACCELERATION_TOLERANCE`, and hold its stated centre lines."""
+    width = mask.shape[0]
+    left, right = max(0, padding[0]), min(width, padding[1])
+    sampled = int(mask[left:right].sum())
+    if sampled == 0:
+        raise InputError(path, f"'mask' samples none of the acquirable columns [{left}, {right}); nothing to reconstruct")
+    measured = (right - left) / sampled
+    if acceleration is not None and not 1 / ACCELERATION_TOLERANCE <= measured / acceleration <= ACCELERATION_TOLERANCE:
+        raise InputError(path, f"attribute 'acceleration' is {acceleration:g} but the mask samples {sampled} of {right - left} "
+                               f"acquirable columns ({measured:.2f}x); the file contradicts itself")
+    if nlow is not None and nlow > right - left:
+        raise InputError(path, f"attribute 'num_low_frequency' is {nlow}, more than the {right - left} acquirable columns")
 
 
 def _info_from(hf: h5py.File, path: Path) -> VolumeInfo:
@@ -189,8 +234,11 @@ def _info_from(hf: h5py.File, path: Path) -> VolumeInfo:
     multicoil = ds.ndim == 4
     num_slices = int(ds.shape[0])
     attrs = {str(k): _plain(v) for k, v in hf.attrs.items()}
-    acc = attrs.get("acceleration")
-    nlow = attrs.get("num_low_frequency")
+    acc = _number(attrs, "acceleration", path, integer=False, minimum=1)
+    nlow = _number(attrs, "num_low_frequency", path, integer=True, minimum=0)
+    mask = _mask(hf, path, int(ds.shape[-1]))
+    if mask is not None:
+        _check_sampling(path, mask, (header.padding_left, header.padding_right), acc, nlow)
     return VolumeInfo(
         path=path,
         num_slices=num_slices,
@@ -201,10 +249,11 @@ def _info_from(hf: h5py.File, path: Path) -> VolumeInfo:
         crop_size=(header.recon_size[0], header.recon_size[1]),
         padding=(header.padding_left, header.padding_right),
         target_key=_target_key(hf, path, multicoil, num_slices),
-        mask=_mask(hf, path, int(ds.shape[-1])),
-        acceleration=None if acc is None else float(acc),
-        num_low_frequency=None if nlow is None else int(nlow),
+        mask=mask,
+        acceleration=acc,
+        num_low_frequency=nlow,
         attrs=attrs,
+        chunk_bytes=chunk_bytes(ds),
     )
 
 
@@ -213,6 +262,21 @@ def read_info(path: PathLike) -> VolumeInfo:
     p = Path(path)
     with open_h5(p) as hf:
         return _info_from(hf, p)
+
+
+#: HDF5's default chunk cache per dataset (bytes).
+DEFAULT_CHUNK_CACHE = 1 << 20
+
+
+def _cached(ds: h5py.Dataset) -> h5py.Dataset:
+    """`ds` reopened with a chunk cache that holds one whole chunk, so that reading the slices of
+    a chunk spanning several slices decompresses it once, not once per slice."""
+    nbytes = chunk_bytes(ds)
+    if nbytes <= DEFAULT_CHUNK_CACHE:
+        return ds
+    dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+    dapl.set_chunk_cache(521, nbytes + 1, 0.75)
+    return h5py.Dataset(h5py.h5d.open(ds.file.id, ds.name.encode(), dapl))
 
 
 class FastMRIVolume:
@@ -227,7 +291,7 @@ class FastMRIVolume:
         self._file = open_h5(self.path)
         try:
             self.info = info if info is not None else _info_from(self._file, self.path)
-            self._kspace = _kspace_dataset(self._file, self.path)
+            self._kspace = _cached(_kspace_dataset(self._file, self.path))
             self._target = self._file[self.info.target_key] if self.info.target_key else None
         except BaseException:
             self._file.close()
