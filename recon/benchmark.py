@@ -8,11 +8,17 @@ every per-volume row, grouped summaries, paired statistics), `report.md`, `repor
 figures (`recon.report`). Summaries are per acceleration over all volumes and per group
 (acquisition, coils or source: PD and PDFS apart, as fastMRI reports them); paired statistics
 compare every method with a reference method volume by volume (`recon.stats`).
+
+A volume is scored only when its numbers can mean something (`recon.evaluation`: a finite,
+non-negative, nonzero target; finite scores) and only at accelerations whose mask leaves some
+acquired column out; otherwise the file fails with one line naming it and the others go on.
+results.json is always written (strict JSON, `recon.io.json_file`), and a failure while
+drawing the reports is recorded there (`report_error`) instead of losing the results.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -21,15 +27,18 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import structural_similarity
 
 from recon import checks
 from recon.core import center_crop
-from recon.evaluation import read_target
-from recon.io import InputError, atomic_path
-from recon.metrics import volume_metrics
+from recon.acquisition import Acquisition
+from recon.evaluation import check_scores, check_target, read_target
+from recon.io import InputError
+from recon.metrics import psnr, volume_metrics
 from recon.noise import estimate_noise_sigma, estimate_snr
-from recon.pipeline import FileSlices, build_method, central_slices, default_center_fraction, domain_warnings, open_file, resolve_device, run_method
+from recon.pipeline import (FileSlices, build_method, central_slices, default_center_fraction, domain_warnings, file_acquisition, open_file,
+                            resolve_device, run_method)
+from recon.io.json_file import write_json
 from recon.report.settings import run_settings
 from recon.report.tables import GROUP_KEYS, summarize, text_paired, text_table
 from recon.report.writers import write_reports
@@ -79,8 +88,11 @@ class BenchmarkJob:
             if info.mask is not None:
                 raise InputError(path, "already undersampled (has a mask); the benchmark needs fully sampled files")
             picked = central_slices(info.num_slices, self.max_slices)
+            for acc in self.accelerations:
+                check_undersampled(path, file_acquisition(info, acc, self.center_fraction, self.mask_type), probe.acquisition, acc)
             probe.check_memory(self.batch_size, self.max_memory)
             target, t_attrs = read_target(path, rows=slice(picked.start, picked.stop))
+            check_target(path, target, picked.start)
             snr = volume_snr(probe, target)
         device = resolve_device(self.device)
         mid = target.shape[0] // 2
@@ -102,7 +114,8 @@ class BenchmarkJob:
                         images = run_method(method, data, device, self.batch_size, self.backend,
                                             None if bar is None else bar.update, check=name, seconds=seconds)
                         images = checks.check_images(path, images, f"{name} at {acc:g}x", len(data))
-                        scores = volume_metrics(target, images)
+                        scores = check_scores(path, volume_metrics(target, images), f"{name} at {acc:g}x: the reconstruction",
+                                              "the undersampled k-space still holds everything the target was made from")
                         rows.append(
                             {
                                 "file": path.name,
@@ -114,7 +127,7 @@ class BenchmarkJob:
                                 "source": data_source(attrs),
                                 "snr": snr,
                                 "slices": int(images.shape[0]),
-                                **{m: float(scores[m]) for m in METRICS},
+                                **scores,
                                 "seconds_per_slice": sum(seconds) / images.shape[0],
                             }
                         )
@@ -123,7 +136,7 @@ class BenchmarkJob:
                         preview["images"][key] = img.tolist()
                         preview["scores"][key] = {
                             "ssim": float(structural_similarity(target[mid], img, data_range=data_range)),
-                            "psnr": float(peak_signal_noise_ratio(target[mid], img, data_range=data_range)),
+                            "psnr": psnr(target[mid], img, data_range),
                         }
         finally:
             if bar is not None:
@@ -139,16 +152,33 @@ class BenchmarkJob:
         return tqdm(total=total, desc=name, unit="slice", leave=False, file=sys.stderr)
 
 
+def check_undersampled(path: Path, acq: Acquisition, full: Acquisition, acc: float) -> None:
+    """InputError when the retrospective mask of `acc` samples every column the file acquired.
+
+    An acceleration just above 1 (e.g. 1.0001) draws a mask that leaves nothing out: the
+    "reconstruction" is the fully sampled image, its PSNR is infinite and it says nothing about
+    the method, so the file is refused before any method runs.
+    """
+    acquired = np.asarray(full.column_mask, dtype=bool)
+    sampled = np.asarray(acq.columns, dtype=bool) & acquired
+    if np.all(sampled == acquired):
+        kind = acq.provenance.kind
+        raise InputError(path, f"at {acc:g}x the {kind} mask samples all {int(acquired.sum())} acquired k-space columns of this file, "
+                               "so nothing is undersampled and there is nothing to reconstruct; use a larger --accelerations value")
+
+
 def volume_snr(data: FileSlices, target: np.ndarray) -> float | None:
     """Estimated SNR of a volume's central picked slice (`recon.noise.estimate_snr`: its target
     over the noise std of its fully sampled k-space, noise bias removed); None when the k-space holds no measurable
-    noise (noiseless or edge-cropped data), so such a file lands in the "unknown" SNR bin."""
+    noise (noiseless or edge-cropped data) or the ratio is not finite, so such a file lands in the
+    "unknown" SNR bin."""
     mid = len(data) // 2
     kspace, _ = data.read(mid, mid + 1)
     try:
-        return round(estimate_snr(target[mid], float(estimate_noise_sigma(kspace[0])), kspace.shape[1]), 2)
+        snr = round(estimate_snr(target[mid], float(estimate_noise_sigma(kspace[0])), kspace.shape[1]), 2)
     except ValueError:
         return None
+    return snr if math.isfinite(snr) else None
 
 
 def check_methods(methods: Sequence[str], options: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -167,6 +197,24 @@ def check_methods(methods: Sequence[str], options: dict[str, dict[str, Any]]) ->
                 continue
             raise InputError("--methods", f"{name}: {err}") from err
     return skipped
+
+
+def check_accelerations(accelerations: Sequence[float]) -> list[float]:
+    """The accelerations as floats; InputError when two are the same acceleration.
+
+    Duplicates are refused, not merged: `4,4.0` (or two values the reports would both label
+    "4x") would score every volume twice and count each twice in the means and the statistics.
+    """
+    seen: dict[str, float] = {}
+    out = []
+    for value in accelerations:
+        acc = float(value)
+        label = f"{acc:g}"
+        if label in seen:
+            raise InputError("--accelerations", f"{seen[label]:g} and {value!r} are the same acceleration ({label}x); give each acceleration once")
+        seen[label] = acc
+        out.append(acc)
+    return out
 
 
 def run_benchmark(
@@ -194,13 +242,16 @@ def run_benchmark(
 
     `reference` (default: zero-filled when run, else the first method) is the method every
     other one is compared with, paired by volume; `by` groups the tables (acquisition, coils,
-    source, or None for per-acceleration tables only).
+    source, or None for per-acceleration tables only). The returned doc holds what results.json
+    holds (with `report_error` when the reports could not be drawn), plus `non_finite` (places of
+    numbers written as null) and the text tables.
     """
     if by is not None and by not in GROUP_KEYS:
         raise InputError("--by", f"cannot group by {by!r}; choose one of {', '.join(GROUP_KEYS)}")
     methods = list(dict.fromkeys(methods))
     if not methods:
         raise InputError("--methods", "no method given")
+    accelerations = check_accelerations(accelerations)
     if reference is not None and reference not in methods:
         raise InputError("--reference", f"{reference!r} is not one of the benchmarked methods ({', '.join(methods)})")
     options = dict(method_options or {})
@@ -223,7 +274,7 @@ def run_benchmark(
             raise InputError(f, f"has the same file name as {seen[f.name]}; volumes are paired and masked by file name, so names must be unique")
         seen[f.name] = f
     local = not scheduler and not (workers and workers > 0)
-    job = BenchmarkJob(methods, [float(a) for a in accelerations], options, device, max_slices, mask_type, batch_size,
+    job = BenchmarkJob(methods, accelerations, options, device, max_slices, mask_type, batch_size,
                        backend, max_memory, center_fraction, progress=progress and local)
     results = missing + run_batch(job, files, workers=workers, scheduler=scheduler, progress=progress, desc="benchmark")
     rows = [row for r in results if r.status == "ok" for row in r.result["rows"]]
@@ -248,11 +299,15 @@ def run_benchmark(
         "warnings": warned,
     }
     keep_previous(out / "results.json")
-    with atomic_path(out / "results.json") as tmp:
-        tmp.write_text(json.dumps(doc, indent=2, allow_nan=False))
+    non_finite = write_json(out / "results.json", doc)
     ok = [r for r in results if r.status == "ok"]
     preview = ok[0].result["preview"] if ok else None
-    write_reports(out, summary, rows, paired, settings, preview, methods, job.accelerations, failed, warned)
+    try:
+        write_reports(out, summary, rows, paired, settings, preview, methods, job.accelerations, failed, warned)
+    except Exception as err:  # noqa: BLE001 - results.json is written; a drawing failure must not hide it
+        doc["report_error"] = f"report.md / report.html not written ({type(err).__name__}: {' '.join(str(err).split())}); results.json is complete"
+        non_finite = write_json(out / "results.json", doc)
+    doc["non_finite"] = non_finite
     doc["table"] = text_table(summary) if summary else "no volume was scored"
     doc["paired_table"] = text_paired(paired)
     doc["files_table"] = summary_table(results)

@@ -3,11 +3,18 @@
 Per volume: both volumes center-cropped to the target's size, NMSE, PSNR and SSIM with
 `data_range = target.max()` (`recon.metrics`). Volumes are grouped by acceleration (from the
 prediction's attrs, else the target file's) and by acquisition (CORPD_FBK / CORPDFS_FBK).
+
+A volume is scored only when the numbers can mean something: the target is a real, finite,
+non-negative magnitude volume that is not all zero, and the prediction passes the checks
+`recon reconstruct` applies to its own outputs (finite, no all-zero slice). Anything else is an
+`InputError` naming the file; a bad pair fails alone and the others are still scored.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import traceback
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,7 +54,9 @@ def _attr(value: Any) -> Any:
 def read_target(path: str | os.PathLike[str], key: str | None = None, rows: slice | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Target volume `(S, h, w)` float32 and root attrs of a fastMRI file (`reconstruction_rss` or `_esc`).
 
-    `rows` reads only those slices (the rest of the file is never loaded).
+    `rows` reads only those slices (the rest of the file is never loaded). The dataset must hold
+    real numbers in three dimensions: a complex, text or compound target is refused rather than
+    silently cast (NumPy would keep only the real part of a complex one).
     """
     keys = [key] if key else ["reconstruction_rss", "reconstruction_esc"]
     with open_h5(path) as f:
@@ -56,37 +65,105 @@ def read_target(path: str | os.PathLike[str], key: str | None = None, rows: slic
                 ds = f[k]
                 if not isinstance(ds, h5py.Dataset):
                     raise InputError(path, f"'{k}' is an HDF5 group, not an image dataset")
+                if ds.dtype.kind not in "fiu":
+                    raise InputError(path, f"'{k}' holds {ds.dtype} values; a target is a real magnitude image (float32, as fastMRI stores it)")
+                if ds.ndim != 3 or 0 in ds.shape:
+                    raise InputError(path, f"'{k}' has shape {ds.shape}; a target is a volume (slices, h, w) with every size >= 1")
                 data = ds[rows if rows is not None else slice(None)]
                 return np.asarray(data, dtype=np.float32), {a: _attr(v) for a, v in f.attrs.items()}
     raise InputError(path, f"no target dataset ({' or '.join(keys)})")
 
 
+def check_target(path: str | os.PathLike[str], target: np.ndarray, first_slice: int = 0) -> None:
+    """InputError unless `target` `(S, h, w)` is a usable magnitude volume.
+
+    It must be finite (the error names the first bad slice, numbered from `first_slice`),
+    non-negative (an RSS or ESC image is a magnitude: a negated or signed one makes
+    `data_range = target.max()` meaningless) and not all zero (NMSE and PSNR divide by it).
+    """
+    flat = target.reshape(target.shape[0], -1)
+    for s in range(flat.shape[0]):
+        bad = ~np.isfinite(flat[s])
+        if bad.any():
+            raise InputError(path, f"target slice {first_slice + s}: {int(bad.sum())} of {flat[s].size} pixels are NaN or Inf")
+    low = float(target.min())
+    if low < 0:
+        raise InputError(path, f"target has negative values (minimum {low:.4g}); a target is a magnitude image, every pixel >= 0")
+    if not np.any(target):
+        raise InputError(path, "target is all zero (NMSE and PSNR are undefined)")
+
+
+def check_prediction(path: str | os.PathLike[str], pred: np.ndarray, target_shape: tuple[int, ...]) -> None:
+    """InputError unless `pred` can be scored against a target of `target_shape` `(S, h, w)`.
+
+    Same slice count, at least the target's size (it is center-cropped to it, as fastMRI does),
+    and each slice finite and not all zero: the checks `recon reconstruct` applies to every
+    image it writes, so a failed or empty reconstruction is never scored as a bad one.
+    """
+    s, h, w = target_shape
+    if pred.ndim != 3 or pred.shape[0] != s or pred.shape[1] < h or pred.shape[2] < w:
+        raise InputError(path, f"shape {pred.shape} does not match target {tuple(target_shape)} (same slices, at least the target's size)")
+    flat = pred.reshape(pred.shape[0], -1)
+    for i in range(flat.shape[0]):
+        bad = ~np.isfinite(flat[i])
+        if bad.any():
+            kind = "NaN" if np.isnan(flat[i]).any() else "Inf"
+            raise InputError(path, f"prediction slice {i}: {int(bad.sum())} of {flat[i].size} pixels are {kind}")
+        if not np.any(flat[i]):
+            raise InputError(path, f"prediction slice {i} is all zero (an empty or failed reconstruction; recon reconstruct never writes one)")
+
+
+def check_scores(path: str | os.PathLike[str], scores: dict[str, float], what: str = "prediction", hint: str = "is it a copy of the target?") -> dict[str, float]:
+    """`scores` as plain floats, or InputError naming the metric that is not finite.
+
+    After `check_target` / `check_prediction` the only way left is a prediction equal to the
+    target over the scored region: its PSNR is +inf, which no mean, table or JSON file can hold.
+    `what` names the image in the message, `hint` says what may have caused it.
+    """
+    values = {m: float(scores[m]) for m in METRICS}
+    if values["psnr"] == math.inf:
+        raise InputError(path, f"{what} equals the target exactly over the scored region: PSNR is infinite, "
+                               f"so there is no error to score ({hint})")
+    bad = [f"{m} is {v}" for m, v in values.items() if not math.isfinite(v)]
+    if bad:
+        raise InputError(path, f"{what}: {', '.join(bad)}; no score recorded")
+    return values
+
+
+def file_acceleration(path: str | os.PathLike[str], value: Any) -> float | None:
+    """A file's `acceleration` attribute as a float, None when absent; InputError naming the
+    file unless it is a finite number >= 1 (a NaN or Inf would end up in the results JSON)."""
+    if value is None:
+        return None
+    try:
+        acc = float(value)
+    except (TypeError, ValueError):
+        raise InputError(path, f"attribute 'acceleration' is {value!r}; expected a finite number >= 1") from None
+    if not math.isfinite(acc) or acc < 1:
+        raise InputError(path, f"attribute 'acceleration' is {acc}; expected a finite number >= 1")
+    return acc
+
+
 def score_volume(target_path: Path, prediction_path: Path, key: str | None = None) -> VolumeScore:
     """Metrics of one prediction file against its target file.
 
-    The prediction must have the target's slice count, be at least the target's size (it is
-    center-cropped to it, as fastMRI does) and be finite; anything else is an InputError.
+    Target and prediction are checked first (`check_target`, `check_prediction`), the metrics
+    after (`check_scores`); every problem is an InputError naming the file it comes from.
     """
     target, t_attrs = read_target(target_path, key)
+    check_target(target_path, target)
     pred, p_attrs = read_reconstruction(prediction_path)
-    if pred.ndim != 3 or pred.shape[0] != target.shape[0] or pred.shape[1] < target.shape[1] or pred.shape[2] < target.shape[2]:
-        raise InputError(prediction_path, f"shape {pred.shape} does not match target {target.shape} (same slices, at least the target's size)")
-    if not np.isfinite(pred).all():
-        raise InputError(prediction_path, "prediction contains NaN or Inf")
-    if not np.isfinite(target).all():
-        raise InputError(target_path, "target contains NaN or Inf")
-    if not np.any(target):
-        raise InputError(target_path, "target is all zero (NMSE and PSNR are undefined)")
+    check_prediction(prediction_path, pred, target.shape)
     try:
-        scores = volume_metrics(target, pred)
+        scores = check_scores(prediction_path, volume_metrics(target, pred))
     except ValueError as err:
         raise InputError(prediction_path, str(err)) from err
-    bad = {m: float(scores[m]) for m in METRICS if not np.isfinite(scores[m])}
-    if bad:
-        raise InputError(target_path, f"metrics are not finite {bad} ")
-    acc = p_attrs.get("acceleration", t_attrs.get("acceleration"))
+    if p_attrs.get("acceleration") is not None:
+        acc = file_acceleration(prediction_path, p_attrs["acceleration"])
+    else:
+        acc = file_acceleration(target_path, t_attrs.get("acceleration"))
     acq = p_attrs.get("acquisition") or t_attrs.get("acquisition")
-    return VolumeScore(prediction_path.name, None if acc is None else float(acc), acq, **{m: float(scores[m]) for m in METRICS})
+    return VolumeScore(prediction_path.name, acc, None if acq is None else str(acq), **scores)
 
 
 def aggregate(scores: Iterable[VolumeScore]) -> list[dict[str, Any]]:
@@ -118,7 +195,8 @@ def evaluate_folders(
     predictions, `<name>_gfactor.h5`, are not predictions): a missing or extra file is a
     failure, unless `allow_missing` (then targets without a prediction are skipped and counted
     by the caller via `missing_predictions`). Returns the scores and `(file, reason)` for
-    predictions that could not be scored.
+    predictions that could not be scored; any error while scoring one pair, expected or not,
+    fails that pair only, and its reason names the file.
     """
     scores: list[VolumeScore] = []
     failures: list[tuple[str, str]] = []
@@ -140,6 +218,10 @@ def evaluate_folders(
             scores.append(score_volume(tgt, pred, key))
         except InputError as err:
             failures.append((str(pred), str(err)))
+        except Exception as err:  # noqa: BLE001 - one unreadable pair must not stop the others
+            if os.environ.get("RECON_DEBUG"):
+                traceback.print_exc()
+            failures.append((str(pred), f"{pred}: {type(err).__name__}: {' '.join(str(err).split())}"))
     return scores, failures
 
 

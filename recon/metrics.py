@@ -44,16 +44,23 @@ def _check_volumes(gt: np.ndarray, pred: np.ndarray) -> None:
 
 
 def nmse(gt: ArrayLike, pred: ArrayLike) -> float:
-    """Normalized mean squared error ||gt - pred||^2 / ||gt||^2 of a volume (fastMRI)."""
+    """Normalized mean squared error ||gt - pred||^2 / ||gt||^2 of a volume (fastMRI).
+
+    An all-zero `gt` gives NaN or Inf without a NumPy warning; callers refuse such targets."""
     gt, pred = _as_numpy(gt), _as_numpy(pred)
-    return float(np.linalg.norm(gt - pred) ** 2 / np.linalg.norm(gt) ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.linalg.norm(gt - pred) ** 2 / np.linalg.norm(gt) ** 2)
 
 
 def psnr(gt: ArrayLike, pred: ArrayLike, maxval: float | None = None) -> float:
-    """Peak signal-to-noise ratio in dB of a volume, data range ``gt.max()`` unless ``maxval``."""
+    """Peak signal-to-noise ratio in dB of a volume, data range ``gt.max()`` unless ``maxval``.
+
+    A prediction equal to ``gt`` gives +inf (no error to measure) without skimage's divide-by-zero
+    warning; callers that write results check for it (`recon.evaluation.check_scores`)."""
     gt, pred = _as_numpy(gt), _as_numpy(pred)
     maxval = gt.max() if maxval is None else maxval
-    return float(peak_signal_noise_ratio(gt, pred, data_range=maxval))
+    with np.errstate(divide="ignore"):
+        return float(peak_signal_noise_ratio(gt, pred, data_range=maxval))
 
 
 def ssim(gt: ArrayLike, pred: ArrayLike, maxval: float | None = None) -> float:

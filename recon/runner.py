@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import errno
 import glob
-import json
-import math
 import os
 import stat
 import time
@@ -24,7 +22,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from tqdm import tqdm
 
-from recon.io import InputError, atomic_path
+from recon.io import InputError
+from recon.io.json_file import write_json
 
 TaskFn = Callable[[Path], dict[str, Any]]
 
@@ -213,18 +212,5 @@ def write_summary(results: Sequence[FileResult], path: str | os.PathLike[str], e
         "skipped": sum(r.status == "skipped" for r in results),
         "failed": sum(r.status == "failed" for r in results),
     }
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(json_safe(doc), indent=2, default=str, allow_nan=False))
+    write_json(path, doc)
     return Path(path)
-
-
-def json_safe(value: Any) -> Any:
-    """`value` with every non-finite float replaced by None (JSON has no NaN or Infinity), so a
-    strange number in one file's result cannot cost the whole summary."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value

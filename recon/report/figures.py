@@ -68,7 +68,8 @@ def panel_figure(preview: dict[str, Any], acc: float, methods: Sequence[str]) ->
         img = np.asarray(preview["images"][key], dtype=np.float32)
         sc = preview["scores"][key]
         axes[0, j].imshow(img, cmap="gray", vmin=0, vmax=vmax)
-        axes[0, j].set_title(f"{name}\nSSIM {sc['ssim']:.3f}, PSNR {sc['psnr']:.1f} dB", fontsize=9)
+        psnr = f"{sc['psnr']:.1f} dB" if np.isfinite(sc["psnr"]) else "inf (slice equals the target)"
+        axes[0, j].set_title(f"{name}\nSSIM {sc['ssim']:.3f}, PSNR {psnr}", fontsize=9)
         err_im = axes[1, j].imshow(np.abs(img - target), cmap="inferno", vmin=0, vmax=emax)
         axes[1, j].set_title(f"|error| {name}", fontsize=9)
         axes[2, j].imshow(img[top : top + size, left : left + size], cmap="gray", vmin=0, vmax=vmax)
@@ -97,7 +98,7 @@ def bar_figure(summary: Sequence[dict[str, Any]], methods: Sequence[str], accele
         ax.bar(np.arange(len(methods)) + i * width, vals, width, yerr=errs, capsize=3, label=f"{acc:g}x")
     ax.set_xticks(np.arange(len(methods)) + width * (len(accelerations) - 1) / 2, methods)
     ax.set_ylabel("SSIM (mean over volumes)")
-    finite = [r["ssim"] for r in rows.values()]
+    finite = [r["ssim"] for r in rows.values() if np.isfinite(r["ssim"])]
     if finite:
         ax.set_ylim(max(0.0, min(finite) - 0.1), min(1.0, max(finite) + 0.05))
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=max(1, len(accelerations)), frameon=False)
