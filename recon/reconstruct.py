@@ -282,6 +282,7 @@ class ReconstructJob:
         if raw.is_ismrmrd(path):
             scan = raw.read_ismrmrd(path, repetition=choice.get("repetition"), contrast=choice.get("contrast"),
                                     set_index=choice.get("set"), max_memory=self.max_memory)
+            warnings += scan.warnings
             warnings += self._ignored_options("prospectively undersampled ISMRMRD data")
             return FileSlices.from_scan(scan, path, self.max_slices), scan.meta.get("protocol_name"), dict(scan.identity)
         given = [flag for flag, value in (("--repetition", self.repetition), ("--contrast", self.contrast),

@@ -174,10 +174,16 @@ def espirit_maps_from_kernels(
     coil 0; norm over coils `crop_weight(eig, crop, soft)`: 1 where the eigenvalue exceeds
     `crop` and 0 elsewhere with the default hard crop; a soft crop gives all-zero maps unless
     some eigenvalue exceeds `SIGNAL_EIGENVALUE`) and the eigenvalue map `(H, W)` float32.
+    No kernels (`n = 0`: an all-zero calibration region, where no singular value clears the
+    threshold) give all-zero maps and eigenvalues, so the image is refused as having no coil
+    sensitivity instead of failing inside the FFT library on an empty transform.
     """
     height, width = shape
     coils = kernels.shape[1]
     device = kernels.device
+    if kernels.shape[0] == 0:  # no kernel survived the calibration (no signal in it): no maps anywhere
+        return (torch.zeros(coils, height, width, dtype=torch.complex64, device=device),
+                torch.zeros(height, width, dtype=torch.float32, device=device))
     field = _GramField(kernels, shape)
     half = field.columns(slice(None))
     if coarse > 1:

@@ -9,11 +9,17 @@ Conventions (as ISMRMRD and DICOM define them):
 - With a centred FFT, the FOV centre is pixel `(rows // 2, cols // 2)`.
 
 NIfTI wants RAS+ world coordinates, so `nifti_affine` flips the first two axes.
+
+`make_geometry` accepts only what places an image: a finite position, finite orthonormal
+directions (`ORTHONORMAL_TOLERANCE`) and a field of view > 0; anything else would be written as
+a NaN or singular affine or a PixelSpacing of 0. Raw headers go through `header_directions`,
+which says what it assumes for unset (all-zero) direction vectors.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -68,10 +74,96 @@ class SliceGeometry:
         )
 
 
-def _unit(v: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """`v` normalised, or `fallback` where `v` is (near) zero (files that leave it unset)."""
-    n = float(np.linalg.norm(v))
-    return v / n if n > 1e-6 else fallback
+#: Largest deviation of a direction vector's length from 1, and of the cosine between two of the
+#: read / phase / slice directions from 0, that still counts as orthonormal: headers store the
+#: cosines as float32, some rounded to 4-6 decimals (errors of 1e-4 at most); 1e-3 is 0.06 degrees.
+ORTHONORMAL_TOLERANCE = 1e-3
+#: Below this length (of an unset, all-zero header vector) a direction counts as absent.
+_UNSET = 1e-6
+_AXES = ("read_dir", "phase_dir", "slice_dir")
+
+
+def _vector(value: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
+    """`value` as a finite (3,) float array; ValueError naming `name` otherwise."""
+    v = np.asarray(value, float).reshape(-1)
+    if v.shape != (3,):
+        raise ValueError(f"{name} has {v.size} components, not 3")
+    if not np.isfinite(v).all():
+        raise ValueError(f"{name} ({', '.join(f'{x:g}' for x in v)}) is not finite")
+    return v
+
+
+def orthonormal_problem(read_dir: np.ndarray, phase_dir: np.ndarray, slice_dir: np.ndarray) -> str | None:
+    """Why three direction vectors are not unit length and mutually orthogonal (within
+    `ORTHONORMAL_TOLERANCE`), or None. Only those give an affine that maps the image without
+    shear or scaling, and a DICOM orientation that readers accept."""
+    vectors = dict(zip(_AXES, (np.asarray(v, float) for v in (read_dir, phase_dir, slice_dir))))
+    for name, v in vectors.items():
+        length = float(np.linalg.norm(v))
+        if abs(length - 1.0) > ORTHONORMAL_TOLERANCE:
+            return f"{name} has length {length:.4g}, not 1 (direction cosines must be unit vectors)"
+    for i, a in enumerate(_AXES):
+        for b in _AXES[i + 1 :]:
+            cosine = float(np.dot(vectors[a], vectors[b]))
+            if abs(cosine) > ORTHONORMAL_TOLERANCE:
+                return f"{a} and {b} are not orthogonal (cosine {cosine:.4g})"
+    return None
+
+
+def header_directions(
+    read_dir: Sequence[float] | np.ndarray,
+    phase_dir: Sequence[float] | np.ndarray,
+    slice_dir: Sequence[float] | np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str | None]:
+    """Unit read / phase / slice directions from a raw header's vectors, and what was assumed.
+
+    Files that leave the direction cosines unset (all zero: simulators, converters without
+    geometry) get the identity axes; a file that sets read and phase but not the slice normal
+    gets `read x phase`. The last item says so (None when nothing was assumed), so the reader
+    can warn: such an orientation is nominal, not the scanner's. Anything else that is not
+    finite, unit length and orthogonal raises ValueError naming the vector.
+    """
+    read, phase, normal = (_vector(v, name) for v, name in zip((read_dir, phase_dir, slice_dir), _AXES))
+    unset = [name for name, v in zip(_AXES, (read, phase, normal)) if float(np.linalg.norm(v)) < _UNSET]
+    assumed = None
+    if len(unset) == 3:
+        read, phase, normal = np.eye(3)
+        assumed = ("read_dir, phase_dir and slice_dir are all zero (no orientation in the file); assuming read along x, "
+                   "phase along y and slice along z of the patient (LPS): the written orientation is nominal, not the scanner's")
+    elif unset == ["slice_dir"]:
+        normal = np.cross(read, phase)
+        assumed = "slice_dir is zero; assuming the slice normal read_dir x phase_dir"
+    elif unset:
+        raise ValueError(f"{' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} zero while the other directions are set; "
+                         "the image orientation is unknown")
+    problem = orthonormal_problem(read, phase, normal)
+    if problem is not None:
+        raise ValueError(problem)
+    return _unit(read), _unit(phase), _unit(normal), assumed
+
+
+def geometry_problem(
+    position: Sequence[float] | np.ndarray,
+    read_dir: Sequence[float] | np.ndarray,
+    phase_dir: Sequence[float] | np.ndarray,
+    slice_dir: Sequence[float] | np.ndarray,
+    fov_mm: Sequence[float],
+) -> str | None:
+    """Why these cannot place an image (a non-finite position or direction, directions that are
+    not orthonormal, a field of view that is not finite and > 0), or None. Such a slice would give
+    a NaN or singular NIfTI affine, or a DICOM PixelSpacing of 0."""
+    try:
+        _vector(position, "position")
+        vectors = [_vector(v, name) for v, name in zip((read_dir, phase_dir, slice_dir), _AXES)]
+    except ValueError as err:
+        return str(err)
+    problem = orthonormal_problem(*vectors)
+    if problem is not None:
+        return problem
+    fov = [float(v) for v in fov_mm]
+    if len(fov) != 3 or not all(np.isfinite(v) and v > 0 for v in fov):
+        return f"field of view {' x '.join(f'{v:g}' for v in fov)} mm is not finite and > 0"
+    return None
 
 
 def make_geometry(
@@ -82,14 +174,32 @@ def make_geometry(
     fov_mm: tuple[float, float, float],
     matrix: tuple[int, int],
 ) -> SliceGeometry:
-    """Build a SliceGeometry, replacing unset (zero) direction vectors by the identity axes."""
-    r = _unit(np.asarray(read_dir, float), np.array([1.0, 0.0, 0.0]))
-    p = _unit(np.asarray(phase_dir, float), np.array([0.0, 1.0, 0.0]))
-    s = _unit(np.asarray(slice_dir, float), np.cross(r, p))
-    as3 = lambda v: tuple(float(x) for x in v)  # noqa: E731
+    """A SliceGeometry from finite, orthonormal directions (normalised here) and a positive FOV.
+
+    ValueError (`geometry_problem`) otherwise: raw headers go through `header_directions`
+    first, which decides what to assume for unset vectors.
+    """
+    problem = geometry_problem(position, read_dir, phase_dir, slice_dir, fov_mm)
+    if problem is not None:
+        raise ValueError(problem)
+    if min(int(matrix[0]), int(matrix[1])) < 1:
+        raise ValueError(f"image matrix {matrix[0]}x{matrix[1]} is empty")
     return SliceGeometry(
-        as3(position), as3(r), as3(p), as3(s), as3(fov_mm), (int(matrix[0]), int(matrix[1]))
+        _as3(position), _as3(_unit(read_dir)), _as3(_unit(phase_dir)), _as3(_unit(slice_dir)), _as3(fov_mm),
+        (int(matrix[0]), int(matrix[1])),
     )
+
+
+def _unit(v: Sequence[float] | np.ndarray) -> np.ndarray:
+    """`v` divided by its length (callers have checked that it is about 1)."""
+    a = np.asarray(v, float).reshape(3)
+    return a / np.linalg.norm(a)
+
+
+def _as3(v: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
+    """A (3,) vector as a tuple of Python floats (what SliceGeometry stores)."""
+    x, y, z = (float(c) for c in np.asarray(v, float).reshape(3))
+    return x, y, z
 
 
 def nominal_geometry(
@@ -133,9 +243,15 @@ def stack_problem(geometry: list[SliceGeometry]) -> str | None:
         ) and h.matrix == g.matrix
         if not same:
             return f"slice {s} differs from slice 0 in orientation or grid"
-    if len(geometry) < 3:
+    if len(geometry) < 2:
         return None
     pos = np.array([h.position for h in geometry], float)
+    step = (pos[-1] - pos[0]) / (len(geometry) - 1)
+    length = float(np.linalg.norm(step))
+    if length > 1e-6 and abs(float(step @ np.asarray(g.slice_dir, float))) <= ORTHONORMAL_TOLERANCE * length:
+        return f"slice positions step {length:.4g} mm within the slice plane, not along its normal (a singular affine)"
+    if len(geometry) < 3:
+        return None
     steps = np.diff(pos, axis=0)
     mean = (pos[-1] - pos[0]) / (len(geometry) - 1)
     worst = float(np.linalg.norm(steps - mean, axis=1).max())

@@ -10,6 +10,7 @@ Columns outside `[padding_left, padding_right)` are zero padding, not acquired l
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Mapping, Protocol
 from xml.sax.saxutils import escape
@@ -122,15 +123,25 @@ def _triple(root: Element, path: list[str], source: str) -> tuple[int, int, int]
     return x, y, 1 if z is None else z
 
 
-def _fov(root: Element, space: str, prefix: tuple[str, ...] = ("encoding",)) -> tuple[float, float, float] | None:
-    """`<prefix>/<space>/fieldOfView_mm` (x, y, z), or None when missing or not numeric."""
+def _fov(root: Element, space: str, source: str, prefix: tuple[str, ...] = ("encoding",)) -> tuple[float, float, float] | None:
+    """`<prefix>/<space>/fieldOfView_mm` (x, y, z) in mm, or None when any of them is missing.
+
+    A value that is there but not a finite number > 0 is an InputError naming the field: it
+    would become a pixel spacing or slice thickness of 0, a negative (mirrored) one, or NaN.
+    """
     values: list[float] = []
     for axis in "xyz":
-        text = _optional(root, [*prefix, space, "fieldOfView_mm", axis])
-        try:
-            values.append(float(text))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        where = [*prefix, space, "fieldOfView_mm", axis]
+        text = _optional(root, where)
+        if text is None:
             return None
+        try:
+            value = float(text)
+        except ValueError:
+            raise InputError(source, f"ISMRMRD header field {'/'.join(where)} is not a number: {text[:40]!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise InputError(source, f"ISMRMRD header field {'/'.join(where)} is {text[:40]}; a field of view must be a finite number > 0 mm")
+        values.append(value)
     return values[0], values[1], values[2]
 
 
@@ -169,7 +180,7 @@ def parse_encodings(xml: bytes | str, path: str = "<header>") -> tuple[EncodingS
     return tuple(
         EncodingSpace(
             encoded_size=_triple(enc, ["encodedSpace", "matrixSize"], path),
-            fov_mm=_fov(enc, "encodedSpace", ()),
+            fov_mm=_fov(enc, "encodedSpace", path, ()),
             step1_center=_optional_int(enc, limits + ["center"], path),
             step1_maximum=_optional_int(enc, limits + ["maximum"], path),
         )
@@ -188,7 +199,8 @@ def parse_header(xml: bytes | str, path: str = "<header>", *, require_limits: bo
             (their padding comes from it); raw ISMRMRD files may omit it.
 
     Raises:
-        InputError: malformed XML, forbidden entities/DTDs, or a needed field missing.
+        InputError: malformed XML, forbidden entities/DTDs, a needed field missing, a matrix size
+            that is not an integer, or a field of view that is not a finite number > 0.
     """
     root = _root(xml, path)
     encodings = root.findall("{*}encoding")
@@ -219,8 +231,8 @@ def parse_header(xml: bytes | str, path: str = "<header>", *, require_limits: bo
         recon_size=recon,
         padding_left=padding_left,
         padding_right=padding_right,
-        fov_mm=_fov(root, "encodedSpace"),
-        recon_fov_mm=_fov(root, "reconSpace"),
+        fov_mm=_fov(root, "encodedSpace", path),
+        recon_fov_mm=_fov(root, "reconSpace", path),
         trajectory=(_optional(root, ["encoding", "trajectory"]) or "cartesian").lower(),
         step1_center=center,
         step1_maximum=maximum,

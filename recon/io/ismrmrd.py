@@ -35,6 +35,13 @@ Everything about the sampling and the grid is in `RawScan.acquisition` (`recon.a
 Headers and acquisitions are read in bulk with h5py using the `ismrmrd` package's on-disk
 layout and flag constants (one read per dataset, not per acquisition, which matters for
 files with tens of thousands of lines).
+
+What would make a mis-placed or mis-scaled image is refused with an `InputError` naming the
+file and the field, never patched over: a position or direction cosines that are not finite or
+not orthonormal, a field of view that is not > 0 (`recon.io.header`), a missing slice, samples
+that do not fill `active_channels x number_of_samples`, and a noise scan that cannot whiten the
+data (another coil count, NaN, no dwell time, all zero). Direction cosines left unset (all zero,
+as simulators write them) are read as the identity axes, and `RawScan.warnings` says so once.
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ from recon.acquisition import Acquisition, MaskProvenance, acquired_extent, run_
 from recon.core import crop_readout
 from recon.io.errors import InputError
 from recon.io.hdf5 import open_h5
-from recon.io.geometry import SliceGeometry, make_geometry
+from recon.io.geometry import SliceGeometry, header_directions, make_geometry
 from recon.io.header import EncodingSpace, HeaderInfo, parse_encodings, parse_header
 from recon.io.prewhiten import noise_covariance, prewhitening_matrix
 from recon.io.prewhiten import prewhiten as apply_prewhitening
@@ -67,6 +74,21 @@ _COUNTERS = ("repetition", "contrast", "set")
 #: Acquisition-header fields the reader relies on.
 _HEAD_FIELDS = ("flags", "idx", "encoding_space_ref", "active_channels", "number_of_samples", "center_sample",
                 "trajectory_dimensions", "sample_time_us", "position", "read_dir", "phase_dir", "slice_dir")
+#: Header fields read as counts and flags, and `idx` fields read as indices: unsigned integers in
+#: ISMRMRD. A signed or floating type could hold a negative count or index (a negative slice
+#: index would silently address the last slice), so such a table is refused.
+_UNSIGNED_FIELDS = ("flags", "encoding_space_ref", "active_channels", "number_of_samples", "center_sample",
+                    "trajectory_dimensions")
+_INDEX_FIELDS = ("kspace_encode_step_1", "kspace_encode_step_2", "slice", "phase", *_COUNTERS)
+#: Floating-point header fields and their shapes.
+_FLOAT_FIELDS: dict[str, tuple[int, ...]] = {"sample_time_us": (), "position": (3,), "read_dir": (3,), "phase_dir": (3,),
+                                             "slice_dir": (3,)}
+#: Smallest reconSpace matrix (rows and columns) that is read as an image: the smallest even size
+#: whose centre pixel (`n // 2`, where the FOV centre and the slice `position` lie) has a pixel on
+#: either side, so the image has an extent around its position at all. Fewer pixels give a "volume"
+#: of one or two values per slice that NIfTI/DICOM viewers show as an image at the scanner's
+#: position; real 2-D scans have 64 or more, so a smaller reconSpace is a corrupt header.
+MIN_RECON_MATRIX = 4
 
 def _bit(flag: int) -> int:
     """ISMRMRD flag numbers are 1-based bit positions in the 64-bit `flags` field."""
@@ -108,6 +130,8 @@ class RawScan:
         identity: patient identity fields (name, id, birth date, sex) kept apart from the
             rest so that outputs leave them out unless asked.
         meta: other non-identifying header fields (protocol, vendor, field strength, TR, TE).
+        warnings: what the reader assumed for missing header values (e.g. identity axes for
+            unset direction cosines), one line each, for the caller to show once per file.
     """
 
     kspace: np.ndarray
@@ -115,37 +139,89 @@ class RawScan:
     calibration: np.ndarray | None = None
     identity: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _link(group: h5py.Group, name: str) -> tuple[bool, h5py.Group | h5py.Dataset | None]:
+    """Whether `group` has a link `name`, and the object behind it: None when the link does not
+    resolve (a soft link to a missing target, or a loop of soft links that HDF5 gives up on)."""
+    try:
+        if not group.id.links.exists(name.encode()):
+            return False, None
+    except (RuntimeError, KeyError, ValueError):
+        return False, None
+    try:
+        return True, group.get(name)
+    except (RuntimeError, KeyError, OSError):
+        return True, None
 
 
 def is_ismrmrd(path: str | os.PathLike[str]) -> bool:
     """True if `path` is an HDF5 file holding an ISMRMRD group `dataset` with `xml` and `data`
     and no fastMRI `kspace` dataset (a fastMRI file with a stray `/dataset/xml` stays fastMRI).
 
-    Files that are not HDF5 or that reach outside themselves give False; the fastMRI reader then
-    refuses them with the reason."""
+    A `dataset` link that does not resolve counts as ISMRMRD when there is no `kspace` link, so
+    the ISMRMRD reader says what is wrong with it. Files that are not HDF5 or that reach outside
+    themselves give False; the fastMRI reader then refuses them with the reason."""
     try:
         with open_h5(path) as f:
-            if isinstance(f.get("kspace"), h5py.Dataset):
+            has_kspace, kspace = _link(f, "kspace")
+            if isinstance(kspace, h5py.Dataset):
                 return False
-            group = f.get("dataset")
-            return isinstance(group, h5py.Group) and "data" in group and "xml" in group
+            exists, group = _link(f, "dataset")
+            if exists and group is None:
+                return not has_kspace
+            return isinstance(group, h5py.Group) and _link(group, "data")[0] and _link(group, "xml")[0]
     except (InputError, OSError, ValueError, TypeError):
         return False
 
 
+def _member(group: h5py.Group, name: str, path: Path, where: str) -> h5py.Group | h5py.Dataset | None:
+    """`group[name]`, None when there is no such link; InputError when the link does not resolve."""
+    exists, obj = _link(group, name)
+    if exists and obj is None:
+        raise InputError(path, f"'{where}' is an HDF5 soft link that does not resolve (missing target or a loop of links)")
+    return obj
+
+
+def _table_problem(data: h5py.Dataset) -> str | None:
+    """Why the compound type of an acquisition table is not ISMRMRD's, or None."""
+    head = data.dtype["head"]
+    missing = [name for name in _HEAD_FIELDS if name not in (head.names or ())]
+    if missing:
+        return f"acquisition headers lack {', '.join(missing)}"
+    index = head["idx"]
+    missing = [f"idx.{name}" for name in _INDEX_FIELDS if name not in (index.names or ())]
+    if missing:
+        return f"acquisition headers lack {', '.join(missing)}"
+    wrong = [name for name in _UNSIGNED_FIELDS if head[name].kind != "u" or head[name].shape != ()]
+    wrong += [f"idx.{name}" for name in _INDEX_FIELDS if index[name].kind != "u" or index[name].shape != ()]
+    if wrong:
+        return f"acquisition header fields {', '.join(wrong)} are not unsigned integers"
+    wrong = [name for name, shape in _FLOAT_FIELDS.items() if head[name].base.kind != "f" or head[name].shape != shape]
+    if wrong:
+        return f"acquisition header fields {', '.join(wrong)} are not floating-point values of ISMRMRD's shape (3-vectors, a scalar dwell time)"
+    samples = h5py.check_vlen_dtype(data.dtype["data"])
+    if samples is None or samples.kind != "f":
+        return f"samples are stored as {data.dtype['data']}, not as variable-length floats"
+    return None
+
+
 def _ismrmrd_datasets(f: h5py.File, path: Path, dataset: str) -> tuple[h5py.Dataset, h5py.Dataset]:
     """The `xml` and `data` datasets of ISMRMRD group `dataset`, checked for kind and layout."""
-    group = f.get(dataset)
-    if not isinstance(group, h5py.Group) or "xml" not in group or "data" not in group:
+    group = _member(f, dataset, path, dataset)
+    if not isinstance(group, h5py.Group):
         raise InputError(path, f"no ISMRMRD group '{dataset}' with 'xml' and 'data'")
-    xml, data = group.get("xml"), group.get("data")
+    xml, data = (_member(group, name, path, f"{dataset}/{name}") for name in ("xml", "data"))
+    if xml is None or data is None:
+        raise InputError(path, f"no ISMRMRD group '{dataset}' with 'xml' and 'data'")
     if not isinstance(xml, h5py.Dataset) or xml.ndim != 1 or xml.shape[0] < 1:
         raise InputError(path, f"'{dataset}/xml' is not a text dataset holding the ISMRMRD header")
     if not isinstance(data, h5py.Dataset) or data.ndim != 1 or data.dtype.names is None or not {"head", "data"} <= set(data.dtype.names):
         raise InputError(path, f"'{dataset}/data' is not an ISMRMRD acquisition table (fields head, traj, data)")
-    missing = [name for name in _HEAD_FIELDS if name not in (data.dtype["head"].names or ())]
-    if missing:
-        raise InputError(path, f"'{dataset}/data' acquisition headers lack {', '.join(missing)}; not an ISMRMRD file")
+    problem = _table_problem(data)
+    if problem is not None:
+        raise InputError(path, f"'{dataset}/data' {problem}; not an ISMRMRD file")
     return xml, data
 
 
@@ -195,9 +271,37 @@ def _shift_region(region: tuple[int, int], shift: int, n: int) -> tuple[int, int
     return start, max(start, min(max(region[1] + shift, 0), n))
 
 
-def _slice_geometry(head: np.void, fov: tuple[float, float, float], matrix: tuple[int, ...]) -> SliceGeometry:
-    """Geometry of a slice from one of its acquisition headers, on the recon grid."""
-    return make_geometry(head["position"], head["read_dir"], head["phase_dir"], head["slice_dir"], fov, matrix[:2])
+def _samples(path: Path, heads: np.ndarray, payload: np.ndarray, a: int, what: str) -> np.ndarray:
+    """Acquisition `a`'s samples as `(active_channels, number_of_samples)` complex64.
+
+    InputError naming `what` (e.g. "acquisition 5 (slice 0, line 5)") when the stored values do
+    not fill exactly that shape, or when any of them is NaN or Inf.
+    """
+    coils, n = int(heads["active_channels"][a]), int(heads["number_of_samples"][a])
+    values = np.asarray(payload[a], dtype=np.float32).reshape(-1)
+    if values.size != 2 * coils * n:
+        raise InputError(path, f"{what} holds {values.size / 2:g} complex samples, but its header says active_channels {coils} "
+                               f"x number_of_samples {n} = {coils * n}")
+    if not np.isfinite(values).all():
+        raise InputError(path, f"{what} contains NaN or Inf")
+    return values.view(np.complex64).reshape(coils, n)
+
+
+def _slice_geometry(
+    path: Path, a: int, head: np.void, fov: tuple[float, float, float], matrix: tuple[int, ...], notes: list[str]
+) -> SliceGeometry:
+    """Geometry of a slice from its acquisition header `a`, on the recon grid; InputError naming
+    the acquisition and the field when the position or directions cannot place an image. What is
+    assumed for unset directions is added to `notes` (once)."""
+    where = f"acquisition {a} (slice {int(head['idx']['slice'])})"
+    try:
+        read, phase, normal, assumed = header_directions(head["read_dir"], head["phase_dir"], head["slice_dir"])
+        geometry = make_geometry(head["position"], read, phase, normal, fov, matrix[:2])
+    except ValueError as err:
+        raise InputError(path, f"{where}: {err}; the image cannot be placed in the patient") from None
+    if assumed is not None and assumed not in notes:
+        notes.append(assumed)
+    return geometry
 
 
 def _grid_reference(
@@ -234,9 +338,9 @@ def _grid_reference(
             raise InputError(path, f"reference scan has {int(h['active_channels'])} coils, the image {n_coils}")
         center = space.step1_center if space.step1_center is not None else space.encoded_size[1] // 2
         n = int(h["number_of_samples"])
-        data = np.asarray(payload[a]).view(np.complex64).reshape(n_coils, n)
-        if not np.isfinite(data.view(np.float32)).all():
-            raise InputError(path, f"reference acquisition {a} contains NaN or Inf")
+        data = _samples(path, heads, payload, int(a), f"reference acquisition {a}")
+        if not data.any():
+            raise InputError(path, f"reference acquisition {a} is all zero; coil sensitivities cannot be calibrated from it")
         if int(h["flags"]) & REVERSE:
             data = data[:, ::-1]
         col = int(h["idx"]["kspace_encode_step_1"]) - center + cols // 2
@@ -247,6 +351,58 @@ def _grid_reference(
         calib[s, :, row0 : row0 + n, col] += data
         cal_count[s, col] += 1
         has_cal[col] = True
+
+
+def _check_slices(path: Path, slices: np.ndarray, cal_only: np.ndarray, n_slices: int) -> None:
+    """InputError unless each of the `n_slices` slices (`max(slice index) + 1`) holds imaging
+    lines: a missing slice would be an empty image placed at another slice's position, and a
+    stray index such as 65535 would allocate that many slices. Runs after the memory check (a
+    header claiming more than the memory is refused as such) and before anything is allocated."""
+    imaging = np.unique(slices[~cal_only])
+    if imaging.size == 0:
+        raise InputError(path, "only calibration lines, no imaging lines")
+    if imaging.size != n_slices:
+        gaps = np.flatnonzero(imaging != np.arange(imaging.size))
+        first = int(gaps[0]) if gaps.size else int(imaging.size)
+        raise InputError(path, f"slice indices run to {n_slices - 1}, but slice {first} has no imaging lines "
+                               f"({imaging.size} of {n_slices} slices have); its image would be empty")
+
+
+def _noise_covariance(
+    path: Path,
+    hdr: HeaderInfo,
+    heads: np.ndarray,
+    payload: np.ndarray,
+    noise_idx: np.ndarray,
+    imaging: np.ndarray,
+    n_coils: int,
+) -> np.ndarray:
+    """The coil noise covariance from the noise acquisitions `noise_idx`, scaled to the dwell time
+    of the imaging acquisitions `imaging` (`recon.io.prewhiten.noise_covariance`).
+
+    InputError, naming the noise scan, for another coil count than the image, NaN/Inf samples,
+    fewer than 2 samples, or dwell times that are not > 0 or differ within either scan: the
+    covariance, and so the scale of the whitened data, would be wrong.
+    """
+    for a in noise_idx:
+        coils = int(heads["active_channels"][a])
+        if coils != n_coils:
+            raise InputError(path, f"noise scan (acquisition {a}) has {coils} coils, the imaging data {n_coils}; it cannot whiten them")
+    noise = np.concatenate([_samples(path, heads, payload, int(a), f"noise scan (acquisition {a})") for a in noise_idx], axis=1)
+    if noise.shape[1] < 2:
+        raise InputError(path, f"noise scan holds {noise.shape[1]} sample(s) per coil; a noise covariance needs at least 2")
+    dwell: list[float] = []
+    for what, rows in (("noise scan", noise_idx), ("imaging data", imaging)):
+        values = heads["sample_time_us"][rows].astype(np.float64)
+        bad = values[~(np.isfinite(values) & (values > 0))]
+        if bad.size:
+            raise InputError(path, f"{what} has dwell time (sample_time_us) {bad[0]:g}; without it the noise covariance "
+                                   "cannot be scaled to the imaging bandwidth")
+        if np.unique(values).size > 1:
+            raise InputError(path, f"{what} has several dwell times ({', '.join(f'{v:g}' for v in np.unique(values)[:4])} us); "
+                                   "the noise covariance cannot be scaled to one imaging bandwidth")
+        dwell.append(float(values[0]))
+    return noise_covariance(noise, noise_dwell_us=dwell[0], data_dwell_us=dwell[1], noise_bandwidth=hdr.noise_bandwidth)
 
 
 def read_ismrmrd(
@@ -276,10 +432,16 @@ def read_ismrmrd(
             claiming more (about 4x the complex64 k-space size) is refused before allocating.
 
     Raises:
-        InputError: not an ISMRMRD file, non-Cartesian trajectory, 3-D encoding, no imaging
-            data for the chosen repetition/contrast/set, several of them and none chosen,
-            NaN/Inf samples, an empty reconSpace, an encodedSpace the data do not fill, too
-            much memory, or lines outside the matrix.
+        InputError: not an ISMRMRD file (links that do not resolve, header fields of the wrong
+            type), non-Cartesian trajectory, 3-D encoding, no imaging data for the chosen
+            repetition/contrast/set, several of them and none chosen, NaN/Inf samples, samples
+            that do not fill `active_channels x number_of_samples`, a missing slice, an empty
+            or too small (< `MIN_RECON_MATRIX`) reconSpace, an encodedSpace the data do not
+            fill, too much memory, lines outside the matrix, a position or direction cosines
+            that cannot place the image (not finite, not orthonormal), or a noise scan that
+            cannot whiten the data (another coil count, NaN, no dwell time, all zero).
+
+    Direction cosines that are all zero are read as the identity axes; `RawScan.warnings` says so.
     """
     path = Path(path)
     with open_h5(path) as f:
@@ -338,6 +500,11 @@ def _grid(
     if coils.size != 1:
         raise InputError(path, f"acquisitions differ in coil count {coils.tolist()}")
     n_coils = int(coils[0])
+    if n_coils < 1:
+        raise InputError(path, "imaging acquisitions have active_channels 0: no coil data")
+    empty = sel[heads["number_of_samples"][sel] == 0]
+    if empty.size:
+        raise InputError(path, f"acquisition {empty[0]} has number_of_samples 0: an imaging line without samples")
     rows, cols = hdr.encoded_size[0], hdr.encoded_size[1]
     n_slices = int(idx["slice"][sel].max()) + 1
     center = hdr.step1_center if hdr.step1_center is not None else cols // 2
@@ -348,9 +515,13 @@ def _grid(
     ref_sel = ref_sel[idx["slice"][ref_sel] < n_slices] if ref_sel.size else ref_sel
     if min(rows, cols) < 1 or min(hdr.recon_size[:2]) < 1:
         raise InputError(path, f"header encodedSpace {rows}x{cols} / reconSpace {hdr.recon_size[0]}x{hdr.recon_size[1]} is empty")
+    if min(hdr.recon_size[:2]) < MIN_RECON_MATRIX:
+        raise InputError(path, f"header reconSpace {hdr.recon_size[0]}x{hdr.recon_size[1]} is too small to be an image "
+                               f"(at least {MIN_RECON_MATRIX}x{MIN_RECON_MATRIX}: a pixel on either side of the FOV centre)")
     factor = GRID_MEMORY_FACTOR * (2 if cal_only.any() or ref_sel.size else 1)
     check_memory(path, factor * 8 * n_slices * n_coils * rows * cols,
                  f"gridding {n_slices} slice(s) x {n_coils} coils x {rows}x{cols} (header encodedSpace)", max_memory)
+    _check_slices(path, idx["slice"][sel], cal_only, n_slices)
     longest = int(heads["number_of_samples"][sel].max())
     steps = idx["kspace_encode_step_1"][sel]
     span = int(steps.max()) - int(steps.min()) + 1
@@ -368,9 +539,10 @@ def _grid(
     for a, is_cal, only_cal in zip(sel, cal_flags, cal_only):
         h = heads[a]
         n = int(h["number_of_samples"])
-        data = np.asarray(payload[a]).view(np.complex64).reshape(n_coils, n)
-        if not np.isfinite(data.view(np.float32)).all():
-            raise InputError(path, f"acquisition {a} (slice {int(h['idx']['slice'])}, line {int(h['idx']['kspace_encode_step_1'])}) contains NaN or Inf")
+        what = f"acquisition {a} (slice {int(h['idx']['slice'])}, line {int(h['idx']['kspace_encode_step_1'])})"
+        data = _samples(path, heads, payload, int(a), what)
+        if only_cal and not data.any():
+            raise InputError(path, f"calibration {what} is all zero; coil sensitivities cannot be calibrated from it")
         if int(h["flags"]) & REVERSE:
             data = data[:, ::-1]
         col = int(h["idx"]["kspace_encode_step_1"]) - center + cols // 2
@@ -399,30 +571,22 @@ def _grid(
     union = sampled.any(axis=0)
     calib_region = run_around(has_cal if has_cal.any() else union, cols // 2)
 
-    cov = None
     noise_idx = np.flatnonzero(is_noise)
-    if noise_idx.size:
-        noise = np.concatenate(
-            [
-                np.asarray(payload[a]).view(np.complex64).reshape(n_coils, -1)
-                for a in noise_idx
-                if int(heads["active_channels"][a]) == n_coils
-            ],
-            axis=1,
-        )
-        cov = noise_covariance(
-            noise,
-            noise_dwell_us=float(heads["sample_time_us"][noise_idx[0]]),
-            data_dwell_us=float(heads["sample_time_us"][sel[0]]),
-            noise_bandwidth=hdr.noise_bandwidth,
-        )
+    cov = _noise_covariance(path, hdr, heads, payload, noise_idx, sel[~cal_only], n_coils) if noise_idx.size else None
     whiten = prewhiten and cov is not None
     if whiten:
-        matrix = prewhitening_matrix(cov)
+        try:
+            matrix = prewhitening_matrix(cov)
+        except ValueError as err:
+            raise InputError(path, f"the noise scan cannot whiten the coils: {err}") from None
         ksp = apply_prewhitening(ksp, matrix, coil_axis=1)
         if calib is not None:
             calib = apply_prewhitening(calib, matrix, coil_axis=1)
 
+    notes: list[str] = []
+    if hdr.recon_fov_mm is None:
+        assumed = "the encodedSpace one" if hdr.fov_mm is not None else "1 mm pixels and 1 mm slices"
+        notes.append(f"the header has no reconSpace fieldOfView_mm; assuming {assumed}: the written pixel spacing is nominal")
     recon_fov = hdr.recon_fov_mm or hdr.fov_mm or (float(rows), float(cols), 1.0)
     enc_fov = hdr.fov_mm or recon_fov
     n_rec_x, n_rec_y = int(hdr.recon_size[0]), int(hdr.recon_size[1])
@@ -455,7 +619,8 @@ def _grid(
         enc_fov = (spacing[0] * rows, enc_fov[1], enc_fov[2])
 
     fov = (spacing[0] * n_rec_x, spacing[1] * n_rec_y, recon_fov[2])
-    geometry = [_slice_geometry(heads[first_of_slice.get(s, sel[0])], fov, hdr.recon_size) for s in range(n_slices)]
+    geometry = [_slice_geometry(path, first_of_slice[s], heads[first_of_slice[s]], fov, hdr.recon_size, notes)
+                for s in range(n_slices)]
     normal = np.asarray(geometry[0].slice_dir)
     order = np.argsort([float(np.dot(g.position, normal)) for g in geometry], kind="stable")
     if (order != np.arange(n_slices)).any():
@@ -485,4 +650,5 @@ def _grid(
         calibration=None if calib is None else calib.astype(np.complex64),
         identity=dict(hdr.identity),
         meta=dict(hdr.meta),
+        warnings=notes,
     )

@@ -34,17 +34,24 @@ def noise_covariance(
     Args:
         noise: (C, N) complex noise-only samples (coils, samples); N > 1.
         noise_dwell_us: dwell time (sample_time_us) of the noise scan.
-        data_dwell_us: dwell time of the imaging data. When both dwell times are given the
-            covariance is multiplied by `noise_dwell_us / data_dwell_us` (variance ∝ bandwidth).
+        data_dwell_us: dwell time of the imaging data. The covariance is multiplied by
+            `noise_dwell_us / data_dwell_us` (variance ∝ bandwidth). Give both or neither; a
+            dwell time that is not finite and > 0 is a ValueError, not a skipped scaling (the
+            covariance, and so the whitened data, would be off by the bandwidth ratio).
         noise_bandwidth: the receiver's relative noise bandwidth (`relativeReceiverNoiseBandwidth`);
             when given the covariance is divided by it (module docstring). Must be in (0, 2].
     """
     x = np.asarray(noise, dtype=np.complex128)
     if x.ndim != 2 or x.shape[1] < 2:
         raise ValueError(f"noise must be (coils, samples) with samples > 1, got {x.shape}")
+    if (noise_dwell_us is None) != (data_dwell_us is None):
+        raise ValueError("give both dwell times (noise and imaging) or neither")
     x = x - x.mean(axis=1, keepdims=True)
     cov = (x @ x.conj().T) / (x.shape[1] - 1)
-    if noise_dwell_us and data_dwell_us:
+    if noise_dwell_us is not None and data_dwell_us is not None:
+        for name, dwell in (("noise", noise_dwell_us), ("imaging", data_dwell_us)):
+            if not (np.isfinite(float(dwell)) and float(dwell) > 0):
+                raise ValueError(f"{name} dwell time {float(dwell):g} us is not > 0; the noise covariance cannot be scaled to the imaging bandwidth")
         cov = cov * (float(noise_dwell_us) / float(data_dwell_us))
     if noise_bandwidth is not None:
         if not 0 < float(noise_bandwidth) <= 2.0:
@@ -56,14 +63,25 @@ def noise_covariance(
 def prewhitening_matrix(cov: np.ndarray) -> np.ndarray:
     """(C, C) complex64 `W = L^{-1}` with `cov = L L^H`, so `W cov W^H = I`.
 
-    Raises ValueError if `cov` is not Hermitian positive definite (e.g. a dead coil).
+    Raises ValueError saying why `cov` is not Hermitian positive definite: non-finite, all zero
+    (a noise scan that recorded no noise), a coil without noise (a dead or unconnected
+    channel), or coils whose noise is linearly dependent.
     """
     c = np.asarray(cov, dtype=np.complex128)
+    if not np.isfinite(c).all():
+        raise ValueError("the noise covariance is not finite")
     c = 0.5 * (c + c.conj().T)
+    if not c.any():
+        raise ValueError("the noise covariance is all zero (no receiver noise was recorded)")
+    variance = np.real(np.diag(c))
+    if (variance <= 0).any():
+        dead = ", ".join(str(i) for i in np.flatnonzero(variance <= 0)[:8])
+        raise ValueError(f"coil(s) {dead} have zero noise variance (a dead or unconnected receiver channel); "
+                         "the noise covariance is not positive definite")
     try:
         low = np.linalg.cholesky(c)
     except np.linalg.LinAlgError as err:
-        raise ValueError("noise covariance is not positive definite") from err
+        raise ValueError("the noise covariance is not positive definite (the coils' noise is linearly dependent)") from err
     return np.linalg.inv(low).astype(np.complex64)
 
 

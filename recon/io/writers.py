@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from recon.io.atomic import atomic_path
-from recon.io.geometry import SliceGeometry, nifti_affine, nominal_geometry, to_display
+from recon.io.geometry import SliceGeometry, geometry_problem, nifti_affine, nominal_geometry, to_display
 
 FORMATS = ("h5", "nii", "dcm", "png")
 _SUFFIXES = (".nii.gz", ".nii", ".h5", ".dcm", ".png")
@@ -60,12 +60,21 @@ def _check_images(images: np.ndarray) -> np.ndarray:
 def _fit_geometry(
     geometry: Sequence[SliceGeometry] | None, images: np.ndarray
 ) -> list[SliceGeometry]:
-    """One geometry per slice on the images' (h, w) grid; nominal geometry when None."""
+    """One geometry per slice on the images' (h, w) grid; nominal geometry when None.
+
+    ValueError for a geometry that cannot place an image (`geometry.geometry_problem`: a NaN
+    position or direction, directions that are not orthonormal, a field of view that is not
+    > 0): it would be written as a NaN or singular affine, or a PixelSpacing of 0.
+    """
     n, h, w = images.shape
     if geometry is None:
         return nominal_geometry(n, (h, w))
     if len(geometry) != n:
         raise ValueError(f"{len(geometry)} slice geometries for {n} slices")
+    for s, g in enumerate(geometry):
+        problem = geometry_problem(g.position, g.read_dir, g.phase_dir, g.slice_dir, g.fov_mm)
+        if problem is not None:
+            raise ValueError(f"slice {s}: {problem}; refusing to write an image that cannot be placed")
     return [g if g.matrix == (h, w) else g.resized((h, w)) for g in geometry]
 
 
