@@ -115,7 +115,7 @@ def test_header_encoded_space_disagrees_with_kspace(tmp_path: Path, capsys: pyte
 def test_recon_space_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = _write(tmp_path / "in" / "r0.h5", random_kspace((2, 4, ROWS, COLS), 0), recon=(0, 0))
     out = tmp_path / "out"
-    refused(capsys, ["reconstruct", str(src), "--out", str(out), "--quiet"], [str(src), "reconSpace 0x0 is empty"], [src.parent], absent=[out / "r0.h5"])
+    refused(capsys, ["reconstruct", str(src), "--out", str(out), "--quiet"], [str(src), "reconSpace 0x0 is too small"], [src.parent], absent=[out / "r0.h5"])
     raw = write_ismrmrd(tmp_path / "in2" / "r0_raw.h5", recon=(0, 0))
     refused(capsys, ["convert", str(raw), str(out / "c.h5")], [str(raw), "reconSpace 0x0 is empty"], [raw.parent], absent=[out / "c.h5"])
 

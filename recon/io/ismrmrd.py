@@ -63,7 +63,7 @@ from recon.io.geometry import SliceGeometry, header_directions, make_geometry
 from recon.io.header import EncodingSpace, HeaderInfo, parse_encodings, parse_header
 from recon.io.prewhiten import noise_covariance, prewhitening_matrix
 from recon.io.prewhiten import prewhiten as apply_prewhitening
-from recon.io.sanity import check_memory
+from recon.io.sanity import MIN_RECON_MATRIX, check_memory
 
 #: Peak bytes of `_grid` per complex64 byte of the gridded k-space: the complex128 grid (2x)
 #: plus the prewhitened complex128 copy (2x); the final complex64 copy replaces the first.
@@ -83,12 +83,7 @@ _INDEX_FIELDS = ("kspace_encode_step_1", "kspace_encode_step_2", "slice", "phase
 #: Floating-point header fields and their shapes.
 _FLOAT_FIELDS: dict[str, tuple[int, ...]] = {"sample_time_us": (), "position": (3,), "read_dir": (3,), "phase_dir": (3,),
                                              "slice_dir": (3,)}
-#: Smallest reconSpace matrix (rows and columns) that is read as an image: the smallest even size
-#: whose centre pixel (`n // 2`, where the FOV centre and the slice `position` lie) has a pixel on
-#: either side, so the image has an extent around its position at all. Fewer pixels give a "volume"
-#: of one or two values per slice that NIfTI/DICOM viewers show as an image at the scanner's
-#: position; real 2-D scans have 64 or more, so a smaller reconSpace is a corrupt header.
-MIN_RECON_MATRIX = 4
+
 
 def _bit(flag: int) -> int:
     """ISMRMRD flag numbers are 1-based bit positions in the 64-bit `flags` field."""

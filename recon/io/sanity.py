@@ -3,7 +3,7 @@
 A header can claim any matrix size; allocating what it claims before comparing with the memory
 the machine has turns a 2 MB file into an out-of-memory kill. `check_memory` refuses such a
 file with the estimate and the limit in one line (`--max-memory` raises the limit). The header
-checks turn an encodedSpace that disagrees with the stored k-space, or an empty reconSpace, into
+checks turn an encodedSpace that disagrees with the stored k-space, or a reconSpace under 4x4, into
 an `InputError` instead of a silently misplaced mask or an empty image.
 """
 
@@ -14,6 +14,10 @@ import re
 from typing import Sequence
 
 from recon.io.errors import InputError
+
+#: Smallest recon matrix per axis: the centre pixel (`n // 2`, where the slice position lies)
+#: needs a pixel on either side; real scans have 64 or more.
+MIN_RECON_MATRIX = 4
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
@@ -79,5 +83,6 @@ def check_fastmri_header(path: str | os.PathLike[str], encoded: Sequence[int], r
             f"header encodedSpace {encoded[0]}x{encoded[1]} disagrees with the k-space matrix {rows}x{cols}; "
             "the padding columns cannot be trusted",
         )
-    if int(recon[0]) < 1 or int(recon[1]) < 1:
-        raise InputError(path, f"header reconSpace {recon[0]}x{recon[1]} is empty; expected at least 1x1 (fastMRI: 320x320)")
+    if int(recon[0]) < MIN_RECON_MATRIX or int(recon[1]) < MIN_RECON_MATRIX:
+        raise InputError(path, f"header reconSpace {recon[0]}x{recon[1]} is too small; expected at least "
+                               f"{MIN_RECON_MATRIX}x{MIN_RECON_MATRIX} (fastMRI: 320x320)")
