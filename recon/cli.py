@@ -7,12 +7,12 @@ line naming the file and the problem and exits non-zero; machine-readable result
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+import textwrap
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from recon import validate
 from recon.io import InputError
@@ -95,17 +95,13 @@ def _add_mask_options(p: argparse.ArgumentParser) -> None:
 
 
 def _check_method_options(args: argparse.Namespace, methods: Sequence[str]) -> None:
-    """Iterations, lambda, batch/workers and, for varnet, the checkpoint (loaded once), up front."""
-    validate.at_least(args.iters, 1, "--iters", integer=True)
-    validate.at_least(args.lam, 0, "--lam")
-    validate.at_least(args.virtual_coils, 1, "--virtual-coils", integer=True)
+    """Options that apply to none of `methods`, the device and, for varnet, the checkpoint (loaded
+    once), up front (numeric limits: `validate.OPTION_LIMITS`, checked in `main`)."""
     if args.virtual_coils is not None and not any(m in COMPRESSIBLE for m in methods):
         raise UsageError(f"--virtual-coils: coil compression applies to {', '.join(COMPRESSIBLE)}, not to {', '.join(methods)}")
     for flag, value, default in (("--combine", getattr(args, "combine", "rss"), "rss"), ("--maps-crop", getattr(args, "maps_crop", "soft"), "soft")):
         if value != default and not any(m in MODEL_BASED for m in methods):
             raise UsageError(f"{flag}: applies to {', '.join(MODEL_BASED)}, not to {', '.join(methods)}")
-    validate.at_least(args.batch_size, 1, "--batch-size", integer=True)
-    validate.at_least(args.workers, 0, "--workers", integer=True)
     validate.device(args.device)
     if "varnet" in methods:
         validate.checkpoint(args.checkpoint)
@@ -119,14 +115,14 @@ def _add_raw_options(p: argparse.ArgumentParser) -> None:
 
 
 def _check_raw_options(args: argparse.Namespace) -> int | None:
-    for name in ("repetition", "contrast", "set_index"):
-        validate.at_least(getattr(args, name, None), 0, "--" + name.replace("_index", ""), integer=True)
     return validate.memory(getattr(args, "max_memory", None))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    for option in ("volumes", "slices", "coils"):
-        validate.at_least(getattr(args, option), 1, f"--{option}", integer=True)
+    out = Path(args.out_dir)
+    if out.is_dir() and not args.overwrite and any(out.iterdir()):
+        raise UsageError(f"out_dir {out} is not empty; simulate would replace files there: choose an empty or new folder, "
+                         "or give --overwrite")
     validate.output_folder(args.out_dir, "out_dir")
     if args.source == "mni152":
         from recon.simulate.mni152 import MNI_PRESETS, simulate_mni152_dataset
@@ -191,16 +187,15 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         repetition=args.repetition,
         contrast=args.contrast,
         set_index=args.set_index,
-        progress=not args.quiet and not args.scheduler and not args.workers,
+        progress=_progress(args) and not args.scheduler and not args.workers,
         gfactor=args.gfactor,
+        max_slices=args.max_slices,
     )
-    targets = [(f, job.target(f)) for f in files]
-    if args.gfactor:
-        targets += [(f, job.gfactor_target(f)) for f in files]
+    targets = [(f, t) for f in files for t in job.outputs(f)]
     validate.unique_outputs(targets)
     validate.not_inputs([t for _, t in targets] + [out / "summary.json"], files)
     validate.output_folder(out)
-    results = missing + run_batch(job, files, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet, desc="reconstruct")
+    results = missing + run_batch(job, files, workers=args.workers, scheduler=args.scheduler, progress=_progress(args), desc="reconstruct")
     full = [r for r in results if r.status == "ok" and r.result.get("mask_type") == "none"]
     if full:
         print(f"note: {len(full)} fully sampled file(s) and no --acceleration: reconstructed the fully sampled k-space "
@@ -208,14 +203,31 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     kept = validate.keep_previous(out / "summary.json")
     write_summary(results, out / "summary.json", {"method": args.method, "format": args.format})
     failed = [r for r in results if r.status == "failed"]
-    if len(results) > 1 or failed:
+    if len(results) > 1:
         print(summary_table(results))
+    if not args.quiet:
+        print(wrote_line(results, out))
     _print_warnings(results)
     if kept is not None:
         print(f"note: the earlier summary.json is kept as {kept}", file=sys.stderr)
     for r in failed:
         print(f"error: {r.file}: {r.reason}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars unless --quiet, and only on a terminal (not in logs or pipes)."""
+    return not args.quiet and sys.stderr.isatty()
+
+
+def wrote_line(results: Sequence[Any], out: Path) -> str:
+    """One line saying what a reconstruct run wrote: the count, and the names (first few)."""
+    names = [Path(o).name for r in results if r.status == "ok" for o in r.result.get("outputs", [r.result.get("output")]) if o]
+    skipped = sum(r.status == "skipped" for r in results)
+    failed = sum(r.status == "failed" for r in results)
+    shown = ", ".join(names[:6]) + (f", ... ({len(names) - 6} more)" if len(names) > 6 else "")
+    tail = "".join([f"; {skipped} skipped (output exists)" if skipped else "", f"; {failed} failed" if failed else ""])
+    return f"wrote {len(names)} output(s) to {out}{': ' + shown if names else ''}{tail}"
 
 
 def _print_warnings(results: Sequence[Any]) -> None:
@@ -244,13 +256,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "missing_predictions": [str(t) for t in skipped],
     }
     if args.out:
-        from recon.io import atomic_path
+        from recon.io.json_file import write_json
 
         kept = validate.keep_previous(args.out)
-        with atomic_path(args.out) as tmp:
-            tmp.write_text(json.dumps(doc, indent=2, allow_nan=False))
+        non_finite = write_json(args.out, doc)
         if kept is not None:
             print(f"note: the earlier {Path(args.out).name} is kept as {kept}", file=sys.stderr)
+        if non_finite:
+            print(f"warning: {args.out}: {len(non_finite)} non-finite number(s) written as null: {'; '.join(non_finite)}", file=sys.stderr)
     if skipped:
         print(f"warning: {len(skipped)} of {len(skipped) + len(scores) + len(failures)} target(s) have no prediction and were not scored (--allow-missing)", file=sys.stderr)
     for _, reason in failures:
@@ -261,11 +274,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from recon.benchmark import run_benchmark
+    from recon.benchmark import check_accelerations, run_benchmark
     from recon.methods import available
 
     methods = validate.parse_methods(args.methods, available())
     accelerations = [validate.acceleration(a, args.mask, "--accelerations") for a in validate.parse_floats(args.accelerations, "--accelerations")]
+    try:
+        accelerations = check_accelerations(accelerations)
+    except InputError as err:
+        raise UsageError(str(err)) from None
     for acc in accelerations:
         validate.center_fraction(args.center_fraction, acc, args.mask)
     validate.at_least(args.max_slices, 1, "--max-slices", integer=True)
@@ -295,12 +312,18 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     print(doc["table"])
     if doc["paired_table"]:
         print(doc["paired_table"])
-    print(f"wrote {Path(args.out) / 'results.json'}, report.md, report.html and figures")
+    results = Path(args.out) / "results.json"
+    report_error = doc.get("report_error")
+    print(f"wrote {results}" if report_error else f"wrote {results}, report.md, report.html and figures")
     for w in doc["warnings"]:
         print(f"warning: {w['file']}: {w['warning']}", file=sys.stderr)
+    if doc["non_finite"]:
+        print(f"warning: {results}: {len(doc['non_finite'])} non-finite number(s) written as null: {'; '.join(doc['non_finite'])}", file=sys.stderr)
     for f in doc["failed"]:
         print(f"error: {f['file']}: {f['reason']}", file=sys.stderr)
-    return 1 if doc["failed"] or not doc["rows"] else 0
+    if report_error:
+        print(f"error: {Path(args.out) / 'report.html'}: {report_error}", file=sys.stderr)
+    return 1 if doc["failed"] or not doc["rows"] or report_error else 0
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -320,11 +343,26 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train; a run that fails before it starts leaves no new --out folder behind, and Ctrl-C
+    says what it saved (exit 130)."""
     from recon.train import config_from_args, train
+    from recon.train.loop import TrainingInterrupted
 
     config = config_from_args(args)
+    created = not config.out.exists()
     validate.output_folder(config.out, "--out")
-    result = train(config)
+    try:
+        result = train(config)
+    except TrainingInterrupted as err:
+        print(err, file=sys.stderr)
+        return 130
+    except BaseException:
+        if created and config.out.is_dir() and not any(config.out.iterdir()):
+            try:
+                config.out.rmdir()  # the run failed before it wrote anything: leave no new empty folder
+            except OSError:
+                pass
+        raise
     print(f"result: {result}")
     return 0
 
@@ -335,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from recon import __version__
 
-    parser = argparse.ArgumentParser(prog="recon", description="MRI k-space reconstruction toolkit")
+    parser = _Parser(prog="recon", description="MRI k-space reconstruction toolkit")
     parser.add_argument("--version", action="version", version=f"recon {__version__}")
     parser.add_argument("--debug", action="store_true", help="print the traceback of unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -348,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="first volume seed; its range is the split: train 1000-, tune 2000-, report 3000-, accept 4000- (default 3000 knee, 4000 mni152)")
     p.add_argument("--preset", default="small", help="size preset (small: fast demo size; knee: 640 x ~368 like fastMRI knee)")
     p.add_argument("--source", default="knee", choices=["knee", "mni152"], help="knee: simulated knee phantom (default); mni152: real anatomy from the MNI ICBM152 template")
+    p.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty, replacing files of the same names")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("reconstruct", help="reconstruct fastMRI HDF5 or ISMRMRD files")
@@ -358,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "without it a fully sampled file is reconstructed fully sampled, a file with a mask from its own k-space")
     _add_mask_options(p)
     p.add_argument("--format", default="h5", choices=["h5", "nii", "dcm", "png"], help="output format (default: fastMRI submission h5)")
-    p.add_argument("--skip-existing", action="store_true", help="skip files whose output exists (resume a killed run)")
+    p.add_argument("--skip-existing", action="store_true", help="skip files whose outputs exist and read back complete (resume a killed run)")
+    p.add_argument("--max-slices", type=int, help="reconstruct only the N central slices of each file (default: all)")
     p.add_argument("--keep-identity", action="store_true", help="copy patient identity from the input into outputs")
     p.add_argument("--gfactor", action="store_true", help="also write g-factor maps as <name>_gfactor.h5 beside the image "
                    "(sense: analytic SENSE, grappa: analytic image-domain GRAPPA; uniform masks, --mask equispaced; refused for other methods)")
@@ -407,7 +447,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_train)
     for p in sub.choices.values():
         p.formatter_class = _DefaultsFormatter
+        p.set_defaults(option_flags={a.dest: a.option_strings[-1] for a in p._actions if a.option_strings})
     return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line (`recon reconstruct: error: ...`), like every other refusal."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -418,6 +466,10 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if "default" in text or action.default in (None, False, "", argparse.SUPPRESS) or not action.option_strings:
             return text
         return super()._get_help_string(action) or text
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        """Wrapped help lines that never break inside a hyphenated word (`equispaced-fraction`)."""
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
 def _unavailable(what: str) -> int:
@@ -448,6 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, debug: bool) -> int:
     """`args.func(args)` with every error turned into one stderr line and an exit code."""
     try:
+        validate.check_options(args, getattr(args, "option_flags", {}))
         return int(args.func(args) or 0)
     except UsageError as err:
         print(f"recon {args.command}: error: {err}", file=sys.stderr)

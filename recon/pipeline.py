@@ -25,11 +25,13 @@ import torch
 from recon import checks, methods, ops
 from recon.acquisition import Acquisition, MaskProvenance, retrospective
 from recon.data import SliceDataset
+from recon.io.errors import InputError
 from recon.io.fastmri import VolumeInfo
 from recon.io.ismrmrd import RawScan
 from recon.io.sanity import check_memory, format_bytes
 from recon.masks import make_mask, seed_from_filename
 from recon.methods.learned import LearnedMethod
+from recon.methods.registry import OutputError
 
 DEFAULT_CENTER_FRACTIONS = {4.0: 0.08, 8.0: 0.04}
 #: Peak bytes of a method's batch per complex64 byte of its k-space: the slices read, HDF5's
@@ -285,6 +287,8 @@ def run_method(
                 with torch.no_grad():
                     images = method(batch)
                 result = images.detach().float().cpu().numpy()
+            except OutputError as err:
+                raise InputError(data.path, f"{err} (file slices {data.slices[start]}-{data.slices[stop - 1]}){_range_hint(kspace)}") from err
             except Exception as err:
                 if size == 1 or not is_out_of_memory(err):
                     raise
@@ -299,6 +303,17 @@ def run_method(
                 on_batch(stop - start)
             start = stop
     return np.concatenate(out, axis=0)
+
+
+def _range_hint(kspace: np.ndarray) -> str:
+    """Why a method's float32 images may have overflowed or vanished: k-space far outside the
+    range float32 images can hold (about 1e-19 to 1e19 after squaring), else nothing."""
+    peak = float(np.abs(kspace).max()) if kspace.size else 0.0
+    if peak > 1e18:
+        return f"; the k-space values reach {peak:.3g}, too large for float32 images"
+    if 0 < peak < 1e-18:
+        return f"; the k-space values are at most {peak:.3g}, too small for float32 images"
+    return ""
 
 
 @functools.lru_cache(maxsize=4)

@@ -195,6 +195,7 @@ class ReconstructJob:
                     continue
                 warnings.append(f"--skip-existing: {'; '.join(problems)}; reconstructed again")
             done.append(self._one(path, target, choice, warnings))
+        done = [d if d.get("skipped") else d["write"]() for d in done]  # written only once every image of the file is good
         made = [d for d in done if not d.get("skipped")]
         if not made:
             return {"skipped": True, "reason": "output exists", "output": done[0]["output"]}
@@ -206,8 +207,9 @@ class ReconstructJob:
         return out
 
     def _one(self, path: Path, target: Path, choice: dict[str, int | None], warnings: list[str]) -> dict[str, Any]:
-        """Open, reconstruct batch by batch (each batch checked before the method runs), check
-        and write one image of `path` (one ISMRMRD choice)."""
+        """Open, reconstruct batch by batch (each batch checked before the method runs) and
+        check one image of `path` (one ISMRMRD choice); `{"write": f}`, where `f()` writes it
+        and returns its record (the caller writes a file's images once all of them are good)."""
         for out in [target] + ([self.gfactor_target(path, choice)] if self.gfactor else []):
             if out.exists() and out.is_dir() != (out == target and self.fmt == "dcm"):
                 kind = "a folder" if out.is_dir() else "a file"
@@ -237,10 +239,14 @@ class ReconstructJob:
             gfactor = self._gfactor_maps(path, method, data, device) if self.gfactor else None
         images = checks.check_images(path, images, self.method, len(data))
         attrs = {**data.acquisition.provenance.attrs(), "method": self.method, "acquisition": acquisition, **_indices(choice)}
-        outputs = self._write(path, target, images, data.acquisition, attrs, identity, choice)
-        if gfactor is not None:
-            outputs.append(self._write_gfactor(path, gfactor, data.acquisition, attrs, choice))
-        return {"output": str(outputs[0]), "slices": int(images.shape[0]), **{k: v for k, v in attrs.items() if v is not None}}
+
+        def write() -> dict[str, Any]:
+            outputs = self._write(path, target, images, data.acquisition, attrs, identity, choice)
+            if gfactor is not None:
+                outputs.append(self._write_gfactor(path, gfactor, data.acquisition, attrs, choice))
+            return {"output": str(outputs[0]), "slices": int(images.shape[0]), **{k: v for k, v in attrs.items() if v is not None}}
+
+        return {"write": write}
 
     def _gfactor_maps(self, path: Path, method: Any, data: FileSlices, device: Any) -> np.ndarray:
         """The g-factor maps `(S, h, w)` of the built `method` on `data` (`recon.methods.gfactor`:

@@ -63,42 +63,111 @@ def at_least(value: float | int | None, minimum: float, option: str, integer: bo
         raise UsageError(f"{option} must be {kind} >= {minimum:g}, got {value!r}")
 
 
+def _number(value: float) -> str:
+    """A limit as the user would type it: `4294967295`, `0.5`."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
 @dataclass(frozen=True)
-class Limit:
-    """The values a numeric option may take: `minimum <= value <= maximum`, whole if `integer`."""
+class Bounds:
+    """The values a numeric option may take: from `low` to `high` (`>`/`<` where the end
+    is open), whole numbers if `integer`, None too if `optional`; `why` explains a maximum."""
 
-    minimum: float
-    maximum: float | None = None
+    low: float
+    high: float | None = None
     integer: bool = False
+    low_open: bool = False
+    high_open: bool = False
+    optional: bool = False
+    why: str = ""
 
-    def problem(self, value: float) -> str | None:
-        """Why `value` is outside the limit, in the user's terms, or None."""
-        kind = "an integer" if self.integer else "a number"
-        span = f">= {self.minimum:g}" + ("" if self.maximum is None else f" and <= {self.maximum:g}")
-        if isinstance(value, bool) or not math.isfinite(float(value)) or (self.integer and float(value) != int(value)):
-            return f"must be {kind} {span}, got {value!r}"
-        if value < self.minimum or (self.maximum is not None and value > self.maximum):
-            return f"must be {kind} {span}, got {value!r}"
+    def describe(self) -> str:
+        """`an integer >= 1`, `a finite number > 0 and <= 1`, ..."""
+        span = f"{'>' if self.low_open else '>='} {_number(self.low)}"
+        if self.high is not None:
+            span += f" and {'<' if self.high_open else '<='} {_number(self.high)}"
+        return f"{'an integer' if self.integer else 'a finite number'} {span}"
+
+    def normalize(self, value: Any) -> int | float | None:
+        """`value` as an int or float within the bounds; ValueError (the problem after the
+        option's name) otherwise. Numeric strings count (YAML reads `1e-3` as a string)."""
+        if value is None and self.optional:
+            return None
+        number = _parse_number(value, self.integer)
+        if number is None or not self.admits(number):
+            raise ValueError(f"must be {self.describe()}{f' ({self.why})' if self.why else ''}, got {value!r}")
+        return number
+
+    def admits(self, number: float) -> bool:
+        """Whether the finite `number` lies within the bounds."""
+        below = number <= self.low if self.low_open else number < self.low
+        above = self.high is not None and (number >= self.high if self.high_open else number > self.high)
+        return not (below or above)
+
+
+def _parse_number(value: Any, integer: bool) -> int | float | None:
+    """A finite int (whole values only, when `integer`) or float from a number or numeric
+    string; None for anything else (booleans, lists, NaN, infinities, 2.5 for an integer)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(number):
+        return None
+    if integer:
+        return int(number) if number.is_integer() else None
+    return number
 
 
-#: Every numeric option of the commands, by argparse `dest`: the one table their limits live in
-#: (`recon train` checks its own options, from the command line or a YAML config, against
-#: `recon.train.config`'s table of training fields).
-OPTION_LIMITS: dict[str, Limit] = {
-    "iters": Limit(1, 100_000, integer=True),
-    "lam": Limit(0, 1e6),
-    "virtual_coils": Limit(1, 1024, integer=True),
-    "batch_size": Limit(1, 4096, integer=True),
-    "workers": Limit(0, 1024, integer=True),
-    "max_slices": Limit(1, integer=True),
-    "repetition": Limit(0, 2**16 - 1, integer=True),
-    "contrast": Limit(0, 2**16 - 1, integer=True),
-    "set_index": Limit(0, 2**16 - 1, integer=True),
-    "volumes": Limit(1, 10_000, integer=True),
-    "slices": Limit(1, 1_000, integer=True),
-    "coils": Limit(1, 128, integer=True),
-    "seed": Limit(0, 2**32 - 1, integer=True),
+#: Deepest U-Net accepted before the data are read: 8 halvings already need 256 x 512 pixels.
+MAX_POOLS = 8
+_POOLS = Bounds(1, MAX_POOLS, integer=True, why="each pooling layer halves the image")
+_COUNTER = Bounds(0, 2**16 - 1, integer=True)
+
+#: Limits of the training options (`recon.train.config.TrainConfig` fields), from the command line
+#: or a YAML config.
+TRAIN_NUMERIC = ("num_cascades", "sens_chans", "sens_pools", "chans", "pools", "unet_chans", "unet_pools", "drop_prob",
+                 "epochs", "lr", "lr_step_size", "lr_gamma", "weight_decay", "batch_size", "accumulate", "num_workers",
+                 "sample_rate", "volume_sample_rate", "seed", "max_steps", "checkpoint_every")
+
+#: Every numeric option of every command, by argparse `dest` (= training config field): the one
+#: table their limits live in. `check_options` applies it to a parsed command line, and
+#: `recon.train.config` to a training config from the command line or YAML.
+OPTION_LIMITS: dict[str, Bounds] = {
+    "iters": Bounds(1, 100_000, integer=True),
+    "lam": Bounds(0, 1e6),
+    "virtual_coils": Bounds(1, 1024, integer=True),
+    "batch_size": Bounds(1, 4096, integer=True),
+    "workers": Bounds(0, 1024, integer=True),
+    "max_slices": Bounds(1, integer=True),
+    "repetition": _COUNTER,
+    "contrast": _COUNTER,
+    "set_index": _COUNTER,
+    "volumes": Bounds(1, 10_000, integer=True),
+    "slices": Bounds(1, 1_000, integer=True),
+    "coils": Bounds(1, 128, integer=True),
+    "seed": Bounds(0, 2**32 - 1, integer=True),
+    "num_cascades": Bounds(1, 64, integer=True),
+    "sens_chans": Bounds(1, 512, integer=True),
+    "sens_pools": _POOLS,
+    "chans": Bounds(1, 512, integer=True),
+    "pools": _POOLS,
+    "unet_chans": Bounds(1, 1024, integer=True),
+    "unet_pools": _POOLS,
+    "drop_prob": Bounds(0, 1, high_open=True),
+    "epochs": Bounds(1, 1_000_000, integer=True),
+    "lr": Bounds(0, low_open=True),
+    "lr_step_size": Bounds(1, integer=True),
+    "lr_gamma": Bounds(0, 1, low_open=True),
+    "weight_decay": Bounds(0),
+    "accumulate": Bounds(1, 4096, integer=True),
+    "num_workers": Bounds(0, 256, integer=True),
+    "sample_rate": Bounds(0, 1, low_open=True),
+    "volume_sample_rate": Bounds(0, 1, low_open=True),
+    "max_steps": Bounds(1, integer=True, optional=True),
+    "checkpoint_every": Bounds(0, integer=True),
 }
 
 
@@ -107,13 +176,14 @@ def check_options(args: Any, flags: dict[str, str]) -> None:
 
     `flags` maps each `dest` to the option as the user typed it (`set_index` -> `--set`).
     """
-    for dest, limit in OPTION_LIMITS.items():
+    for dest, bounds in OPTION_LIMITS.items():
         value = getattr(args, dest, None)
         if value is None or dest not in flags:
             continue
-        problem = limit.problem(value)
-        if problem is not None:
-            raise UsageError(f"{flags[dest]} {problem}")
+        try:
+            bounds.normalize(value)
+        except ValueError as err:
+            raise UsageError(f"{flags[dest]} {err}") from None
 
 
 def parse_floats(text: str, option: str) -> list[float]:

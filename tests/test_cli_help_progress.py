@@ -4,6 +4,7 @@ note that a fully sampled file without --acceleration is reconstructed fully sam
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,16 @@ def test_fully_sampled_without_acceleration_says_so(sim: Path, tmp_path: Path, c
     assert "fully sampled" not in capsys.readouterr().out
 
 
-def test_progress_per_slice_batch_and_quiet(sim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_per_slice_batch_and_quiet(sim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bars on a terminal (stderr claims to be one here), none with --quiet, none in a pipe or log."""
+    assert main(["reconstruct", str(sim), "--out", str(tmp_path / "pipe"), "--acceleration", "4", "--batch-size", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "slice" not in captured.err and "%" not in captured.err
+    assert captured.out.strip().splitlines()[-1].startswith(f"wrote 1 output(s) to {tmp_path / 'pipe'}: file_sim_3100_0000.h5")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert main(["reconstruct", str(sim), "--out", str(tmp_path / "a"), "--acceleration", "4", "--batch-size", "1"]) == 0
     err = capsys.readouterr().err
     assert "file_sim_3100_0000.h5:   0%" in err and "0/3 [00:00<?" in err  # the per-slice bar, with its ETA field
     assert main(["reconstruct", str(sim), "--out", str(tmp_path / "b"), "--acceleration", "4", "--batch-size", "1", "--quiet"]) == 0
-    assert "slice" not in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "slice" not in captured.err and "wrote" not in captured.out

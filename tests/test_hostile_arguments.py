@@ -32,8 +32,8 @@ NOWHERE = "/nonexistent/never-opened.h5"
         (["--acceleration", "4", "--center-fraction", "0"], "--center-fraction must be in (0, 1)"),
         (["--acceleration", "4", "--center-fraction", "0.3"], "below 1/acceleration = 0.25"),
         (["--method", "sense", "--iters", "0"], "--iters must be an integer >= 1"),
-        (["--method", "cs", "--lam", "-1"], "--lam must be a number >= 0"),
-        (["--method", "cs", "--lam", "nan"], "--lam must be a number >= 0"),
+        (["--method", "cs", "--lam", "-1"], "--lam must be a finite number >= 0"),
+        (["--method", "cs", "--lam", "nan"], "--lam must be a finite number >= 0"),
         (["--batch-size", "0"], "--batch-size must be an integer >= 1"),
         (["--max-memory", "lots"], "--max-memory"),
         (["--repetition", "-1"], "--repetition must be an integer >= 0"),
@@ -106,12 +106,12 @@ def test_bad_checkpoints_refused_once_up_front(tmp_path: Path, capsys: pytest.Ca
 @pytest.mark.parametrize(
     "options, needle",
     [
-        (["--accelerations", "0", "8"], "accelerations must be a finite number > 1"),
+        (["--accelerations", "0", "8"], "--accelerations must be a finite number > 1"),
         (["--center-fractions", "0.5", "0.04"], "below 1/acceleration"),
-        (["--lr", "-1"], "lr must be a finite number > 0"),
-        (["--sample-rate", "0"], "sample_rate must be in (0, 1]"),
+        (["--lr", "-1"], "--lr must be a finite number > 0"),
+        (["--sample-rate", "0"], "--sample-rate must be a finite number > 0 and <= 1"),
     ],
 )
 def test_train_options(options: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    refused(capsys, ["train", "--data", NOWHERE, "--out", str(out), *options], ["<command line>", needle], absent=[out])
+    refused(capsys, ["train", "--data", NOWHERE, "--out", str(out), *options], [needle], absent=[out], rc=2)

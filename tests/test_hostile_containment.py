@@ -189,6 +189,21 @@ def test_soft_links_inside_the_file_are_fine(tmp_path: Path) -> None:
         f["data"] = f["kspace"]
         del f["kspace"]
         f["kspace"] = h5py.SoftLink("/data")
-        f["loop"] = h5py.SoftLink("/loop")
     got, _, _ = read_volume(path)
     np.testing.assert_array_equal(got, kspace)
+
+
+def test_soft_links_that_loop_dangle_or_lead_outside(other: Path, tmp_path: Path) -> None:
+    """A loop or a dangling soft link is a corrupt file; one through an external link is refused
+    as that external link, before the soft link is ever resolved."""
+    for name, make, needle in (
+        ("loop", lambda f: f.__setitem__("kspace", h5py.SoftLink("/kspace")), "soft link that does not resolve"),
+        ("dangling", lambda f: f.__setitem__("kspace", h5py.SoftLink("/nothing")), "soft link that does not resolve"),
+        ("through", lambda f: (f.__setitem__("ext", h5py.ExternalLink(str(other), "/")), f.__setitem__("kspace", h5py.SoftLink("/ext/kspace"))),
+         "external link"),
+    ):
+        crafted = tmp_path / f"{name}.h5"
+        with _shell(crafted) as f:
+            make(f)
+        with pytest.raises(InputError, match=needle):
+            open_h5(crafted)

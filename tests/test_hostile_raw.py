@@ -345,10 +345,10 @@ HUNT: dict[str, tuple[Callable[[Path], Path], list[str], tuple[str, ...], tuple[
     "integer-samples": (_samples_as(np.int16), ["samples are stored as", "not as variable-length floats"], (), ()),
     "matrix-not-a-number": (lambda p: write_raw(p, xml=raw_xml(enc=("abc", COLS))), ["matrixSize/x is not an integer: 'abc'"], (), ()),
     "dangling-data-link": (_links(_soft_link("/dataset/data", "/nowhere")),
-                           ["'dataset/data' is an HDF5 soft link that does not resolve"], (), ()),
+                           ["'/dataset/data' is an HDF5 soft link that does not resolve"], (), ()),
     "looping-xml-link": (_links(_soft_link("/dataset/xml", "/dataset/xml")),
-                         ["'dataset/xml' is an HDF5 soft link that does not resolve"], (), ()),
-    "looping-group-link": (_links(_soft_link("/dataset", "/dataset")), ["'dataset' is an HDF5 soft link that does not resolve"], (), ()),
+                         ["'/dataset/xml' is an HDF5 soft link that does not resolve"], (), ()),
+    "looping-group-link": (_links(_soft_link("/dataset", "/dataset")), ["'/dataset' is an HDF5 soft link that does not resolve"], (), ()),
     "all-zero-calibration-lines": (lambda p: write_raw(p, calibration=(12, 20), calibration_scale=0.0),
                                    ["calibration acquisition 13 (slice 0, line 12) is all zero"], ("--method", "sense"), ()),
 }

@@ -125,6 +125,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value.tolist()] if value.ndim else _plain(value.item())
     if isinstance(value, np.generic):
         return _plain(value.item())
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
     return value
 
 
@@ -231,6 +233,14 @@ def _info_from(hf: h5py.File, path: Path) -> VolumeInfo:
     ds = _kspace_dataset(hf, path)
     header = _header(hf, path)
     check_fastmri_header(path, header.encoded_size, header.recon_size, ds.shape)
+    width = int(ds.shape[-1])
+    if not 0 <= header.padding_left < header.padding_right <= width:
+        raise InputError(path, f"header encodingLimits (kspace_encoding_step_1 centre {header.step1_center}, maximum "
+                               f"{header.step1_maximum}) put the acquired columns at [{header.padding_left}, {header.padding_right}), "
+                               f"outside the {width} k-space columns")
+    if header.trajectory != "cartesian" or header.encoded_size[2] != 1:
+        raise InputError(path, f"header describes a {header.trajectory} trajectory with encoded z = {header.encoded_size[2]}; "
+                               "a fastMRI file holds Cartesian 2-D k-space")
     multicoil = ds.ndim == 4
     num_slices = int(ds.shape[0])
     attrs = {str(k): _plain(v) for k, v in hf.attrs.items()}
@@ -239,6 +249,9 @@ def _info_from(hf: h5py.File, path: Path) -> VolumeInfo:
     mask = _mask(hf, path, int(ds.shape[-1]))
     if mask is not None:
         _check_sampling(path, mask, (header.padding_left, header.padding_right), acc, nlow)
+    elif acc is not None and acc > 1:
+        raise InputError(path, f"attribute 'acceleration' is {acc:g} but the file has no 'mask' saying which columns were "
+                               "sampled; it cannot be reconstructed as fully sampled")
     return VolumeInfo(
         path=path,
         num_slices=num_slices,
@@ -342,14 +355,20 @@ class FastMRIVolume:
             return None
         i = self._index(i)
         out = np.empty(self._target.shape[1:], dtype=np.float32)
-        self._target.read_direct(out, source_sel=np.s_[i])
+        try:
+            self._target.read_direct(out, source_sel=np.s_[i])
+        except (OSError, RuntimeError) as err:
+            raise InputError(self.path, f"cannot read target slice {i} ({' '.join(str(err).split())})") from err
         return out
 
     def target_all(self) -> np.ndarray | None:
         """All targets (S, h, w) float32, or None."""
         if self._target is None:
             return None
-        return np.asarray(self._target, dtype=np.float32)
+        try:
+            return np.asarray(self._target, dtype=np.float32)
+        except (OSError, RuntimeError) as err:
+            raise InputError(self.path, f"cannot read the target ({' '.join(str(err).split())})") from err
 
 
 def read_volume(path: PathLike) -> tuple[np.ndarray, np.ndarray | None, VolumeInfo]:

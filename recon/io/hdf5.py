@@ -12,7 +12,10 @@ much one read of a compressed chunk inflates to, for their memory estimates.
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
@@ -61,12 +64,25 @@ def _dataset_problem(ds: h5py.Dataset) -> str | None:
 def check_contained(f: h5py.File, path: PathLike) -> None:
     """InputError unless every object of `f` lives inside it and reads without plugins.
 
-    Walks the links of every group (hard links followed once per object, soft links not
-    followed: they resolve inside the file), refusing external and user-defined links, virtual
-    datasets, datasets with external storage and filters outside `ALLOWED_FILTERS`. Only
-    metadata is read.
+    Walks the links of every group (hard links followed once per object, soft links resolved
+    but not walked: they point inside the file), refusing external and user-defined links, soft
+    links that do not resolve (loops, missing targets), virtual datasets, datasets with
+    external storage and filters outside `ALLOWED_FILTERS`. Only metadata is read; metadata too
+    damaged to walk is refused as a corrupt file.
     """
+    try:
+        _walk(f, path)
+    except InputError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
+        raise InputError(path, f"corrupt HDF5 metadata ({' '.join(str(err).split()) or type(err).__name__})") from err
+
+
+def _walk(f: h5py.File, path: PathLike) -> None:
+    """Hard links first (refusing anything outside the file), then the soft links: only once no
+    external link exists anywhere may resolving one be allowed to traverse the file."""
     seen: set[int] = set()
+    soft: list[tuple[h5py.Group, str, str]] = []
     stack: list[tuple[h5py.Group, str]] = [(f, "")]
     count = 0
     while stack:
@@ -78,15 +94,18 @@ def check_contained(f: h5py.File, path: PathLike) -> None:
             text = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
             where = f"{prefix}/{text}"
             kind = group.id.links.get_info(name if isinstance(name, bytes) else name.encode()).type
-            if kind == h5py.h5l.TYPE_SOFT:
-                continue
             if kind == h5py.h5l.TYPE_EXTERNAL:
                 target = group.get(text, getlink=True)
                 raise InputError(path, f"'{where}' is an HDF5 external link to {target.filename}:{target.path}; "
                                        "refusing to read another file (copy the data into this file)")
+            if kind == h5py.h5l.TYPE_SOFT:
+                soft.append((group, text, where))
+                continue
             if kind != h5py.h5l.TYPE_HARD:
                 raise InputError(path, f"'{where}' is a user-defined HDF5 link (type {kind}); refusing to follow it")
             obj = group.get(text)
+            if obj is None:
+                raise InputError(path, f"'{where}' cannot be opened (corrupt HDF5 metadata)")
             key = hash(obj.id)
             if key in seen:
                 continue
@@ -97,6 +116,13 @@ def check_contained(f: h5py.File, path: PathLike) -> None:
                 problem = _dataset_problem(obj)
                 if problem is not None:
                     raise InputError(path, f"dataset '{where}' {problem}; refusing to read outside the input file")
+    for group, text, where in soft:
+        try:
+            resolved = group.get(text)
+        except (KeyError, RuntimeError, OSError):
+            resolved = None
+        if resolved is None:
+            raise InputError(path, f"'{where}' is an HDF5 soft link that does not resolve (a loop or a missing target)")
 
 
 def open_h5(path: PathLike) -> h5py.File:
@@ -136,3 +162,42 @@ def chunk_bytes(ds: h5py.Dataset) -> int:
 def is_compressed(ds: h5py.Dataset) -> bool:
     """Whether `ds` passes through a filter pipeline (chunked with at least one filter)."""
     return ds.chunks is not None and ds.id.get_create_plist().get_nfilters() > 0
+
+
+#: Seconds a guarded read may take: a floor, plus the file's size at a slow disk's rate.
+READ_FLOOR_S = 5.0
+READ_RATE_BYTES_S = 50e6
+
+
+def read_finishes(path: PathLike, read: Callable[[h5py.File], object], what: str) -> None:
+    """InputError unless `read(file)` on `path` finishes in time, tried first in a forked child.
+
+    Some damaged HDF5 files (a zeroed global heap under variable-length data) make the HDF5
+    library loop forever inside one read call, where no Python-level timeout can stop it. The
+    child runs the same read and is killed after `READ_FLOOR_S` plus the file's size at
+    `READ_RATE_BYTES_S`; an exception in the child is left for the real read to report. Without
+    `os.fork` (not POSIX) the read is not guarded.
+    """
+    if not hasattr(os, "fork"):
+        return
+    p = Path(path)
+    limit = READ_FLOOR_S + p.stat().st_size / READ_RATE_BYTES_S
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            with h5py.File(p, "r") as f:
+                read(f)
+        except BaseException:  # noqa: BLE001 - the parent's own read reports what is wrong
+            code = 2
+        os._exit(code)
+    deadline = time.monotonic() + limit
+    while True:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise InputError(p, f"reading {what} did not finish within {limit:.0f} s; the HDF5 file is corrupt")
+        time.sleep(0.01)

@@ -116,11 +116,22 @@ def _optional_int(root: Element, path: list[str], source: str) -> int | None:
     return None if _optional(root, path) is None else _int(root, path, source)
 
 
+#: ISMRMRD stores matrix sizes and encoding limits as xs:unsignedShort.
+USHORT_MAX = 65535
+
+
+def _ushort(value: int | None, path: list[str], source: str) -> int | None:
+    """`value` unless it lies outside ISMRMRD's unsignedShort range (InputError naming the field)."""
+    if value is not None and not 0 <= value <= USHORT_MAX:
+        raise InputError(source, f"ISMRMRD header field {'/'.join(path)} is {value}; expected 0 to {USHORT_MAX}")
+    return value
+
+
 def _triple(root: Element, path: list[str], source: str) -> tuple[int, int, int]:
-    """(x, y, z) integers below `path`; a missing z counts as 1."""
-    x, y = (_int(root, path + [axis], source) for axis in "xy")
-    z = _optional_int(root, path + ["z"], source)
-    return x, y, 1 if z is None else z
+    """(x, y, z) unsignedShort integers below `path`; a missing z counts as 1."""
+    x, y = (_ushort(_int(root, path + [axis], source), path + [axis], source) for axis in "xy")
+    z = _ushort(_optional_int(root, path + ["z"], source), path + ["z"], source)
+    return int(x), int(y), 1 if z is None else z
 
 
 def _fov(root: Element, space: str, source: str, prefix: tuple[str, ...] = ("encoding",)) -> tuple[float, float, float] | None:
@@ -210,8 +221,10 @@ def parse_header(xml: bytes | str, path: str = "<header>", *, require_limits: bo
     recon = _triple(root, ["encoding", "reconSpace", "matrixSize"], path)
     limits = ["encoding", "encodingLimits", "kspace_encoding_step_1"]
     read = _int if require_limits else _optional_int
-    center = read(root, limits + ["center"], path)
-    maximum = read(root, limits + ["maximum"], path)
+    center = _ushort(read(root, limits + ["center"], path), limits + ["center"], path)
+    maximum = _ushort(read(root, limits + ["maximum"], path), limits + ["maximum"], path)
+    if center is not None and maximum is not None and center > maximum:
+        raise InputError(path, f"ISMRMRD header encodingLimits kspace_encoding_step_1 has centre {center} beyond its maximum {maximum}")
     if center is None or maximum is None:
         padding_left, padding_right = 0, encoded[1]
     else:

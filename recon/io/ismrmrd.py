@@ -58,9 +58,9 @@ import numpy as np
 from recon.acquisition import Acquisition, MaskProvenance, acquired_extent, run_around
 from recon.core import crop_readout
 from recon.io.errors import InputError
-from recon.io.hdf5 import open_h5
+from recon.io.hdf5 import open_h5, read_finishes
 from recon.io.geometry import SliceGeometry, header_directions, make_geometry
-from recon.io.header import EncodingSpace, HeaderInfo, parse_encodings, parse_header
+from recon.io.header import USHORT_MAX, EncodingSpace, HeaderInfo, parse_encodings, parse_header
 from recon.io.prewhiten import noise_covariance, prewhitening_matrix
 from recon.io.prewhiten import prewhiten as apply_prewhitening
 from recon.io.sanity import MIN_RECON_MATRIX, check_memory
@@ -220,12 +220,47 @@ def _ismrmrd_datasets(f: h5py.File, path: Path, dataset: str) -> tuple[h5py.Data
     return xml, data
 
 
+#: Files whose acquisition table was read in a guarded child, by (path, size, mtime): None when
+#: the read finished, else the refusal (so a second look at the file does not wait again).
+_TABLES_READ: dict[tuple[str, int, int], InputError | None] = {}
+
+
+def _read_table(path: Path, data: h5py.Dataset, field: str) -> np.ndarray:
+    """Column `field` ("head" or "data") of the acquisition table `data`.
+
+    The first time a file is read, the whole table is read once in a forked child with a time
+    limit (`recon.io.hdf5.read_finishes`): damaged variable-length storage can hang the HDF5
+    library inside one call. HDF5 errors become an InputError naming the file.
+    """
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _TABLES_READ:
+        name = data.name
+
+        def read_all(f: h5py.File) -> None:
+            table = f[name]
+            for start in range(0, table.shape[0], 4096):
+                table[start : start + 4096]
+
+        try:
+            read_finishes(path, read_all, "the ISMRMRD acquisition table")
+            _TABLES_READ[key] = None
+        except InputError as err:
+            _TABLES_READ[key] = err
+    if _TABLES_READ[key] is not None:
+        raise _TABLES_READ[key]
+    try:
+        return data[field]
+    except (OSError, RuntimeError, ValueError) as err:
+        raise InputError(path, f"cannot read the ISMRMRD acquisition table ({' '.join(str(err).split())}); the file is damaged") from err
+
+
 def counter_values(path: str | os.PathLike[str], dataset: str = "dataset") -> dict[str, list[int]]:
     """The repetition / contrast / set indices of a file's imaging acquisitions (sorted)."""
     p = Path(path)
     with open_h5(p) as f:
         _, data = _ismrmrd_datasets(f, p, dataset)
-        heads = data["head"]
+        heads = _read_table(p, data, "head")
         flags = heads["flags"].astype(np.uint64)
         is_image = ((flags & np.uint64(_NOT_IMAGE)) == 0) & (heads["encoding_space_ref"] == 0)
         idx = heads["idx"]
@@ -449,8 +484,8 @@ def read_ismrmrd(
             raise InputError(path, f"trajectory '{hdr.trajectory}' is not supported (Cartesian only)")
         if hdr.encoded_size[2] > 1:
             raise InputError(path, f"3-D encoding (encoded z = {hdr.encoded_size[2]}) is not supported")
-        heads = data_ds["head"]
-        payload = data_ds["data"]
+        heads = _read_table(path, data_ds, "head")
+        payload = _read_table(path, data_ds, "data")
         choice = {"repetition": repetition, "contrast": contrast, "set": set_index}
         return _grid(path, hdr, heads, payload, choice, prewhiten, remove_oversampling, max_memory, encodings)
 
@@ -513,9 +548,19 @@ def _grid(
     if min(hdr.recon_size[:2]) < MIN_RECON_MATRIX:
         raise InputError(path, f"header reconSpace {hdr.recon_size[0]}x{hdr.recon_size[1]} is too small to be an image "
                                f"(at least {MIN_RECON_MATRIX}x{MIN_RECON_MATRIX}: a pixel on either side of the FOV centre)")
+    recon_fov = hdr.recon_fov_mm or hdr.fov_mm or (float(rows), float(cols), 1.0)
+    enc_fov = hdr.fov_mm or recon_fov
+    n_rec_x, n_rec_y = int(hdr.recon_size[0]), int(hdr.recon_size[1])
+    grid_x = _grid_points(rows, enc_fov[0], n_rec_x, recon_fov[0])
+    grid_y = _grid_points(cols, enc_fov[1], n_rec_y, recon_fov[1])
+    if max(grid_x, grid_y) > USHORT_MAX:
+        raise InputError(path, f"header fields of view ({enc_fov[0]:g}x{enc_fov[1]:g} mm encoded, {recon_fov[0]:g}x{recon_fov[1]:g} mm "
+                               f"recon, recon matrix {n_rec_x}x{n_rec_y}) give a {grid_x}x{grid_y} image grid; the header is corrupt")
     factor = GRID_MEMORY_FACTOR * (2 if cal_only.any() or ref_sel.size else 1)
-    check_memory(path, factor * 8 * n_slices * n_coils * rows * cols,
-                 f"gridding {n_slices} slice(s) x {n_coils} coils x {rows}x{cols} (header encodedSpace)", max_memory)
+    big_x, big_y = max(rows, grid_x), max(cols, grid_y)
+    check_memory(path, factor * 8 * n_slices * n_coils * big_x * big_y,
+                 f"gridding {n_slices} slice(s) x {n_coils} coils x {big_x}x{big_y} (header encodedSpace {rows}x{cols}"
+                 + (f", zero-filled to the recon pixel size: {grid_x}x{grid_y})" if (grid_x, grid_y) != (rows, cols) else ")"), max_memory)
     _check_slices(path, idx["slice"][sel], cal_only, n_slices)
     longest = int(heads["number_of_samples"][sel].max())
     steps = idx["kspace_encode_step_1"][sel]
@@ -582,11 +627,6 @@ def _grid(
     if hdr.recon_fov_mm is None:
         assumed = "the encodedSpace one" if hdr.fov_mm is not None else "1 mm pixels and 1 mm slices"
         notes.append(f"the header has no reconSpace fieldOfView_mm; assuming {assumed}: the written pixel spacing is nominal")
-    recon_fov = hdr.recon_fov_mm or hdr.fov_mm or (float(rows), float(cols), 1.0)
-    enc_fov = hdr.fov_mm or recon_fov
-    n_rec_x, n_rec_y = int(hdr.recon_size[0]), int(hdr.recon_size[1])
-    grid_x = _grid_points(rows, enc_fov[0], n_rec_x, recon_fov[0])
-    grid_y = _grid_points(cols, enc_fov[1], n_rec_y, recon_fov[1])
     if grid_x < n_rec_x or grid_y < n_rec_y:
         raise InputError(path, f"reconSpace {n_rec_x}x{n_rec_y} over {recon_fov[0]:g}x{recon_fov[1]:g} mm is larger than "
                                f"the encoded FOV {enc_fov[0]:g}x{enc_fov[1]:g} mm; not supported")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Sequence
 
 from recon.io.errors import InputError
@@ -37,7 +38,14 @@ def parse_size(text: str | int | float) -> int:
     return size
 
 
-def available_memory() -> int:
+#: cgroup v2 and v1 memory limit / usage files: inside a container MemAvailable shows the whole machine's memory.
+CGROUP_FILES = (
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
+
+
+def _mem_available() -> int:
     """Bytes the kernel reports as available (MemAvailable), else total physical memory."""
     try:
         with open("/proc/meminfo") as f:
@@ -47,6 +55,36 @@ def available_memory() -> int:
     except OSError:
         pass
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def host_memory() -> tuple[int, str]:
+    """(bytes, what limits them) this process may still allocate on the host: the smallest of the
+    kernel's MemAvailable, what is left under a container's cgroup memory limit, and what is left
+    under an address-space limit (`ulimit -v`)."""
+    limits = [(_mem_available(), "available memory")]
+    for limit_file, usage_file in CGROUP_FILES:
+        try:
+            limit, usage = int(Path(limit_file).read_text()), int(Path(usage_file).read_text())
+        except (OSError, ValueError):
+            continue
+        limits.append((limit - usage, "memory left under the container's limit"))
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            status = Path("/proc/self/status").read_text()
+            used = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmSize:"))
+            limits.append((soft - used, "address space left under ulimit -v"))
+    except (ImportError, OSError, ValueError, StopIteration):
+        pass
+    free, where = min(limits)
+    return max(free, 0), where
+
+
+def available_memory() -> int:
+    """Bytes this process may still allocate on the host (`host_memory`)."""
+    return host_memory()[0]
 
 
 def format_bytes(n: float) -> str:
@@ -60,9 +98,8 @@ def format_bytes(n: float) -> str:
 
 def check_memory(path: str | os.PathLike[str], needed: int, what: str, max_memory: int | None = None) -> None:
     """InputError when `needed` bytes exceed `max_memory` (default: the available memory)."""
-    limit = available_memory() if max_memory is None else int(max_memory)
+    limit, source = host_memory() if max_memory is None else (int(max_memory), "--max-memory")
     if needed > limit:
-        source = "available memory" if max_memory is None else "--max-memory"
         raise InputError(
             path,
             f"{what} needs about {format_bytes(needed)}, more than the {format_bytes(limit)} limit "
@@ -83,6 +120,9 @@ def check_fastmri_header(path: str | os.PathLike[str], encoded: Sequence[int], r
             f"header encodedSpace {encoded[0]}x{encoded[1]} disagrees with the k-space matrix {rows}x{cols}; "
             "the padding columns cannot be trusted",
         )
+    if int(recon[0]) > rows or int(recon[1]) > cols:
+        raise InputError(path, f"header reconSpace {recon[0]}x{recon[1]} is larger than the k-space matrix {rows}x{cols}; "
+                               "the image cannot be cropped to it")
     if int(recon[0]) < MIN_RECON_MATRIX or int(recon[1]) < MIN_RECON_MATRIX:
         raise InputError(path, f"header reconSpace {recon[0]}x{recon[1]} is too small; expected at least "
                                f"{MIN_RECON_MATRIX}x{MIN_RECON_MATRIX} (fastMRI: 320x320)")

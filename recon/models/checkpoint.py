@@ -105,17 +105,65 @@ def save_model(
     return Path(path)
 
 
+#: Largest safetensors JSON header the format allows (100 MB).
+MAX_HEADER = 100_000_000
+#: What to do about a damaged weights file, unless the caller knows better.
+RECOPY = "copy or download it again"
+
+
+def safetensors_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why `path` is not a complete safetensors file (cut short, or a header that does not
+    parse), or None. Reads the 8-byte header length and the JSON header only, and compares the
+    end of the last tensor they describe with the file size."""
+    p = Path(path)
+    size = p.stat().st_size
+    with p.open("rb") as f:
+        head = f.read(9)
+        if len(head) < 9:
+            return f"truncated: {size} bytes, less than a safetensors header"
+        length = int.from_bytes(head[:8], "little")
+        if head[8:] != b"{" or length > MAX_HEADER:
+            return "corrupt or not a safetensors file (no safetensors header at its start)"
+        if length > size - 8:
+            return f"truncated: {size} bytes, but its header alone says {length + 8}"
+        f.seek(8)
+        try:
+            header = json.loads(f.read(length))
+            end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnicodeDecodeError):
+            return "corrupt: its safetensors header does not parse"
+    if size < 8 + length + end:
+        return f"truncated: {size} bytes, but its header describes {8 + length + end}"
+    return None
+
+
+def read_tensors(path: str | os.PathLike[str], remedy: str = RECOPY) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file; an InputError naming the file when it is missing,
+    truncated or corrupt, ending in `remedy` (what the user should do about it)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, f"file not found; {remedy}")
+    problem = safetensors_problem(p)
+    if problem is None:
+        try:
+            return load_file(str(p))
+        except Exception as err:  # noqa: BLE001 - any reader failure is a damaged file
+            problem = f"corrupt ({type(err).__name__}: {err})"
+    cause = " (an interrupted write or copy?)" if problem.startswith("truncated") else ""
+    raise InputError(p, f"{problem}{cause}; {remedy}")
+
+
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a state dict from `.safetensors` or (fastMRI) `.pt`/`.pth`/`.ckpt`, never unpickling code."""
     p = Path(path)
     if not p.is_file():
         raise InputError(p, "checkpoint file not found")
+    if p.suffix == ".safetensors":
+        return read_tensors(p)
     try:
-        if p.suffix == ".safetensors":
-            return load_file(str(p))
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any reader failure is a bad input file
-        raise InputError(p, f"cannot read checkpoint ({type(err).__name__}: {err})") from err
+        raise InputError(p, f"cannot read checkpoint ({type(err).__name__}: {err}); if it is truncated or corrupt, {RECOPY}") from err
     if isinstance(state, dict) and "state_dict" in state:
         state = {k.removeprefix("varnet."): v for k, v in state["state_dict"].items()}
     if not isinstance(state, dict):

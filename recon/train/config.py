@@ -1,21 +1,70 @@
-"""Training configuration: a dataclass loadable from YAML and overridable from the command line."""
+"""Training configuration: a dataclass loadable from YAML and overridable from the command line.
+
+Every option is checked when the dataclass is built, against one table (`LIMITS`, `CHOICES`,
+`FLAGS`), so a YAML config and the command line are refused alike, each in its own terms: an
+option typed on the command line as `--lr-step-size` (a `UsageError`), one from a YAML file as
+`lr_step_size` with the file's name (an `InputError`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Collection
 
 import yaml
 
 from recon.io.errors import InputError
 from recon.masks import MASK_KINDS
+from recon.validate import MAX_POOLS, OPTION_LIMITS, TRAIN_NUMERIC, Bounds, UsageError, acceleration, center_fraction
 
 #: Trainable models and their fastMRI learning rates (VarNetModule 3e-4, UnetModule 1e-3).
 MODELS = ("varnet", "unet")
 DEFAULT_LR = {"varnet": 3e-4, "unet": 1e-3}
+#: The `source` of options given on the command line (errors name them as `--flags`).
+COMMAND_LINE = "<command line>"
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of a training field: `lr_step_size` -> `--lr-step-size`."""
+    return "--" + name.replace("_", "-")
+
+
+class OptionError(ValueError):
+    """A training option outside its limits. The message is a template with one `{field}` per
+    option involved, so that the command line names them as `--flags` and a YAML file as keys."""
+
+    def __init__(self, template: str, *options: str) -> None:
+        self.template = template
+        self.options = options
+        super().__init__(self.render(str))
+
+    def render(self, name: Callable[[str], str]) -> str:
+        """The message with each option written as `name(option)`."""
+        return self.template.format(**{o: name(o) for o in self.options})
+
+
+def _literal(text: str) -> str:
+    """`text` safe inside an `OptionError` template."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+#: Limits of every numeric training option, by `TrainConfig` field: their rows of the one table of
+#: option limits (`recon.validate.OPTION_LIMITS`), which both a YAML config and the command line
+#: are checked against (in `TrainConfig.__post_init__`). Model sizes are further checked against
+#: the data and the memory when the run starts (`recon.train.sizing`).
+LIMITS: dict[str, Bounds] = {name: OPTION_LIMITS[name] for name in TRAIN_NUMERIC}
+#: Options with a fixed set of values (`_` spellings of mask kinds are accepted as `-`).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model": MODELS,
+    "mixed_precision": ("none", "bf16"),
+    "mask_type": tuple(MASK_KINDS),
+}
+#: Options that are true or false.
+FLAGS = ("activation_checkpointing", "tensorboard", "log_samples", "quiet")
 
 
 @dataclass
@@ -76,42 +125,58 @@ class TrainConfig:
     quiet: bool = False
 
     def __post_init__(self) -> None:
+        """Check every option against `LIMITS`, `CHOICES` and `FLAGS` (OptionError naming it)."""
         for name in ("data", "out", "val_data", "init_weights"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 setattr(self, name, Path(value))
-        self.center_fractions = [float(v) for v in self.center_fractions]
-        self.accelerations = [float(v) for v in self.accelerations]
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if isinstance(self.mask_type, str):
+            self.mask_type = self.mask_type.replace("_", "-")
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise OptionError(f"{{{name}}} must be one of {', '.join(choices)}, got {_literal(repr(getattr(self, name)))}", name)
+        for name in FLAGS:
+            if not isinstance(getattr(self, name), bool):
+                raise OptionError(f"{{{name}}} must be true or false, got {_literal(repr(getattr(self, name)))}", name)
         if self.lr is None:
             self.lr = DEFAULT_LR[self.model]
+        for name, bounds in LIMITS.items():
+            try:
+                setattr(self, name, bounds.normalize(getattr(self, name)))
+            except ValueError as err:
+                raise OptionError(f"{{{name}}} {_literal(str(err))}", name) from None
         if self.model == "unet" and (self.mixed_precision != "none" or self.activation_checkpointing):
-            raise ValueError("mixed_precision and activation_checkpointing apply to model varnet only")
-        if self.mixed_precision not in ("none", "bf16"):
-            raise ValueError(f"mixed_precision must be none or bf16, got {self.mixed_precision!r}")
-        if self.batch_size < 1 or self.accumulate < 1 or self.epochs < 1:
-            raise ValueError("batch_size, accumulate and epochs must be >= 1")
+            raise OptionError("{mixed_precision} and {activation_checkpointing} apply to {model} varnet only",
+                              "mixed_precision", "activation_checkpointing", "model")
         self._check_recipe()
 
     def _check_recipe(self) -> None:
-        """Masks, learning rate and sampling that give a usable run (checked before any file is read)."""
-        import math
-
-        from recon.validate import UsageError, acceleration, center_fraction
-
-        try:
-            for acc, cf in zip(self.accelerations, self.center_fractions):
-                center_fraction(cf, acceleration(acc, self.mask_type, "accelerations"), self.mask_type)
-        except UsageError as err:
-            raise ValueError(str(err).replace("--center-fraction", "center_fractions")) from None
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
-        for name in ("sample_rate", "volume_sample_rate"):
-            if not 0 < getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        """Masks and sampling that give a usable run (checked before any file is read)."""
+        for name in ("center_fractions", "accelerations"):
+            values = getattr(self, name)
+            if isinstance(values, (int, float, str)):
+                values = [values]
+            try:
+                setattr(self, name, [float(v) for v in values])
+            except (TypeError, ValueError):
+                raise OptionError(f"{{{name}}} must be a list of numbers, got {_literal(repr(values))}", name) from None
+        if not self.accelerations or len(self.accelerations) != len(self.center_fractions):
+            raise OptionError(f"{{center_fractions}} and {{accelerations}} must be lists of the same length (one center "
+                              f"fraction per acceleration), got {len(self.center_fractions)} and {len(self.accelerations)}",
+                              "center_fractions", "accelerations")
+        for acc, cf in zip(self.accelerations, self.center_fractions):
+            try:
+                acc = acceleration(acc, self.mask_type, "{accelerations}")
+            except UsageError as err:
+                raise OptionError(str(err).replace("--mask ", "{mask_type} "), "accelerations", "mask_type") from None
+            try:
+                center_fraction(cf, acc, self.mask_type)
+            except UsageError as err:
+                text = _literal(str(err)).replace("--center-fraction", "{center_fractions}").replace("--mask", "{mask_type}")
+                raise OptionError(text, "center_fractions", "mask_type") from None
         if self.sample_rate < 1 and self.volume_sample_rate < 1:
-            raise ValueError("set sample_rate (random slices) or volume_sample_rate (random volumes), not both")
+            raise OptionError("set {sample_rate} (random slices) or {volume_sample_rate} (random volumes), not both",
+                              "sample_rate", "volume_sample_rate")
 
     def model_kwargs(self) -> dict[str, Any]:
         """Keywords for `recon.models.VarNet`, or for `recon.models.Unet` when model is unet."""
@@ -124,14 +189,24 @@ class TrainConfig:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "<config>") -> "TrainConfig":
-        """Build from a dict; unknown keys are an `InputError` naming `source`."""
+    def from_dict(cls, values: dict[str, Any], source: str = "<config>", command_line: Collection[str] = ()) -> "TrainConfig":
+        """Build from a dict; unknown keys are an `InputError` naming `source`.
+
+        An option outside its limits is a `UsageError` naming it as `--flag` when it came from
+        the command line (`source` is `COMMAND_LINE`, or it is in `command_line`), else an
+        `InputError` naming `source` (a YAML file) and the key.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise InputError(source, f"unknown training option(s): {', '.join(unknown)}")
+        typed = set(values) if source == COMMAND_LINE else set(command_line)
         try:
             return cls(**values)
+        except OptionError as err:
+            if typed.intersection(err.options):
+                raise UsageError(err.render(lambda o: f"{o} (in {source})" if o in values and o not in typed else flag(o))) from None
+            raise InputError(source, err.render(str)) from None
         except (TypeError, ValueError) as err:
             raise InputError(source, str(err)) from err
 
@@ -144,8 +219,9 @@ class TrainConfig:
             raise InputError(path, f"cannot read YAML config ({err})") from err
         if not isinstance(values, dict):
             raise InputError(path, "YAML config must be a mapping of option: value")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(values, str(path))
+        given = {k: v for k, v in overrides.items() if v is not None}
+        values.update(given)
+        return cls.from_dict(values, str(path), command_line=set(given) - {"data", "out"})
 
 
 def _bool(text: str) -> bool:
@@ -191,15 +267,18 @@ _HELP: dict[str, str] = {
     "tensorboard": "write TensorBoard scalars to OUT/tensorboard",
     "log_samples": "log slices, mask and parameter digests per step (audit)",
 }
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "model": MODELS,
-    "mixed_precision": ("none", "bf16"),
-    "mask_type": (*MASK_KINDS, *(k.replace("-", "_") for k in MASK_KINDS if "-" in k)),
-}
+
+
+def _mask_kind(text: str) -> str:
+    """`--mask-type` as given, with fastMRI's `_` spellings (`equispaced_fraction`) read as `-`."""
+    return text.replace("_", "-")
 
 
 def _help(f: dataclasses.Field[Any]) -> str:
+    """The help of a field's option: its text, its choices (listed once) and its default."""
     text = _HELP.get(f.name, f.name.replace("_", " "))
+    if f.name in CHOICES:
+        text += "; one of " + ", ".join(CHOICES[f.name])
     if "default" in text:
         return text
     default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
@@ -219,25 +298,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         if f.name in ("data", "out"):
             continue
-        flag = "--" + f.name.replace("_", "-")
+        option = flag(f.name)
         kind = str(f.type)
         common: dict[str, Any] = {"default": None, "dest": f.name, "help": _help(f)}
-        if f.name in _CHOICES:
-            common["choices"] = list(_CHOICES[f.name])
-        if f.name == "quiet":
-            parser.add_argument(flag, action="store_true", default=None, help="no progress bar (the final summary is still printed)")
+        if f.name in CHOICES:
+            common["choices"] = list(CHOICES[f.name])
+            common["metavar"] = f.name.split("_")[-1].upper()
+        if f.name == "mask_type":
+            parser.add_argument(option, type=_mask_kind, **common)
+        elif f.name == "quiet":
+            parser.add_argument(option, action="store_true", default=None, help="no progress bar and no line per epoch (the final summary is still printed)")
         elif "list" in kind:
-            parser.add_argument(flag, type=float, nargs="+", **common)
+            parser.add_argument(option, type=float, nargs="+", **common)
         elif "bool" in kind:
-            parser.add_argument(flag, type=_bool, metavar="BOOL", **common)
+            parser.add_argument(option, type=_bool, metavar="BOOL", **common)
         elif "int" in kind:
-            parser.add_argument(flag, type=int, **common)
+            parser.add_argument(option, type=int, **common)
         elif "float" in kind:
-            parser.add_argument(flag, type=float, **common)
+            parser.add_argument(option, type=float, **common)
         elif "Path" in kind:
-            parser.add_argument(flag, type=Path, **common)
+            parser.add_argument(option, type=Path, **common)
         else:
-            parser.add_argument(flag, type=str, **common)
+            parser.add_argument(option, type=str, **common)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -248,5 +330,5 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         return TrainConfig.from_yaml(args.config, **overrides)
     missing = [k for k in ("data", "out") if k not in overrides]
     if missing:
-        raise InputError("<command line>", f"missing --{' and --'.join(missing)} (or a --config naming them)")
-    return TrainConfig.from_dict(overrides, "<command line>")
+        raise InputError(COMMAND_LINE, f"missing --{' and --'.join(missing)} (or a --config naming them)")
+    return TrainConfig.from_dict(overrides, COMMAND_LINE)
