@@ -243,6 +243,6 @@ def test_cli_simulate_source_mni152(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert path.name == f"file_mni152_{ACCEPT_SEED}_0000.h5" and path.is_file()
     with h5py.File(path, "r") as f:
         assert f.attrs["source"] == "mni152" and f["kspace"].shape[:2] == (1, 2)
-    assert main([*args, "--seed", str(REPORT_SEED)]) == 2
+    assert main([*args[:1], str(tmp_path / "e"), *args[2:], "--seed", str(REPORT_SEED)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no MNI152 split" in err[0]
