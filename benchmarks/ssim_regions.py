@@ -21,7 +21,7 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from _common import write_results
-from recon.evaluation import read_target
+from recon.io.scan import read_target
 from recon.noise import estimate_noise_sigma
 from recon.methods.classical import MAPS_CROP
 from recon.pipeline import build_method, open_file, resolve_device, run_method

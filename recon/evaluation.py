@@ -20,12 +20,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import h5py
 import numpy as np
 
 from recon.io import InputError
 from recon.io.fastmri import read_reconstruction
-from recon.io.hdf5 import open_h5
+from recon.io.scan import read_target
 from recon.metrics import spread, volume_metrics
 
 METRICS = ("ssim", "psnr", "nmse")
@@ -41,37 +40,6 @@ class VolumeScore:
     ssim: float
     psnr: float
     nmse: float
-
-
-def _attr(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def read_target(path: str | os.PathLike[str], key: str | None = None, rows: slice | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Target volume `(S, h, w)` float32 and root attrs of a fastMRI file (`reconstruction_rss` or `_esc`).
-
-    `rows` reads only those slices (the rest of the file is never loaded). The dataset must hold
-    real numbers in three dimensions: a complex, text or compound target is refused rather than
-    silently cast (NumPy would keep only the real part of a complex one).
-    """
-    keys = [key] if key else ["reconstruction_rss", "reconstruction_esc"]
-    with open_h5(path) as f:
-        for k in keys:
-            if k in f:
-                ds = f[k]
-                if not isinstance(ds, h5py.Dataset):
-                    raise InputError(path, f"'{k}' is an HDF5 group, not an image dataset")
-                if ds.dtype.kind not in "fiu":
-                    raise InputError(path, f"'{k}' holds {ds.dtype} values; a target is a real magnitude image (float32, as fastMRI stores it)")
-                if ds.ndim != 3 or 0 in ds.shape:
-                    raise InputError(path, f"'{k}' has shape {ds.shape}; a target is a volume (slices, h, w) with every size >= 1")
-                data = ds[rows if rows is not None else slice(None)]
-                return np.asarray(data, dtype=np.float32), {a: _attr(v) for a, v in f.attrs.items()}
-    raise InputError(path, f"no target dataset ({' or '.join(keys)})")
 
 
 def check_target(path: str | os.PathLike[str], target: np.ndarray, first_slice: int = 0) -> None:

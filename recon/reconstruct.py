@@ -12,7 +12,6 @@ reconstructed in batches.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,25 +21,10 @@ import numpy as np
 from recon import checks
 from recon.acquisition import Acquisition
 from recon.io.errors import InputError
+from recon.io.scan import image_choices, sniff
+from recon.io.writers import name_suffix, output_path, write_image
 from recon.pipeline import FileSlices, build_method, domain_warnings, open_file, resolve_device, run_method
 from recon.validate import not_inputs
-
-
-def output_path(out_dir: Path, src: Path, fmt: str, suffix: str = "") -> Path:
-    """Where the reconstruction of `src` goes: `out/<name>.h5`, `<stem>.nii.gz`, `<stem>_dicom/`, `<stem>.png`.
-
-    `suffix` (e.g. `_rep1` for one ISMRMRD repetition) goes after the stem.
-    """
-    stem = src.stem + suffix
-    if fmt == "h5":
-        return out_dir / f"{stem}{src.suffix}"
-    if fmt == "nii":
-        return out_dir / f"{stem}.nii.gz"
-    if fmt == "dcm":
-        return out_dir / f"{stem}_dicom"
-    if fmt == "png":
-        return out_dir / f"{stem}.png"
-    raise ValueError(f"unknown output format {fmt!r}; expected h5, nii, dcm or png")
 
 
 def output_problem(path: Path, fmt: str) -> str | None:
@@ -83,35 +67,6 @@ def output_problem(path: Path, fmt: str) -> str | None:
     return None
 
 
-def _suffix(choice: dict[str, int | None]) -> str:
-    """`{"repetition": 1, "contrast": None}` -> `_rep1` (output-name suffix of an ISMRMRD choice)."""
-    names = {"repetition": "rep", "contrast": "contrast", "set": "set"}
-    return "".join(f"_{names[k]}{v}" for k, v in choice.items() if v is not None)
-
-
-def _write_h5(target: Path, array: np.ndarray, acq: Acquisition, attrs: dict[str, Any], extra: dict[str, Any]) -> None:
-    """`(S, h, w)` float32 `array` in the fastMRI submission layout at `target` (atomically), with
-    the sampling's mask and the image's attrs, plus `extra` attrs."""
-    from recon.io.fastmri import write_reconstruction
-
-    write_reconstruction(
-        target,
-        array.astype(np.float32),
-        mask=acq.column_mask,
-        acceleration=attrs.get("acceleration"),
-        center_fraction=attrs.get("center_fraction"),
-        mask_type=attrs.get("mask_type"),
-        method=attrs.get("method"),
-        acquisition=attrs.get("acquisition"),
-        extra_attrs=extra,
-    )
-
-
-def _indices(choice: dict[str, int | None]) -> dict[str, int]:
-    """The ISMRMRD counters chosen for one output (`{"repetition": 1}`), for its metadata."""
-    return {k: int(v) for k, v in choice.items() if v is not None}
-
-
 @dataclass
 class ReconstructJob:
     """Picklable per-file job: `job(path) -> dict` (run in-process or on a Dask worker)."""
@@ -145,11 +100,11 @@ class ReconstructJob:
         A counter chosen on the command line, or one of several in the file, adds `_rep<N>`,
         `_contrast<N>` or `_set<N>` to the name, so no two images of one file share an output.
         """
-        return output_path(Path(self.out_dir), Path(path), self.fmt, _suffix(self._choice() if choice is None else choice))
+        return output_path(self.out_dir, path, self.fmt, self._choice() if choice is None else choice)
 
     def gfactor_target(self, path: Path, choice: dict[str, int | None] | None = None) -> Path:
         """Where the g-factor maps of `path` go (`--gfactor`): `out/<stem>[_rep<N>...]_gfactor.h5`."""
-        return Path(self.out_dir) / f"{Path(path).stem}{_suffix(self._choice() if choice is None else choice)}_gfactor.h5"
+        return output_path(self.out_dir, path, "h5", self._choice() if choice is None else choice, quantity="gfactor")
 
     def outputs(self, path: Path) -> list[Path]:
         """Every output `path` will write (each image variant, and its g-factor maps with
@@ -164,21 +119,15 @@ class ReconstructJob:
         return made
 
     def variants(self, path: Path) -> list[dict[str, int | None]]:
-        """The images one input holds: for ISMRMRD one per (repetition, contrast, set) present
-        (or the chosen ones), so none is dropped; for fastMRI files one."""
-        from recon.io import ismrmrd as raw
-
-        if not raw.is_ismrmrd(path):
+        """The images one input holds (`recon.io.scan.image_choices`: for ISMRMRD one per
+        repetition, contrast and set present, so none is dropped), narrowed to the chosen ones."""
+        if sniff(path) == "fastmri":
             return [{}]
-        present = raw.counter_values(path)
-        axes: list[list[tuple[str, int | None]]] = []
-        for name, chosen in self._choice().items():
-            values = present.get(name, [0])
-            if chosen is not None:
-                axes.append([(name, chosen)])
-            elif len(values) > 1:
-                axes.append([(name, v) for v in values])
-        return [dict(combo) for combo in itertools.product(*axes)]
+        chosen = {k: v for k, v in self._choice().items() if v is not None}
+        picked = [{**c, **chosen} for c in image_choices(path)]
+        order = list(self._choice())
+        unique = dict.fromkeys(tuple((k, c[k]) for k in order if k in c) for c in picked)
+        return [dict(c) for c in unique]
 
     def __call__(self, path: Path) -> dict[str, Any]:
         path = Path(path)
@@ -238,13 +187,17 @@ class ReconstructJob:
                     bar.close()
             gfactor = self._gfactor_maps(path, method, data, device) if self.gfactor else None
         images = checks.check_images(path, images, self.method, len(data))
-        attrs = {**data.acquisition.provenance.attrs(), "method": self.method, "acquisition": acquisition, **_indices(choice)}
+        attrs = {"method": self.method, "acquisition": acquisition}
+        acq = data.acquisition
 
         def write() -> dict[str, Any]:
-            outputs = self._write(path, target, images, data.acquisition, attrs, identity, choice)
+            series = self.method + name_suffix(choice).replace("_", " ")
+            outputs = write_image(target, images, self.fmt, acq, attrs, choice=choice, identity=identity,
+                                  keep_identity=self.keep_identity, series=series)
             if gfactor is not None:
-                outputs.append(self._write_gfactor(path, gfactor, data.acquisition, attrs, choice))
-            return {"output": str(outputs[0]), "slices": int(images.shape[0]), **{k: v for k, v in attrs.items() if v is not None}}
+                outputs += self._write_gfactor(path, gfactor, acq, attrs, choice)
+            record = {**acq.provenance.attrs(), **attrs, **{k: int(v) for k, v in choice.items() if v is not None}}
+            return {"output": str(outputs[0]), "slices": int(images.shape[0]), **{k: v for k, v in record.items() if v is not None}}
 
         return {"write": write}
 
@@ -259,16 +212,14 @@ class ReconstructJob:
         except ValueError as err:
             raise InputError(path, str(err)) from None
 
-    def _write_gfactor(self, path: Path, maps: np.ndarray, acq: Acquisition, attrs: dict[str, Any], choice: dict[str, int | None]) -> Path:
-        """Write g-factor maps atomically beside the image as `<name>_gfactor.h5` (dataset
-        `reconstruction`), with the image's attrs and the sampling's."""
+    def _write_gfactor(self, path: Path, maps: np.ndarray, acq: Acquisition, attrs: dict[str, Any], choice: dict[str, int | None]) -> list[Path]:
+        """Write g-factor maps beside the image as `<name>_gfactor.h5` (dataset `reconstruction`),
+        with the image's attrs and which g-factor they are."""
         from recon.methods.gfactor import GFACTOR
 
         target = self.gfactor_target(path, choice)
         not_inputs([target], [path])
-        fov = {"recon_fov_mm": [float(v) for v in acq.recon_fov_mm]} if acq.recon_fov_mm is not None else {}
-        _write_h5(target, maps, acq, attrs, {**acq.attrs(), **fov, "quantity": "gfactor", "gfactor": GFACTOR[self.method]})
-        return target
+        return write_image(target, maps, "h5", acq, {**attrs, "quantity": "gfactor", "gfactor": GFACTOR[self.method]}, choice=choice)
 
     def _ignored_options(self, what: str) -> list[str]:
         given = [name for name, value in (("--acceleration", self.acceleration), ("--center-fraction", self.center_fraction)) if value is not None]
@@ -307,30 +258,3 @@ class ReconstructJob:
             warnings += self._ignored_options("a file with its own mask (prospective / challenge data)")
         identity = {"patient_id": info.attrs.get("patient_id")} if "patient_id" in info.attrs else {}
         return data, info.attrs.get("acquisition"), identity
-
-    def _write(
-        self,
-        src: Path,
-        target: Path,
-        images: np.ndarray,
-        acq: Acquisition,
-        attrs: dict[str, Any],
-        identity: dict[str, Any],
-        choice: dict[str, int | None],
-    ) -> list[Path]:
-        if self.fmt == "h5":
-            extra = dict(identity) if self.keep_identity else {}
-            _write_h5(target, images, acq, attrs, {**extra, "calib_region": list(acq.calib), **_indices(choice)})
-            return [target]
-        from recon.io.writers import write_output
-
-        from recon.io.geometry import header_voxel, nominal_geometry
-
-        meta = {**attrs, "identity": identity, "montage": True, "series_description": self.method + _suffix(choice).replace("_", " ")}
-        if acq.geometry is not None:
-            geometry = list(acq.geometry)
-        elif acq.recon_fov_mm is not None and self.fmt != "png":  # fastMRI: spacing from the header, no positions
-            geometry = nominal_geometry(images.shape[0], acq.crop_size, header_voxel(acq.recon_fov_mm, acq.crop_size))
-        else:
-            geometry = None
-        return list(write_output(target.parent / (src.stem + _suffix(choice)), images.astype(np.float32), self.fmt, geometry=geometry, meta=meta, keep_identity=self.keep_identity))

@@ -21,24 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from recon import partial_fourier
-from recon.core import center_crop, rss
 from recon.io.errors import InputError
-from recon.io.ismrmrd import RawScan, read_ismrmrd
-
-
-def rss_target(scan: RawScan, path: str | os.PathLike[str] = "<scan>") -> np.ndarray:
-    """(S, rx, ry) float32 RSS of the coil images, centre-cropped to reconSpace (rx, ry); a
-    partial-Fourier side is completed per coil by POCS first.
-
-    Raises InputError when the recon matrix is larger than the image grid, or when the partial
-    Fourier leaves too little of k-space for POCS.
-    """
-    try:
-        img = rss(partial_fourier.reconstruct(scan.kspace, scan.acquisition.kspace_extent, partial_fourier.DEFAULT_MODE), 1)
-        return np.ascontiguousarray(center_crop(img, scan.acquisition.crop_size)).astype(np.float32)
-    except ValueError as err:
-        raise InputError(path, f"reconSpace does not fit the encoded grid, or no target can be made ({err})") from None
+from recon.io.ismrmrd import read_ismrmrd
+from recon.io.scan import rss_target
 
 
 def convert_ismrmrd_to_fastmri(

@@ -178,6 +178,11 @@ def _target_key(hf: h5py.File, path: Path, multicoil: bool, num_slices: int) -> 
 ACCELERATION_TOLERANCE = 1.5
 
 
+def plain_attrs(obj: h5py.HLObject) -> dict[str, Any]:
+    """An HDF5 object's attrs as plain Python values (`_plain`)."""
+    return {str(k): _plain(v) for k, v in obj.attrs.items()}
+
+
 def _mask(hf: h5py.File, path: Path, width: int) -> np.ndarray | None:
     """A test/challenge file's column mask as bool (W,), or None.
 
@@ -243,7 +248,7 @@ def _info_from(hf: h5py.File, path: Path) -> VolumeInfo:
                                "a fastMRI file holds Cartesian 2-D k-space")
     multicoil = ds.ndim == 4
     num_slices = int(ds.shape[0])
-    attrs = {str(k): _plain(v) for k, v in hf.attrs.items()}
+    attrs = plain_attrs(hf)
     acc = _number(attrs, "acceleration", path, integer=False, minimum=1)
     nlow = _number(attrs, "num_low_frequency", path, integer=True, minimum=0)
     mask = _mask(hf, path, int(ds.shape[-1]))
@@ -476,7 +481,7 @@ def read_reconstruction(path: PathLike) -> tuple[np.ndarray, dict[str, Any]]:
         if ds.ndim != 3 or ds.dtype.kind != "f":
             raise InputError(p, f"'reconstruction' is {ds.dtype} {ds.shape}; expected float32 (slices, h, w)")
         recon = np.asarray(ds, dtype=np.float32)
-        attrs = {str(k): _plain(v) for k, v in hf.attrs.items()}
+        attrs = plain_attrs(hf)
         if isinstance(hf.get("mask"), h5py.Dataset):
             attrs["mask"] = np.asarray(hf["mask"]).astype(bool)
     return recon, attrs

@@ -33,7 +33,7 @@ from recon.io.atomic import atomic_path
 from recon.io.geometry import SliceGeometry, geometry_problem, nifti_affine, nominal_geometry, to_display
 
 FORMATS = ("h5", "nii", "dcm", "png")
-_SUFFIXES = (".nii.gz", ".nii", ".h5", ".dcm", ".png")
+_SUFFIXES = (".nii.gz", ".nii", ".h5", ".dcm", ".png", "_dicom")
 
 
 def _stem(path: str | os.PathLike[str]) -> Path:
@@ -81,6 +81,93 @@ def _fit_geometry(
 def _identity(meta: dict[str, Any], keep_identity: bool) -> dict[str, str]:
     """The patient identity fields to write: those in `meta['identity']` if kept, else none."""
     return {k: str(v) for k, v in (meta.get("identity") or {}).items()} if keep_identity else {}
+
+
+def name_suffix(choice: dict[str, int | None]) -> str:
+    """`{"repetition": 1, "contrast": None}` -> `_rep1`: the output-name suffix of one image of a
+    raw file holding several (ISMRMRD repetition / contrast / set)."""
+    names = {"repetition": "rep", "contrast": "contrast", "set": "set"}
+    return "".join(f"_{names[k]}{v}" for k, v in choice.items() if v is not None)
+
+
+def output_path(out_dir: str | os.PathLike[str], src: str | os.PathLike[str], fmt: str,
+                choice: dict[str, int | None] | None = None, quantity: str | None = None) -> Path:
+    """Where the image of `src` goes: `out/<name>.h5`, `<stem>.nii.gz`, `<stem>_dicom/`, `<stem>.png`.
+
+    `choice` adds its suffix after the stem (`_rep1`); `quantity` (e.g. `gfactor`) names a map
+    written beside the image, always as h5 (`<stem>_rep1_gfactor.h5`). The one place output
+    names are made, so the duplicate-output check sees exactly what is written.
+    """
+    source = Path(src)
+    stem = source.stem + name_suffix(choice or {})
+    out = Path(out_dir)
+    if quantity is not None:
+        return out / f"{stem}_{quantity}.h5"
+    if fmt == "h5":
+        return out / f"{stem}{source.suffix or '.h5'}"
+    if fmt == "nii":
+        return out / f"{stem}.nii.gz"
+    if fmt == "dcm":
+        return out / f"{stem}_dicom"
+    if fmt == "png":
+        return out / f"{stem}.png"
+    raise ValueError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
+def image_attrs(acq: Any, choice: dict[str, int | None] | None = None) -> dict[str, Any]:
+    """The sampling and grid attributes every image output carries: `Acquisition.attrs` (how it
+    was sampled, calibration region, matrices), the image's FOV and pixel spacing (mm, the
+    header's recon FOV / recon matrix) and the raw-file counters of this image."""
+    attrs: dict[str, Any] = dict(acq.attrs())
+    if acq.recon_fov_mm is not None:
+        from recon.io.geometry import header_voxel
+
+        attrs["recon_fov_mm"] = [float(v) for v in acq.recon_fov_mm]
+        attrs["pixel_spacing_mm"] = [float(v) for v in header_voxel(acq.recon_fov_mm, acq.crop_size)[:2]]
+    attrs.update({k: int(v) for k, v in (choice or {}).items() if v is not None})
+    return attrs
+
+
+def write_image(
+    path: str | os.PathLike[str],
+    images: np.ndarray,
+    fmt: str,
+    acq: Any,
+    attrs: dict[str, Any],
+    *,
+    choice: dict[str, int | None] | None = None,
+    identity: dict[str, Any] | None = None,
+    keep_identity: bool = False,
+    series: str = "recon",
+) -> list[Path]:
+    """Write one reconstructed image `(S, h, w)` of a scan as `fmt` at `path` (from
+    `output_path`), with its `Acquisition` `acq`, the raw-file `choice` it is and `attrs` (method,
+    acquisition name, ...).
+
+    h5: the fastMRI submission layout (`reconstruction`, the `mask` used, `image_attrs` and
+    `attrs` as root attrs; identity only with `keep_identity`). nii / dcm / png: geometry from
+    the scan's slice positions, or (fastMRI, no positions) a nominal one with the header's pixel
+    spacing; `series` names the DICOM series and the NIfTI description.
+    """
+    images = _check_images(images)
+    if fmt == "h5":
+        from recon.io.fastmri import write_reconstruction
+
+        extra = {**image_attrs(acq, choice), **{k: v for k, v in attrs.items() if k not in ("method", "acquisition")},
+                 **({k: v for k, v in (identity or {}).items() if v is not None} if keep_identity else {})}
+        write_reconstruction(path, images, mask=acq.column_mask, method=attrs.get("method"), acquisition=attrs.get("acquisition"),
+                             extra_attrs=extra)
+        return [Path(path)]
+    from recon.io.geometry import header_voxel
+
+    meta = {**image_attrs(acq, choice), **attrs, "identity": identity or {}, "montage": True, "series_description": series}
+    if acq.geometry is not None:
+        geometry: list[SliceGeometry] | None = list(acq.geometry)
+    elif acq.recon_fov_mm is not None and fmt != "png":  # fastMRI: spacing from the header, no positions
+        geometry = nominal_geometry(images.shape[0], acq.crop_size, header_voxel(acq.recon_fov_mm, acq.crop_size))
+    else:
+        geometry = None
+    return write_output(path, images, fmt, geometry=geometry, meta=meta, keep_identity=keep_identity)
 
 
 def write_output(

@@ -14,9 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import h5py
-
-from recon.io.hdf5 import open_h5
+from recon.io.scan import open_scan
 
 #: Matrix sizes up to this factor outside the training range still count as inside.
 SIZE_TOLERANCE = 1.25
@@ -31,10 +29,9 @@ def folder_domain(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """
     shapes = []
     for path in sorted(Path(folder).glob("*.h5")):
-        with open_h5(path) as f:
-            ds = f.get("kspace")
-            if isinstance(ds, h5py.Dataset) and ds.ndim == 4:
-                shapes.append(ds.shape[1:])
+        with open_scan(path) as scan:
+            if scan.format == "fastmri" and scan.info.multicoil:
+                shapes.append(scan.shape)
     if not shapes:
         raise ValueError(f"{folder}: no multi-coil fastMRI file (kspace of 4 dimensions) to describe")
     coils, rows, cols = zip(*shapes)
