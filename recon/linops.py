@@ -13,18 +13,23 @@ algorithms in `recon.alg` treat each batch item as its own problem:
 * `CoilExpand(maps)`, `FFT2c()`, `Mask(mask)`: the factors of `Sense`; `Mask @ FFT2c @ CoilExpand`
   composes them (`A @ B` is `A` after `B`) and equals `Sense` (`tests/test_layers.py`).
 * `Stack([A, B])`: `[A; B]`, list-valued forward, summed adjoint (PDHG on several terms).
+* `NUFFT(trajectory, shape)`: non-Cartesian k-space on finufft (`recon.nufft`; trajectory in
+  cycles per FOV, `recon.trajectory`), images `(..., H, W)` -> samples `(..., *S)`, optional
+  sample weights, `normal` by Toeplitz embedding. `NufftSense(maps, nufft)`: `A = F_nu S`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import ptwt
 import pywt
 import torch
 
 from recon import ops
 from recon.core import fft2c, ifft2c, ifftc
+from recon.nufft import FinufftPlans, check_weights, nufft, nufft_adjoint, toeplitz_kernel, toeplitz_normal
 
 
 def _zero_outside(mask: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -275,3 +280,140 @@ class Wavelet2D(Linop):
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         return x
+
+
+def _real_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 for complex128 / float64 data, float32 otherwise (the weights' and kernel's precision)."""
+    return torch.float64 if dtype in (torch.complex128, torch.float64) else torch.float32
+
+
+class NUFFT(Linop):
+    """`F`: images `(..., H, W)` -> samples `(..., *S)` at a non-Cartesian trajectory, on finufft.
+
+    `trajectory` is `(*S, 2)` in cycles per FOV, `(k_row, k_col)` (`recon.trajectory`); the
+    transform is `recon.nufft`'s (sign `-i` forward, `(H W)^-1/2` scaling, equal to `FFT2c` on
+    an integer trajectory). Leading axes (batch, coils) are finufft's `n_trans` vectors.
+    With `weights` `(*S,)` (e.g. density compensation, or inverse noise variances) the operator
+    is `W^1/2 F`, so `normal` is `F^H W F` and every algorithm solves the weighted problem;
+    without, `normal` is `F^H F`. `normal` uses the Toeplitz embedding (`toeplitz=True`: one FFT
+    pair on the 2x grid, kernel computed once per trajectory and weights, exact to `eps`),
+    else `adjoint(forward(x))`. Setting `trajectory` or `weights` checks them and drops the
+    cached plans or kernel. complex64 and complex128 both; differentiable in the input.
+    """
+
+    def __init__(
+        self,
+        trajectory: np.ndarray | torch.Tensor,
+        shape: tuple[int, int],
+        weights: np.ndarray | torch.Tensor | None = None,
+        eps: float = 1e-6,
+        nthreads: int = 0,
+        toeplitz: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.eps, self.nthreads, self.options = float(eps), int(nthreads), dict(options or {})
+        self.toeplitz = bool(toeplitz)
+        self._weights: np.ndarray | None = None
+        self.trajectory = trajectory
+        self.weights = weights
+
+    @property
+    def trajectory(self) -> np.ndarray:
+        """The checked trajectory `(*S, 2)`, float64 cycles per FOV (a copy owned by the plans)."""
+        return self.plans.coord
+
+    @trajectory.setter
+    def trajectory(self, trajectory: np.ndarray | torch.Tensor) -> None:
+        plans = FinufftPlans(trajectory, self.shape, self.eps, self.nthreads, self.options)
+        if self._weights is not None and self._weights.shape != plans.samples:
+            raise ValueError(f"the new trajectory has sample shape {plans.samples} but the weights have {self._weights.shape}; set weights first or to None")
+        self.plans = plans
+        self._clear()
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """Per-sample weights `(*S,)` (float64, >= 0) or None."""
+        return self._weights
+
+    @weights.setter
+    def weights(self, weights: np.ndarray | torch.Tensor | None) -> None:
+        self._weights = None if weights is None else check_weights(weights, self.plans.samples)
+        self._clear()
+
+    def _clear(self) -> None:
+        self._kernel64: torch.Tensor | None = None
+        self._cache: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
+
+    @property
+    def samples(self) -> tuple[int, ...]:
+        """The trajectory's sample shape `S`."""
+        return self.plans.samples
+
+    def _cached(self, name: str, real: torch.dtype, device: torch.device) -> torch.Tensor:
+        """`sqrt(weights)` or the Toeplitz kernel in `real` precision on `device`, made once each."""
+        key = (name, real, device)
+        if key not in self._cache:
+            if name == "kernel":
+                if self._kernel64 is None:
+                    self._kernel64 = toeplitz_kernel(self.plans, self._weights)
+                base = self._kernel64
+            else:
+                base = torch.from_numpy(np.sqrt(self._weights))
+            self._cache[key] = base.to(device=device, dtype=real)
+        return self._cache[key]
+
+    def kernel(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """The Toeplitz transfer function `(2H, 2W)` of `normal` for complex `dtype` on `device`."""
+        return self._cached("kernel", _real_dtype(dtype), device)
+
+    def _weighted(self, t: torch.Tensor) -> torch.Tensor:
+        if self._weights is None:
+            return t
+        return t * self._cached("root", _real_dtype(t.dtype), t.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images `(..., H, W)` -> samples `(..., *S)` (times `sqrt(weights)` when set)."""
+        return self._weighted(nufft(x, self.plans))
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """Samples `(..., *S)` -> images `(..., H, W)` (`sqrt(weights)` applied first when set)."""
+        return nufft_adjoint(self._weighted(y), self.plans)
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        """`F^H W F x` for images `(..., H, W)`: Toeplitz embedding, or `adjoint(forward(x))`."""
+        if not self.toeplitz:
+            return self.adjoint(self.forward(x))
+        if tuple(x.shape[-2:]) != self.shape:
+            raise ValueError(f"the NUFFT maps {self.shape[0]}x{self.shape[1]} images; got an input of shape {tuple(x.shape)}")
+        if not x.is_complex():
+            x = x.to(torch.complex128 if x.dtype == torch.float64 else torch.complex64)
+        return toeplitz_normal(x, self.kernel(x.dtype, x.device))
+
+
+class NufftSense(Linop):
+    """`A = F_nu S`: image `(B, 1, H, W)` -> coil samples `(B, C, *S)`; maps `(B, C, H, W)`.
+
+    The non-Cartesian `Sense`: `nufft` (a `NUFFT`, shared between batches with the same
+    trajectory so its plans and Toeplitz kernel are reused) carries the trajectory and any
+    sample weights; `normal` is `sum_c conj(S_c) F^H W F (S_c x)` through the NUFFT's Toeplitz
+    normal, all coils in one FFT pair.
+    """
+
+    def __init__(self, maps: torch.Tensor, nufft: NUFFT) -> None:
+        if maps.ndim != 4 or tuple(maps.shape[-2:]) != nufft.shape:
+            raise ValueError(f"coil maps must be (B, C, {nufft.shape[0]}, {nufft.shape[1]}); got {tuple(maps.shape)}")
+        self.maps = maps
+        self.nufft = nufft
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Image `(B, 1, H, W)` -> coil samples `(B, C, *S)`."""
+        return self.nufft.forward(self.maps * x)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """Coil samples `(B, C, *S)` -> image `(B, 1, H, W)`."""
+        return (self.maps.conj() * self.nufft.adjoint(y)).sum(1, keepdim=True)
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        """`S^H F^H W F S x` (Toeplitz when the NUFFT's `toeplitz` is on)."""
+        return (self.maps.conj() * self.nufft.normal(self.maps * x)).sum(1, keepdim=True)
