@@ -1,4 +1,4 @@
-"""Shared helpers of the baseline benchmark scripts: simulated slices, masks, scores, output."""
+"""Shared helpers of the baseline benchmark scripts: simulated slices, undersampled batches, scores, output."""
 
 from __future__ import annotations
 
@@ -6,21 +6,22 @@ import json
 import os
 import platform
 import re
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from recon.acquisition import centered_region
-from recon.io.fastmri import read_volume
-from recon.masks import make_mask, seed_from_filename
+from recon.io.fastmri import write_fastmri_volume
+from recon.io.scan import read_target
+from recon.masks import Seed
 from recon.methods import ReconBatch
 from recon.metrics import nmse, psnr, ssim
+from recon.pipeline import open_file, slice_batch
 from recon.simulate.dataset import simulate_dataset
-from recon.simulate.volume import SimConfig
+from recon.simulate.volume import SimConfig, SimVolume
 
-CENTER_FRACTIONS = {4: 0.08, 8: 0.04}
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -30,28 +31,46 @@ def simulated_slices(out_dir: Path, seed: int, volumes: int, slices: int, coils:
     return simulate_dataset(out_dir, volumes, slices, coils, seed, config=config)
 
 
-def undersample(path: Path, acceleration: int) -> dict[str, Any]:
-    """Volume at `path` with its validation-seeded random mask (fastMRI knee setting).
+class Undersampled(NamedTuple):
+    """A volume as the methods get it: every slice in one CPU `ReconBatch`, and its target `(S, h, w)`."""
 
-    Returns kspace `(S, C, H, W)` complex64 (masked), mask `(W,)` bool, nlow, target
-    `(S, h, w)` float32 and crop size.
-    """
-    kspace, target, info = read_volume(path)
-    width = kspace.shape[-1]
-    mask, nlow = make_mask("random", width, acceleration, CENTER_FRACTIONS[acceleration], seed_from_filename(path.name))
-    left, right = info.padding
-    mask = mask.astype(bool).copy()
-    mask[:left] = False
-    mask[right:] = False
-    return {"kspace": (kspace * mask + 0.0).astype(np.complex64), "mask": mask, "nlow": int(nlow), "target": target, "crop": tuple(info.crop_size)}
+    batch: ReconBatch
+    target: np.ndarray
 
 
-def recon_batch(kspace: torch.Tensor, mask: torch.Tensor, nlow: int, crop: tuple[int, int]) -> ReconBatch:
-    """The methods' `ReconBatch` of masked k-space `(S, C, H, W)` with one sampled-column mask
-    (any shape ending in `W`) shared by every slice and a centred ACS block of `nlow` columns."""
-    slices, width = kspace.shape[0], kspace.shape[-1]
-    return ReconBatch(kspace, mask.reshape(1, 1, 1, width).expand(slices, 1, 1, width),
-                      torch.tensor([centered_region(width, nlow)] * slices), crop)
+def undersampled(path: Path, acceleration: float, mask_type: str = "random", seed: Seed = None) -> Undersampled:
+    """The volume at `path` undersampled by `recon.pipeline` exactly as `recon reconstruct` and
+    `recon benchmark` undersample it: `mask_type` at `acceleration` with the default centre
+    fraction, seeded by the file name unless `seed` is given."""
+    with open_file(path, float(acceleration), None, mask_type, seed=seed) as data:
+        batch = slice_batch(data, 0, len(data), torch.device("cpu"))
+    return Undersampled(batch, read_target(path)[0])
+
+
+def simulated_batch(volume: SimVolume, acceleration: float, mask_type: str = "random", seed: Seed = None) -> ReconBatch:
+    """An in-memory simulated volume undersampled by `recon.pipeline`: written to a temporary
+    fastMRI file and read back through `undersampled` (same masks as that file would get)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "file_sim.h5"
+        write_fastmri_volume(path, volume.kspace, volume.header_xml, volume.target, volume.attrs)
+        return undersampled(path, acceleration, mask_type, seed).batch
+
+
+def calib_region(batch: ReconBatch) -> tuple[int, int]:
+    """The batch's calibration column region `[start, stop)`, the same for every slice."""
+    start, stop = (int(v) for v in batch.calib[0])
+    return start, stop
+
+
+def num_low(batch: ReconBatch) -> int:
+    """Width of the batch's calibration region (the ACS columns)."""
+    start, stop = calib_region(batch)
+    return stop - start
+
+
+def column_mask(batch: ReconBatch) -> np.ndarray:
+    """The batch's sampled columns, bool `(W,)` (the same for every slice)."""
+    return batch.mask[0].reshape(-1, batch.mask.shape[-1]).any(0).numpy()
 
 
 def scores(target: np.ndarray, image: np.ndarray) -> dict[str, float]:

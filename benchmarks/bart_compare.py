@@ -30,13 +30,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from _common import machine, recon_batch, scores, undersample, write_results
+from _common import column_mask, machine, num_low, scores, undersampled, write_results
 from bart_cfl import bart_available, kspace_to_bart, maps_from_bart, read_cfl, run_bart, write_cfl
 from recon.calib import fitted_kernel_width
 from recon.core import center_crop, fft2c
 from recon.io.fastmri import read_volume
 from recon.methods import get_method
-from recon.methods.classical import consistent_rss, data_scale, noise_sigma
+from recon.methods.classical import consistent_rss
+from recon.noise import data_scale, noise_sigma
 from recon.simulate import PRESETS, seed_split
 from recon.simulate.dataset import REPORT_SEED, simulate_dataset
 
@@ -131,10 +132,8 @@ def main() -> int:
         _, _, info = read_volume(path)
         stated = info.attrs.get("snr")
         for accel in args.accels:
-            data = undersample(path, accel)
-            target, crop, nlow = data["target"], data["crop"], data["nlow"]
-            kspace = torch.from_numpy(data["kspace"])
-            batch = recon_batch(kspace, torch.from_numpy(data["mask"]), nlow, crop)
+            batch, target = undersampled(path, accel)
+            crop, nlow, kspace = batch.crop_size, num_low(batch), batch.masked_kspace
             measured = float((data_scale(kspace).flatten().cpu() / noise_sigma(kspace, batch.mask).clamp_min(1e-30)).mean())
             snr.setdefault(path.name, {"stated": None if stated is None else float(stated), "measured": measured})
             results: dict[str, tuple[np.ndarray, float]] = {}
@@ -146,7 +145,7 @@ def main() -> int:
                 image = get_method(name, **options)(batch).numpy()
                 label = f"ours {name}" + (" (--combine sense)" if options else "")
                 results[label] = (image, (time.perf_counter() - start) / kspace.shape[0])
-            for name, (image, seconds) in run_bart_volume(data["kspace"], data["mask"], nlow, work, args.threads, args.bart_iters, tuple(args.bart)).items():
+            for name, (image, seconds) in run_bart_volume(kspace.numpy(), column_mask(batch), nlow, work, args.threads, args.bart_iters, tuple(args.bart)).items():
                 mag = center_crop(torch.from_numpy(np.abs(image)), crop).numpy().astype(np.float32)
                 results[name] = (mag, seconds)
             for name, (image, seconds) in results.items():
@@ -178,7 +177,7 @@ def main() -> int:
         lines.append("")
     lines += ["## Volumes", "", "| file | stated SNR | measured SNR |", "| --- | --- | --- |"]
     lines += [f"| {name} | {'-' if v['stated'] is None else format(v['stated'], 'g')} | {v['measured']:.1f} |" for name, v in snr.items()]
-    lines += ["", "Interior: mean image intensity inside the object (target > 0.3 of its slice maximum) over the target's there. Measured SNR: BART's data scale (`classical.data_scale`) over the k-space noise std (`recon.noise.estimate_noise_sigma`), mean over the accelerations.", "", "Command:", "", "```sh", command, "```"]
+    lines += ["", "Interior: mean image intensity inside the object (target > 0.3 of its slice maximum) over the target's there. Measured SNR: BART's data scale (`recon.noise.data_scale`) over the k-space noise std (`recon.noise.estimate_noise_sigma`), mean over the accelerations.", "", "Command:", "", "```sh", command, "```"]
     stem = f"baselines_bart_{args.source}_{split}_" + "_".join(f"{a}x" for a in args.accels)
     write_results(stem, {"rows": rows, "snr": snr, "median_snr": median_snr, "source": args.source, "seed": args.seed, "split": split, "preset": args.preset, "command": command, "machine": machine()}, "\n".join(lines) + "\n")
     print("\n".join(lines))

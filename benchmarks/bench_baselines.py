@@ -42,15 +42,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from _common import machine, scores, simulated_slices, slug, undersample, write_results
+from _common import calib_region, machine, num_low, scores, simulated_slices, slug, undersampled, write_results
 from bart_cfl import bart_available, kspace_to_bart, read_cfl, run_bart, write_cfl
 from recon import ops
-from recon.acquisition import centered_region
 from recon.calib import espirit_calib
-from recon.methods.classical import data_scale
-from recon.methods.cs import fista_l1_wavelet
-from recon.methods.cs_tv import pdhg_tv
-from recon.methods.sense import cg_sense
+from recon.methods.solvers import cg_sense, fista_l1_wavelet, pdhg_tv
+from recon.noise import data_scale
 from recon.core import center_crop
 from recon.simulate.dataset import REPORT_SEED
 
@@ -83,10 +80,12 @@ def crop_mag(image: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
 
 @dataclass
 class Problem:
-    """The benchmark slice: masked k-space `(1, C, H, W)`, mask `(1, 1, 1, W)`, on the CPU."""
+    """The benchmark slice: masked k-space `(1, C, H, W)`, mask `(1, 1, 1, W)`, on the CPU, its
+    calibration region `[start, stop)` and its width."""
 
     kspace: torch.Tensor
     mask: torch.Tensor
+    calib: tuple[int, int]
     nlow: int
     target: np.ndarray
     crop: tuple[int, int]
@@ -144,7 +143,7 @@ def run_ours(table: Table, device: torch.device, tool: str, sync: Sync, fallback
     """
     p = table.problem
     kspace, mask = p.kspace.to(device), p.mask.to(device)
-    maps = table.run("espirit", tool, lambda: espirit_calib(kspace, centered_region(kspace.shape[-1], p.nlow)), sync, warmup=True)
+    maps = table.run("espirit", tool, lambda: espirit_calib(kspace, p.calib), sync, warmup=True)
     if maps is None:
         if fallback_maps is None:
             return None
@@ -296,13 +295,14 @@ def twin_check(table: Table) -> tuple[list[str], float | None]:
 def load_problem(work: Path, accel: int, iters: int, coils: int, rows: int, width: int) -> Problem:
     """The simulated report-split slice, undersampled at `accel`."""
     path = simulated_slices(work / "data", REPORT_SEED, 1, 1, coils=coils, width=width, rows=rows)[0]
-    data = undersample(path, accel)
+    batch, target = undersampled(path, accel)
     return Problem(
-        kspace=torch.from_numpy(data["kspace"][0])[None],
-        mask=torch.from_numpy(data["mask"])[None, None, None],
-        nlow=data["nlow"],
-        target=data["target"],
-        crop=data["crop"],
+        kspace=batch.masked_kspace[:1],
+        mask=batch.mask[:1],
+        calib=calib_region(batch),
+        nlow=num_low(batch),
+        target=target,
+        crop=batch.crop_size,
         iters=iters,
     )
 

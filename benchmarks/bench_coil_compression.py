@@ -2,7 +2,8 @@
 
 Data: one simulated knee slice (`recon.simulate`, knee preset: 15 coils, 640 x 368, fastMRI
 zero padding at the edges; the same as `recon simulate --preset knee --coils 15` draws),
-undersampled at 4x with fastMRI's masks (8 % centre): the random mask for sense, cs and spirit,
+undersampled at 4x with fastMRI's masks (seed 1; the default centre fraction, 8 % at 4x) through
+`recon.pipeline`, as `recon reconstruct` undersamples: the random mask for sense, cs and spirit,
 the equispaced mask for grappa (which needs uniform sampling); the mask is zeroed in the padding
 columns. Each method runs with its defaults (ESPIRiT maps, noise rules) and `virtual_coils`
 (`recon.methods.coils`: SVD (`svd`, one mixing per slice) or geometric (`gcc`, one per readout
@@ -41,30 +42,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, machine, scores  # noqa: E402
+from _common import RESULTS, machine, scores, simulated_batch  # noqa: E402
 
-from recon.acquisition import centered_region  # noqa: E402
-from recon.masks import make_mask  # noqa: E402
+from recon.masks import default_center_fraction  # noqa: E402
 from recon.methods import get_method  # noqa: E402
-from recon.methods.batch import ReconBatch  # noqa: E402
 from recon.simulate import PRESETS, simulate_volume  # noqa: E402
 
 MASKS = {"sense": "random", "cs": "random", "spirit": "random", "grappa": "equispaced"}
-CENTER_FRACTION = 0.08
-
-
-def _batch(full: np.ndarray, padding: tuple[int, int], kind: str, acceleration: int, crop: tuple[int, int]) -> ReconBatch:
-    width = full.shape[-1]
-    mask, nlow = make_mask(kind, width, acceleration, CENTER_FRACTION, seed=1)
-    mask = mask.astype(bool).copy()
-    mask[: padding[0]] = False
-    mask[padding[1] :] = False
-    return ReconBatch(
-        masked_kspace=torch.from_numpy((full * mask).astype(np.complex64))[None],
-        mask=torch.from_numpy(mask.reshape(1, 1, 1, width)),
-        calib=torch.tensor([centered_region(width, nlow)]),
-        crop_size=crop,
-    )
+#: The masks' seed (one integer for every method, as in the committed results).
+MASK_SEED = 1
 
 
 def render(results: dict[str, Any]) -> str:
@@ -75,7 +61,7 @@ def render(results: dict[str, Any]) -> str:
     lines = [
         f"# Coil compression: {coils} -> {', '.join(str(c) for c in counts)} virtual coils (SVD and geometric), one {first.split(' coils x ')[1]} knee slice, {results['acceleration']}x",
         "",
-        f"Data: {results['data']}; fastMRI masks at {results['acceleration']}x with 8 % centre (random for sense, cs, spirit; "
+        f"Data: {results['data']}; fastMRI masks at {results['acceleration']}x with the default centre fraction ({100 * default_center_fraction(results['acceleration']):g} %; random for sense, cs, spirit; "
         f"equispaced for grappa). CPU time of the whole method call (compression, calibration, reconstruction) on "
         f"{results['threads']} thread(s), median of {results['repeats']} after a warm-up; SSIM / PSNR / NMSE against the RSS target. "
         f"Command: `python benchmarks/bench_coil_compression.py --threads {results['threads']} --repeats {results['repeats']}`.",
@@ -116,7 +102,6 @@ def main() -> None:
     volume = simulate_volume(args.seed, num_slices=1, width=368, config=config, keep_maps=False)
     full = volume.kspace[0]
     target = volume.target[:1].astype(np.float32)
-    crop = tuple(int(n) for n in target.shape[-2:])
     coils, rows, width = full.shape
     results: dict[str, Any] = {
         "data": f"simulated knee phantom (recon.simulate, knee preset, seed {args.seed}), one slice, {coils} coils x {rows} x {width}",
@@ -128,7 +113,7 @@ def main() -> None:
         "cases": [],
     }
     for name in args.methods:
-        batch = _batch(full, volume.padding, MASKS[name], args.acceleration, crop)
+        batch = simulated_batch(volume, args.acceleration, MASKS[name], MASK_SEED)
         get_method(name, virtual_coils=min(args.coils))(batch)  # warm-up
         base = None
         runs = [(None, "none")] + [(v, kind) for kind in args.kinds for v in args.coils if v < coils]

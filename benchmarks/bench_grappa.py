@@ -1,9 +1,10 @@
 """GRAPPA speed: `recon.calib.grappa` against pygrappa's `mdgrappa`, side by side, one slice.
 
 Data: one simulated knee slice (`recon.simulate`, knee preset: 15 coils, 640 x 368, fastMRI
-zero padding at the edges), undersampled with fastMRI's equispaced mask (4x: 8 % centre, 8x:
-4 %), the mask zeroed in the padding columns so that "sampled" means the same to both (pygrappa
-takes the non-zero locations of coil 0). Both fill the same k-space with the same kernel and
+zero padding at the edges), undersampled with fastMRI's equispaced mask (seed 1; the default centre fractions, 4x: 8 %
+centre, 8x: 4 %) through `recon.pipeline` as `recon reconstruct` undersamples, the mask zeroed in
+the padding columns so that "sampled" means the same to both (pygrappa takes the non-zero
+locations of coil 0). Both fill the same k-space with the same kernel and
 lam = 0.01, calibrating on the centre block; recon runs in its pygrappa-compatible mode and in
 its default mode (the acquisition model's mask). Both libraries get `--threads` threads (torch,
 and the BLAS under NumPy through the environment, set before NumPy loads). Each timing is the
@@ -37,14 +38,16 @@ from typing import Any, Callable  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from recon.acquisition import centered_region  # noqa: E402
 from recon.calib.grappa import grappa  # noqa: E402
 from recon.core import center_crop, ifft2c, rss  # noqa: E402
-from recon.masks import make_mask  # noqa: E402
 from recon.simulate import PRESETS, simulate_volume  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import calib_region, column_mask, simulated_batch  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
-CENTER_FRACTIONS = {4: 0.08, 8: 0.04}
+#: The masks' seed (as in the committed results).
+MASK_SEED = 1
 
 
 def _median_time(run: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
@@ -75,7 +78,6 @@ def main() -> None:
     volume = simulate_volume(args.seed, num_slices=1, width=368, config=PRESETS["knee"], keep_maps=False)
     full = volume.kspace[0]
     coils, rows, width = full.shape
-    left, right = volume.padding
     truth = center_crop(rss(ifft2c(full), 0), volume.target.shape[-2:])
     results: dict[str, Any] = {
         "data": f"simulated knee phantom (recon.simulate, knee preset, seed {args.seed}), one slice, {coils} coils x {rows} x {width}",
@@ -87,14 +89,13 @@ def main() -> None:
         "cases": [],
     }
     for acc in args.accelerations:
-        mask, nlow = make_mask("equispaced", width, acc, CENTER_FRACTIONS[acc], seed=1)
-        mask = mask.astype(bool)
-        mask[:left] = False
-        mask[right:] = False
-        start, stop = centered_region(width, nlow)
-        under = (full * mask).astype(np.complex64)
+        batch = simulated_batch(volume, acc, "equispaced", MASK_SEED)
+        mask = column_mask(batch)
+        start, stop = calib_region(batch)
+        nlow = stop - start
+        kt = batch.masked_kspace[:1]
+        under = kt[0].numpy()
         kernel = (5, max(5, acc + 1 + acc % 2))
-        kt = torch.from_numpy(under)[None]
         sampled = torch.from_numpy(np.broadcast_to(mask, (1, rows, width)).copy())
         calib = torch.from_numpy(full)[None]
 

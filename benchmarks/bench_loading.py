@@ -218,7 +218,7 @@ class Trainer:
     def infer(self, batch: Sample) -> torch.Tensor:
         """Reconstruct the batch without gradients."""
         self.model.eval()
-        return self.model(batch.masked_kspace, batch.mask, batch.num_low_frequencies)
+        return self.model(batch.masked_kspace, batch.mask, calib=batch.calib)
 
 
 def time_repeat(step: Callable[[], Any], device: torch.device, warmup: int, steps: int) -> float:

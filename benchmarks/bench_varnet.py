@@ -86,10 +86,10 @@ class Runner:
         self.model, self.fastmri_layout, self.backend = model, fastmri_layout, backend
 
     def __call__(self, kspace: torch.Tensor, mask: torch.Tensor, nlow: int) -> torch.Tensor:
-        ops.set_backend(self.backend)
-        if self.fastmri_layout:
-            return self.model(torch.view_as_real(kspace), mask.unsqueeze(-1), nlow)
-        return self.model(kspace, mask, nlow)
+        with ops.use_backend(self.backend):
+            if self.fastmri_layout:
+                return self.model(torch.view_as_real(kspace), mask.unsqueeze(-1), nlow)
+            return self.model(kspace, mask, nlow)
 
 
 def build_variants(state: dict[str, torch.Tensor], cfg: dict[str, int], device: torch.device, cupy_ok: bool, compile_: bool,
@@ -204,7 +204,6 @@ def run(args: argparse.Namespace, on_row: Callable[[dict[str, Any]], None] | Non
                 on_row(payload(rows, complete=False))
             continue
         finally:
-            ops.set_backend(None)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
         if name == "fastmri-fp32":

@@ -25,9 +25,8 @@ from typing import Any
 
 import h5py
 import numpy as np
-import torch
 
-from _common import machine, recon_batch, undersample, write_results
+from _common import machine, undersampled, write_results
 from bart_compare import SOURCES, simulate
 from recon.methods import get_method
 from recon.noise import OBJECT_FRACTION
@@ -60,12 +59,10 @@ def main() -> int:
             stated = f.attrs.get("snr")
             group = f"stated SNR {float(stated):g}" if stated is not None else str(f.attrs.get("acquisition"))
         for accel in args.accels:
-            data = undersample(path, accel)
-            kspace = torch.from_numpy(data["kspace"])
-            batch = recon_batch(kspace, torch.from_numpy(data["mask"]), data["nlow"], data["crop"])
+            batch, target = undersampled(path, accel)
             for name in METHODS:
                 image = get_method(name)(batch).numpy()
-                rows.append({"file": path.name, "accel": accel, "method": name, "group": group, **ratios(data["target"], image)})
+                rows.append({"file": path.name, "accel": accel, "method": name, "group": group, **ratios(target, image)})
                 print(f"{path.name} {accel}x {name:12s} bright {rows[-1]['bright']:.3f} object {rows[-1]['object']:.3f}", flush=True)
     title = f"{SOURCES[args.source]}, {seed_split(args.seed) or 'unsplit'} split (seed {args.seed})"
     lines = [f"# Intensity kept: {title}", "",

@@ -166,7 +166,6 @@ def main() -> int:
             failed = True
             result["variants"][name] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
         finally:
-            ops.set_backend(None)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
         print(f"{name}: " + ", ".join(f"{m} {t['total_ms_per_step']:.2f} ms" for m, t in result["variants"][name].items()

@@ -6,7 +6,7 @@ from each slice's ACS; lambda is on the normalized scale (`data_scale`). Score: 
 against the RSS target, mean over volumes and accelerations. Intermediate iterates are scored
 by a callback, so one run per lambda covers all iteration counts. Writes
 results/sweep_baselines_<preset>.json and .md; the chosen defaults go into
-each method's `DEFAULTS` (`recon/methods/sense.py`, `cs.py`, `cs_tv.py`). Usage:
+each method's options defaults (`recon/methods/sense.py`, `cs.py`, `cs_tv.py`). Usage:
 
     OMP_NUM_THREADS=2 python benchmarks/sweep_baselines.py [--preset small|knee] [--volumes 2] [--slices 1]
 """
@@ -22,14 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from _common import machine, undersample, write_results
+from _common import calib_region, machine, undersampled, write_results
 from recon import ops
-from recon.acquisition import centered_region
 from recon.calib import espirit_calib
-from recon.methods.classical import data_scale
-from recon.methods.cs import fista_l1_wavelet
-from recon.methods.cs_tv import pdhg_tv
-from recon.methods.sense import cg_sense
+from recon.methods.solvers import cg_sense, fista_l1_wavelet, pdhg_tv
+from recon.noise import data_scale
 from recon.core import center_crop
 from recon.metrics import ssim
 from recon.simulate import PRESETS
@@ -60,14 +57,11 @@ def main() -> None:
     start = time.perf_counter()
     for path in paths:
         for accel in (4, 8):
-            data = undersample(path, accel)
-            kspace = torch.from_numpy(data["kspace"])
-            batch = kspace.shape[0]
-            mask = torch.from_numpy(data["mask"]).reshape(1, 1, 1, -1).expand(batch, 1, 1, -1)
-            target, crop = data["target"], data["crop"]
+            volume, target = undersampled(path, accel)
+            kspace, mask, crop = volume.masked_kspace, volume.mask, volume.crop_size
             zf = center_crop(ops.rss(ops.ifft2c(kspace), 1), crop).numpy()
             zero_filled[accel].append(ssim(target, zf))
-            maps = espirit_calib(kspace, centered_region(kspace.shape[-1], data["nlow"]))
+            maps = espirit_calib(kspace, calib_region(volume))
             scale = data_scale(kspace)
             y = kspace / scale
             for method, lams in GRID.items():

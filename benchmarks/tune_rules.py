@@ -2,7 +2,7 @@
 
 The rules set `lam = c sigma_n` per slice (`recon.methods.cs.l1_rule`, `cs_tv.tv_rule`), with
 `sigma_n` the slice's complex noise std per k-space sample (`recon.noise.estimate_noise_sigma`)
-over BART's data scale (`classical.data_scale`). This script scores each `c` of a short grid,
+over BART's data scale (`recon.noise.data_scale`). This script scores each `c` of a short grid,
 and the iteration counts along the way (one run per `c` with a callback), by fastMRI SSIM on
 both sources' tuning volumes (simulated phantom and MNI152 real-anatomy template) at 4x and 8x,
 beside zero-filled. It reads data made by `recon simulate` and never the acceptance split.
@@ -23,13 +23,12 @@ from typing import Any, Iterator, NamedTuple
 import numpy as np
 import torch
 
-from _common import undersample, write_results
-from recon.acquisition import centered_region
+from _common import calib_region, undersampled, write_results
 from recon.calib import espirit_calib
 from recon.core import center_crop, ifft2c, rss
-from recon.methods.classical import data_scale, noise_sigma
-from recon.methods.cs import fista_l1_wavelet
-from recon.methods.cs_tv import pdhg_tv
+from recon.methods import ReconBatch
+from recon.methods.solvers import fista_l1_wavelet, pdhg_tv
+from recon.noise import data_scale, noise_sigma
 from recon.metrics import ssim
 from recon.simulate.dataset import SEED_RANGES
 
@@ -65,17 +64,14 @@ def tuning_args(description: str, out: str) -> argparse.Namespace:
 class TuningCase(NamedTuple):
     """One tuning volume at one acceleration, as every tuning script starts from it.
 
-    kspace: `(S, C, H, W)` masked k-space; mask: `(1, 1, 1, W)` bool; base: the row fields that
-    name the case (file, source, accel); zero_filled_ssim: the zero-filled RSS image's SSIM.
+    batch: every slice as `recon.pipeline` undersamples it; base: the row fields that name the
+    case (file, source, accel); zero_filled_ssim: the zero-filled RSS image's SSIM.
     """
 
     path: Path
     accel: int
     target: np.ndarray
-    crop: tuple[int, int]
-    nlow: int
-    kspace: torch.Tensor
-    mask: torch.Tensor
+    batch: ReconBatch
     base: dict[str, Any]
     zero_filled_ssim: float
 
@@ -86,21 +82,19 @@ def tuning_cases(args: argparse.Namespace) -> Iterator[TuningCase]:
         for path in sorted(folder.glob("*.h5")):
             check_tune_split(path)
             for accel in args.accels:
-                data = undersample(path, accel)
-                target, crop = data["target"], data["crop"]
-                kspace = torch.from_numpy(data["kspace"])
-                zf = center_crop(rss(ifft2c(kspace), 1), crop).numpy().astype(np.float32)
-                yield TuningCase(path, accel, target, crop, data["nlow"], kspace,
-                                 torch.from_numpy(data["mask"]).reshape(1, 1, 1, -1),
-                                 {"file": path.name, "source": source_of(path), "accel": accel}, ssim(target, zf))
+                batch, target = undersampled(path, accel)
+                zf = center_crop(rss(ifft2c(batch.masked_kspace), 1), batch.crop_size).numpy().astype(np.float32)
+                yield TuningCase(path, accel, target, batch, {"file": path.name, "source": source_of(path), "accel": accel},
+                                 ssim(target, zf))
 
 
 def main() -> int:
     args = tuning_args(__doc__.splitlines()[0], "tune_rules")
     rows: list[dict[str, Any]] = []
-    for path, accel, target, crop, nlow, kspace, mask, base, zf_ssim in tuning_cases(args):
+    for path, accel, target, batch, base, zf_ssim in tuning_cases(args):
         rows.append({**base, "method": "zero-filled", "c": None, "iters": None, "ssim": zf_ssim})
-        maps = espirit_calib(kspace, centered_region(kspace.shape[-1], nlow))
+        kspace, mask, crop = batch.masked_kspace, batch.mask, batch.crop_size
+        maps = espirit_calib(kspace, calib_region(batch))
         scale = data_scale(kspace)
         sigma_n = float(noise_sigma(kspace, mask.expand(kspace.shape[0], 1, 1, -1))[0] / scale.flatten()[0])
         y = kspace / scale

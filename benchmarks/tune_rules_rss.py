@@ -25,13 +25,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from _common import recon_batch, write_results
+from _common import write_results
 from tune_rules import tuning_args, tuning_cases
 from recon.methods import get_method
-from recon.methods.classical import ClassicalMethod, data_scale, normalized
-from recon.methods.cs import C_L1, ITERS, RANDOM_SHIFT, fista_l1_wavelet
+from recon.methods.classical import ClassicalMethod, normalized
+from recon.methods.cs import CsOptions
+from recon.methods.solvers import C_L1, RANDOM_SHIFT, fista_l1_wavelet
+from recon.noise import data_scale
 from recon.metrics import ssim
 
+#: cs's default iteration count.
+ITERS = CsOptions().iters
 GRID = (0.1, 0.2, 0.3, 0.5, 1.0)
 CHECKPOINTS = (10, 20, 30, 50, 100)
 
@@ -63,7 +67,7 @@ class Replay:
 
 
 def cs_like(solver: Any, c: float, iters: int) -> ClassicalMethod:
-    """`make_cs`'s method with `solver` and the rule constant `c` (rss output, default maps, readout crop)."""
+    """`get_method("cs")`'s method with `solver` and the rule constant `c` (rss output, default maps, readout crop)."""
     method = ClassicalMethod(solver, None, iters, rule=lambda sigma_n: c * sigma_n)
     method.readout_crop = True
     return method
@@ -74,8 +78,8 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     checked = False
     start = time.perf_counter()
-    for path, accel, target, crop, nlow, kspace, mask, base, zf_ssim in tuning_cases(args):
-        batch = recon_batch(kspace, mask, nlow, crop)
+    for path, accel, target, batch, base, zf_ssim in tuning_cases(args):
+        kspace = batch.masked_kspace
         rows.append({**base, "c": None, "iters": None, "ssim": zf_ssim})
         maps = cs_like(Recorder(), C_L1, ITERS).maps_for(batch, kspace.device)
         with_maps = batch._replace(maps=maps)

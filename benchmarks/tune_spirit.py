@@ -20,13 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from _common import write_results
-from recon.acquisition import centered_region
+from _common import calib_region, write_results
 from recon.alg import conjugate_gradient
 from recon.calib.spirit import SpiritOperator, spirit_calibrate
 from recon.core import center_crop, ifft2c, rss
-from recon.methods.classical import noise_sigma
-from recon.methods.spirit import ITERS, TOL, default_kernel, known_locations, prior_weights
+from recon.methods.spirit_fill import ITERS, TOL, default_kernel, known_locations, prior_weights
+from recon.noise import noise_sigma
 from recon.metrics import ssim
 from tune_rules import tuning_args, tuning_cases
 
@@ -35,9 +34,8 @@ GRID: tuple[tuple[float, float | None], ...] = ((1.0, 0.3), (1.0, 1.0), (1.0, 3.
 CHECKPOINTS = (5, 10, 20, 30)
 
 
-def run(kspace: torch.Tensor, mask: torch.Tensor, nlow: int, c_cal: float, c_prior: float | None, target: np.ndarray, crop: tuple[int, int]) -> dict[str, float]:
+def run(kspace: torch.Tensor, mask: torch.Tensor, region: tuple[int, int], c_cal: float, c_prior: float | None, target: np.ndarray, crop: tuple[int, int]) -> dict[str, float]:
     """SSIM at each checkpoint and at the default stop (`stop`: mean iterations), volume-wide."""
-    region = centered_region(kspace.shape[-1], nlow)
     calib = torch.tensor([region])
     sigma = noise_sigma(kspace, mask.expand(kspace.shape[0], 1, 1, -1)).double()
     images: dict[str, list[np.ndarray]] = {}
@@ -81,10 +79,10 @@ def run(kspace: torch.Tensor, mask: torch.Tensor, nlow: int, c_cal: float, c_pri
 def main() -> int:
     args = tuning_args(__doc__.splitlines()[0], "tune_spirit")
     rows: list[dict[str, Any]] = []
-    for path, accel, target, crop, nlow, kspace, mask, base, zf_ssim in tuning_cases(args):
+    for path, accel, target, batch, base, zf_ssim in tuning_cases(args):
         rows.append({**base, "c_cal": None, "c_prior": None, "key": "zero-filled", "ssim": zf_ssim})
         for c_cal, c_prior in GRID:
-            result = run(kspace, mask, nlow, c_cal, c_prior, target, crop)
+            result = run(batch.masked_kspace, batch.mask[:1], calib_region(batch), c_cal, c_prior, target, batch.crop_size)
             for key, value in result.items():
                 rows.append({**base, "c_cal": c_cal, "c_prior": str(c_prior), "key": key, "ssim" if key != "iters" else "iters": value})
         print(path.name, accel, "done", flush=True)

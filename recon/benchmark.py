@@ -30,13 +30,16 @@ import torch
 from skimage.metrics import structural_similarity
 
 from recon import checks
+from recon.methods import spec
 from recon.core import center_crop
 from recon.acquisition import Acquisition
-from recon.evaluation import check_scores, check_target, read_target
+from recon.evaluation import check_scores, check_target
+from recon.io.scan import read_target
 from recon.io import InputError
 from recon.metrics import psnr, volume_metrics
 from recon.noise import estimate_noise_sigma, estimate_snr
-from recon.pipeline import (FileSlices, build_method, central_slices, default_center_fraction, domain_warnings, file_acquisition, open_file,
+from recon.masks import default_center_fraction
+from recon.pipeline import (FileSlices, build_method, central_slices, domain_warnings, file_acquisition, open_file,
                             resolve_device, run_method)
 from recon.io.json_file import write_json
 from recon.report.settings import run_settings
@@ -47,8 +50,6 @@ from recon.stats import paired_comparisons
 from recon.validate import keep_previous
 
 METRICS = ("ssim", "psnr", "nmse")
-#: Methods that need weights; without them the benchmark leaves them out and says why.
-LEARNED = ("varnet", "unet")
 
 
 def data_source(attrs: dict[str, Any]) -> str:
@@ -113,7 +114,7 @@ class BenchmarkJob:
                         seconds: list[float] = []
                         images = run_method(method, data, device, self.batch_size, self.backend,
                                             None if bar is None else bar.update, check=name, seconds=seconds)
-                        images = checks.check_images(path, images, f"{name} at {acc:g}x", len(data))
+                        images = checks.check_images(path, images, name, len(data), label=f"{name} at {acc:g}x")
                         scores = check_scores(path, volume_metrics(target, images), f"{name} at {acc:g}x: the reconstruction",
                                               "the undersampled k-space still holds everything the target was made from")
                         rows.append(
@@ -184,15 +185,19 @@ def volume_snr(data: FileSlices, target: np.ndarray) -> float | None:
 def check_methods(methods: Sequence[str], options: dict[str, dict[str, Any]]) -> dict[str, str]:
     """Build every method once before any file runs; returns {learned method: why it is skipped}.
 
-    A learned method without weights is skipped (with the reason); an unknown method or a bad
-    option of any other method is an `InputError` up front.
+    A learned method without weights is skipped (with the reason); an unknown method, an option a
+    method does not take or a bad option of any other method is an `InputError` up front.
     """
     skipped: dict[str, str] = {}
     for name in methods:
         try:
+            spec(name).make_options(dict(options.get(name, {})))
+        except ValueError as err:
+            raise InputError("--methods", f"{name}: {err}") from err
+        try:
             build_method(name, options.get(name, {}))
         except (ValueError, InputError, OSError) as err:
-            if name in LEARNED:
+            if spec(name).learned:
                 skipped[name] = f"no usable checkpoint ({err})"
                 continue
             raise InputError("--methods", f"{name}: {err}") from err
@@ -240,7 +245,7 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Run the benchmark over files/folders `data`; write results.json, report.md, report.html and figures to `out`.
 
-    `reference` (default: zero-filled when run, else the first method) is the method every
+    `reference` (default: the baseline method, `MethodSpec.baseline`, when run, else the first method) is the method every
     other one is compared with, paired by volume; `by` groups the tables (acquisition, coils,
     source, or None for per-acceleration tables only). The returned doc holds what results.json
     holds (with `report_error` when the reports could not be drawn), plus `non_finite` (places of
@@ -262,7 +267,7 @@ def run_benchmark(
     if not methods:
         raise InputError("--methods", "every method was skipped")
     if reference is None:
-        reference = "zero-filled" if "zero-filled" in methods else methods[0]
+        reference = next((m for m in methods if spec(m).baseline), methods[0])
     elif reference not in methods:
         raise InputError("--reference", f"{reference} was skipped: {skipped[reference]}")
     out = Path(out)

@@ -15,13 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from recon.io.errors import InputError
-
-#: Methods that calibrate coil maps (ESPIRiT) or sensitivities (VarNet) from the ACS columns.
-ACS_METHODS = ("varnet", "sense", "cs", "cs-tv")
-#: Methods whose ESPIRiT calibration needs at least this many ACS columns (its smallest kernel).
-MIN_ACS = {"sense": 3, "cs": 3, "cs-tv": 3, "varnet": 1}
-#: Smallest image matrix (rows, cols) a method can work on (VarNet's U-Nets pool 4 times).
-MIN_MATRIX = {"varnet": (16, 16), "sense": (8, 8), "cs": (8, 8), "cs-tv": (8, 8)}
+from recon.methods.registry import spec
 
 
 def check_input(
@@ -33,7 +27,8 @@ def check_input(
     calibration: np.ndarray | None = None,
     slice_numbers: Sequence[int] | None = None,
 ) -> None:
-    """InputError when `method` cannot give a meaningful image from this masked k-space.
+    """InputError when `method` cannot give a meaningful image from this masked k-space: what its
+    spec needs (`recon.methods.spec.Needs`: matrix, coils, calibration columns with signal).
 
     kspace: `(S, C, H, W)` complex64, zero where not sampled: a volume or one slice batch of it
     (`recon.pipeline.run_method` checks every batch before the method runs on it). mask: `(W,)`
@@ -42,23 +37,26 @@ def check_input(
     the image data serve. slice_numbers: the file's slice number of each of the S slices (the
     errors name them; default `0..S-1`).
     """
+    needs = spec(method).needs
     numbers = list(range(kspace.shape[0])) if slice_numbers is None else list(slice_numbers)
     mask = np.asarray(mask, dtype=bool).reshape(-1)
     width = mask.size
     if not mask.any():
         raise InputError(path, f"{method}: the mask samples no column of {width}")
     rows, cols = kspace.shape[-2:]
-    need = MIN_MATRIX.get(method)
-    if need is not None and (rows < need[0] or cols < need[1]):
+    need = needs.matrix
+    if rows < need[0] or cols < need[1]:
         raise InputError(path, f"{method}: matrix {rows}x{cols} is too small for this method (needs at least {need[0]}x{need[1]})")
+    if needs.multi_coil and kspace.shape[1] < 2:
+        raise InputError(path, f"{method}: the data have {kspace.shape[1]} coil; the method needs at least 2 (multi-coil data)")
     flat = kspace.reshape(kspace.shape[0], -1)
     for s in range(kspace.shape[0]):
         if not np.any(flat[s]):
             raise InputError(path, f"{method}: slice {numbers[s]}: the sampled k-space is all zero")
-    if method not in ACS_METHODS:
+    if needs.acs < 1:
         return
     start, stop = int(calib[0]), int(calib[1])
-    needed = MIN_ACS.get(method, 1)
+    needed = needs.acs
     if stop - start < needed:
         raise InputError(
             path,
@@ -71,8 +69,11 @@ def check_input(
             raise InputError(path, f"{method}: slice {numbers[s]}: no signal in the ACS columns {start}..{stop - 1}")
 
 
-def check_images(path: str | os.PathLike[str], images: Any, method: str, slices: int | None = None) -> np.ndarray:
-    """`images` `(S, h, w)` as float32 numpy, or InputError: wrong shape, NaN/Inf, an all-zero slice."""
+def check_images(path: str | os.PathLike[str], images: Any, method: str, slices: int | None = None, label: str | None = None) -> np.ndarray:
+    """`images` `(S, h, w)` of `method` as float32 numpy, or InputError (naming `label`, default the
+    method): wrong shape, NaN/Inf, an all-zero slice."""
+    needs = spec(method).needs
+    method = label or method
     arr = np.asarray(images)
     if arr.ndim != 3 or min(arr.shape) < 1:
         raise InputError(path, f"{method}: output has shape {arr.shape}; expected (slices, h, w) with every size >= 1")
@@ -85,7 +86,7 @@ def check_images(path: str | os.PathLike[str], images: Any, method: str, slices:
             kind = "NaN" if np.isnan(flat[s]).any() else "Inf"
             raise InputError(path, f"{method}: slice {s}: {int(bad.sum())} of {flat[s].size} pixels are {kind}; no output written")
         if not np.any(flat[s]):
-            cause = " (no coil sensitivity found in the ACS: no signal above noise, or the matrix is too small)" if method in ("sense", "cs", "cs-tv") else ""
+            cause = " (no coil sensitivity found in the ACS: no signal above noise, or the matrix is too small)" if needs.coil_maps else ""
             raise InputError(path, f"{method}: slice {s}: the image is all zero{cause}; no output written")
     return arr.astype(np.float32, copy=False)
 

@@ -20,67 +20,41 @@ from recon.validate import UsageError
 
 
 def _add_method_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("method options")
-    g.add_argument("--checkpoint", help="VarNet weights (.safetensors, or fastMRI .pt loaded with weights_only=True) (default: the shipped simulated-data weights)")
-    g.add_argument("--unet-checkpoint", help="U-Net weights for method unet (`recon train --model unet`, or fastMRI's knee_mc_leaderboard_state_dict.pt) (default: the shipped simulated-data weights)")
-    g.add_argument("--lam", type=float, help="fixed regularization weight of sense / cs / cs-tv on the normalized data scale (default: per slice from its noise level: sense sigma^2, cs 0.3 sigma, cs-tv 0.1 sigma); for spirit an L1-wavelet weight (L1-SPIRiT; default none)")
-    g.add_argument("--iters", type=int, help="iterations of sense / cs / cs-tv / spirit (default: sense 10, cs 20, cs-tv 100; spirit at most 50 CG, 30 FISTA with --lam)")
-    g.add_argument("--maps-crop", choices=["soft", "hard", "wide"], default="soft",
-                   help="ESPIRiT maps of sense / cs / cs-tv: soft weights them by a smooth step of the eigenvalue at 0.95 "
-                        "(BART ecalib -S), so they cover the object up to the FOV edge; hard zeroes them below 0.95 (SigPy, BART "
-                        "without -S); wide steps at eigenvalue 0.49 and keeps most of the background too (default: soft)")
-    g.add_argument("--combine", choices=["rss", "sense"], default="rss",
-                   help="sense / cs / cs-tv output: rss = root-sum-of-squares of the coil images with the measured samples kept and "
-                        "the rest predicted from the solution (formed like the fastMRI target); sense = the solver's coil-combined "
-                        "|x| (BART pics convention) (default: rss)")
-    g.add_argument("--backend", choices=["auto", "torch", "cupy"], default="auto", help="operator backend (default: cupy on CUDA when installed)")
-    g.add_argument("--partial-fourier", choices=["pocs", "homodyne", "zero"], default="pocs",
-                   help="partial Fourier / asymmetric echo: how the unacquired side is estimated after the method's own fill-in "
-                        "(per coil before the RSS; on the coil-combined image for sense / cs / cs-tv); homodyne keeps the real part, "
-                        "zero leaves it zero (default: pocs; data without a partial side are not affected)")
-    g.add_argument("--virtual-coils", type=int, metavar="N",
-                   help=f"coil compression to N virtual coils (--coil-compression) before calibration, for {', '.join(COMPRESSIBLE)} "
-                        "(after prewhitening; N >= the coils: no compression; default: all coils)")
-    g.add_argument("--coil-compression", choices=["svd", "gcc"], default="svd",
-                   help="with --virtual-coils: svd (one mixing per slice, BART cc -S) or gcc (geometric, one per readout position, BART cc -G; "
-                        "needs a fully sampled readout) (default: svd)")
+    """One flag per option flag of the registered methods (`recon.methods.spec.Flag`), help from their docs."""
+    from recon.methods.registry import all_flags
+
+    g = p.add_argument_group("method options", "each applies to the methods its help names; given for none of the chosen methods, it is refused")
+    for flag in all_flags():
+        g.add_argument(flag.flag, dest=flag.dest, type=flag.kind, choices=flag.choices, help=flag.help())
 
 
-#: Methods that take `--virtual-coils` (the classical ones).
-COMPRESSIBLE = ("sense", "cs", "cs-tv", "grappa", "spirit")
+def _options_from_flags(args: argparse.Namespace, methods: Sequence[str], command: str) -> dict[str, dict[str, Any]]:
+    """Per method, its options set by the method-option flags, checked up front against its spec
+    (before any input is opened): UsageError for a flag none of `methods` takes, a value an
+    option refuses or a CUDA device for a CPU-only method. A learned method's weights are loaded
+    once here: always for `reconstruct`, for `benchmark` when given (without them it skips the method)."""
+    from recon.methods.registry import all_flags, flag_options, spec
 
-#: Methods that take `--combine` and `--maps-crop` (solve for one image on ESPIRiT maps).
-MODEL_BASED = ("sense", "cs", "cs-tv")
+    validate.device(args.device)
+    try:
+        options = flag_options({f.flag: getattr(args, f.dest, None) for f in all_flags()}, methods)
+        for name, given in options.items():
+            method = spec(name)
+            method.make_options(given)
+            if not method.supports.gpu and str(args.device).startswith("cuda"):
+                raise ValueError(f"--device {args.device}: method {name} runs on the CPU only")
+            if method.learned and (command == "reconstruct" or method.checkpoint in given):
+                from recon.pipeline import build_method
 
-
-def _method_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
-    if getattr(args, "virtual_coils", None) is not None and name in COMPRESSIBLE:
-        opts["virtual_coils"] = args.virtual_coils
-        if args.coil_compression != "svd":
-            opts["compression"] = args.coil_compression
-    if getattr(args, "partial_fourier", "pocs") != "pocs":
-        opts["partial_fourier"] = args.partial_fourier
-    if name == "varnet" and args.checkpoint:
-        opts["checkpoint"] = args.checkpoint
-    if name == "unet" and args.unet_checkpoint:
-        opts["checkpoint"] = args.unet_checkpoint
-    if name in MODEL_BASED and getattr(args, "maps_crop", "soft") != "soft":
-        from recon.methods.classical import MAPS_CROP
-
-        opts["espirit"] = dict(MAPS_CROP[args.maps_crop])
-    if name in ("sense", "cs", "cs-tv", "spirit"):
-        if args.lam is not None:
-            opts["lam"] = args.lam
-        if args.iters is not None:
-            opts["iters"] = args.iters
-    if name in MODEL_BASED and getattr(args, "combine", "rss") != "rss":
-        opts["combine"] = args.combine
-    return opts
+                build_method(name, given)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    return options
 
 
 def _add_scale_out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--backend", choices=["auto", "torch", "cupy"], default="auto", help="operator backend (default: cupy on CUDA when installed)")
     p.add_argument("--batch-size", type=int, default=8, help="slices per batch, at most 128 MiB of k-space (halved on CUDA out-of-memory)")
     p.add_argument("--workers", type=int, default=0, help="run files on a local Dask cluster of N processes (0: in this process)")
     p.add_argument("--scheduler", help="run files on an existing Dask cluster, e.g. tcp://host:8786 (default: none)")
@@ -92,19 +66,6 @@ def _add_mask_options(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--mask", default="random", choices=list(MASK_KINDS), help="mask family (default random)")
     p.add_argument("--center-fraction", type=float, help="fraction of center columns (default 0.08 at 4x, 0.04 at 8x)")
-
-
-def _check_method_options(args: argparse.Namespace, methods: Sequence[str]) -> None:
-    """Options that apply to none of `methods`, the device and, for varnet, the checkpoint (loaded
-    once), up front (numeric limits: `validate.OPTION_LIMITS`, checked in `main`)."""
-    if args.virtual_coils is not None and not any(m in COMPRESSIBLE for m in methods):
-        raise UsageError(f"--virtual-coils: coil compression applies to {', '.join(COMPRESSIBLE)}, not to {', '.join(methods)}")
-    for flag, value, default in (("--combine", getattr(args, "combine", "rss"), "rss"), ("--maps-crop", getattr(args, "maps_crop", "soft"), "soft")):
-        if value != default and not any(m in MODEL_BASED for m in methods):
-            raise UsageError(f"{flag}: applies to {', '.join(MODEL_BASED)}, not to {', '.join(methods)}")
-    validate.device(args.device)
-    if "varnet" in methods:
-        validate.checkpoint(args.checkpoint)
 
 
 def _add_raw_options(p: argparse.ArgumentParser) -> None:
@@ -159,7 +120,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     acc = None if args.acceleration is None else validate.acceleration(args.acceleration, args.mask)
     validate.center_fraction(args.center_fraction, acc, args.mask)
-    _check_method_options(args, [args.method])
+    options = _options_from_flags(args, [args.method], "reconstruct")
     if args.gfactor:
         from recon.methods.gfactor import check_gfactor
 
@@ -173,7 +134,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     job = ReconstructJob(
         out_dir=out,
         method=args.method,
-        method_options=_method_options(args, args.method),
+        method_options=options[args.method],
         acceleration=args.acceleration,
         center_fraction=args.center_fraction,
         mask_type=args.mask,
@@ -286,7 +247,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     for acc in accelerations:
         validate.center_fraction(args.center_fraction, acc, args.mask)
     validate.at_least(args.max_slices, 1, "--max-slices", integer=True)
-    _check_method_options(args, methods)
+    options = _options_from_flags(args, methods, "benchmark")
     max_memory = validate.memory(args.max_memory)
     validate.output_folder(args.out)
     doc = run_benchmark(
@@ -294,7 +255,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         args.out,
         methods,
         accelerations,
-        method_options={m: _method_options(args, m) for m in methods},
+        method_options=options,
         device=args.device,
         max_slices=args.max_slices,
         mask_type=args.mask,
@@ -369,9 +330,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `recon` argument parser (one subparser per job)."""
-    from recon.methods import available
-
     from recon import __version__
+    from recon.methods.registry import DEFAULT_BENCHMARK, available, spec
 
     parser = _Parser(prog="recon", description="MRI k-space reconstruction toolkit")
     parser.add_argument("--version", action="version", version=f"recon {__version__}")
@@ -392,7 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconstruct", help="reconstruct fastMRI HDF5 or ISMRMRD files")
     p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--method", default="zero-filled", choices=available(), help="reconstruction method")
+    names = available()
+    baseline = next(m for m in names if spec(m).baseline)
+    p.add_argument("--method", default=baseline, choices=names,
+                   help=f"reconstruction method (default: {baseline}): " + "; ".join(f"{m}: {spec(m).summary}" for m in names))
     p.add_argument("--acceleration", type=float, help="undersample fully sampled files retrospectively (file-name-seeded mask); "
                    "without it a fully sampled file is reconstructed fully sampled, a file with a mask from its own k-space")
     _add_mask_options(p)
@@ -400,8 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-existing", action="store_true", help="skip files whose outputs exist and read back complete (resume a killed run)")
     p.add_argument("--max-slices", type=int, help="reconstruct only the N central slices of each file (default: all)")
     p.add_argument("--keep-identity", action="store_true", help="copy patient identity from the input into outputs")
+    gfactors = "; ".join(f"{m}: {spec(m).supports.gfactor}" for m in names if spec(m).supports.gfactor)
     p.add_argument("--gfactor", action="store_true", help="also write g-factor maps as <name>_gfactor.h5 beside the image "
-                   "(sense: analytic SENSE, grappa: analytic image-domain GRAPPA; uniform masks, --mask equispaced; refused for other methods)")
+                   f"({gfactors}; uniform masks, --mask equispaced; refused for other methods)")
     _add_raw_options(p)
     _add_method_options(p)
     _add_scale_out(p)
@@ -417,13 +381,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="compare methods x accelerations, challenge style")
     p.add_argument("--data", nargs="+", required=True, help="fully sampled fastMRI files or folders")
-    p.add_argument("--methods", default="zero-filled,sense,cs,spirit", help=f"comma-separated method names from: {', '.join(available())} (grappa needs --mask equispaced)")
+    uniform = [m for m in names if spec(m).needs.uniform_mask]
+    p.add_argument("--methods", default=",".join(DEFAULT_BENCHMARK),
+                   help=f"comma-separated method names from: {', '.join(names)}" + (f" ({', '.join(uniform)}: --mask equispaced)" if uniform else ""))
     p.add_argument("--accelerations", default="4,8", help="comma-separated accelerations")
     p.add_argument("--out", required=True, help="output folder for results.json, report.md, report.html, figures")
     p.add_argument("--max-slices", type=int, help="keep the N central slices of each volume (default: all)")
     p.add_argument("--note", default="", help="a line for the top of report.md (e.g. 'simulated data')")
     p.add_argument("--max-memory", help="memory a file may need, e.g. 16G (default: the available memory)")
-    p.add_argument("--reference", help="method the others are compared with, paired by volume (default: zero-filled if benchmarked, else the first method)")
+    p.add_argument("--reference", help=f"method the others are compared with, paired by volume (default: {baseline} if benchmarked, else the first method)")
     p.add_argument("--by", default="acquisition", choices=["acquisition", "coils", "source", "snr", "none"], help="also tabulate per value of this file property; snr: volumes below / at or above the median estimated SNR (default: %(default)s)")
     _add_mask_options(p)
     _add_method_options(p)
@@ -439,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train an E2E-VarNet or fastMRI's image U-Net (torchrun ... -m recon train for many GPUs)")
     try:
-        from recon.train import add_arguments
+        from recon.train.config import add_arguments
     except ImportError:
         p.set_defaults(func=lambda _a: _unavailable("train"))
     else:

@@ -9,8 +9,11 @@ worker keeps its own); nothing reads a whole volume. `sample_rate` keeps random 
 
 Items are fastMRI's raw tuple `(kspace, mask, target, attrs, fname, slice_num)` (attrs carry
 fastMRI's `padding_left`, `padding_right`, `encoding_size`, `recon_size` keys), so fastMRI
-transforms work on them too; `VarNetTransform` turns them into `Sample`s, the one container of
-a slice (or, collated, a batch) going into a model. An item addressed as `(index, epoch)` gets
+transforms work on them too; their attrs also carry the file's `Acquisition` under
+`acquisition`. `VarNetTransform` turns them into `Sample`s, the one container of a slice (or,
+collated, a batch) going into a model: it samples through `recon.masks.undersample`, the
+function inference and the benchmarks sample through, and the `Sample` carries the calibration
+region of that acquisition, which the model is given as inference gives it. An item addressed as `(index, epoch)` gets
 the reproducible training mask of seed `(seed, epoch, index)`: a slice gets a new mask every
 epoch, DDP ranks (which see different indices) get different masks, and a resumed run draws
 exactly the masks of an uninterrupted one whatever the number of workers.
@@ -30,8 +33,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from recon.acquisition import Acquisition
 from recon.io import FastMRIVolume, HeaderInfo, VolumeInfo, atomic_path, read_info
-from recon.masks import MaskFunc, apply_mask, seed_from_filename
+from recon.masks import MaskFunc, apply_mask, seed_from_filename, undersample
 
 PathLike = str | os.PathLike[str]
 RawSample = tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None", dict[str, Any], str, int]
@@ -45,7 +49,10 @@ class Sample(NamedTuple):
     """One slice going into a model, or a batch of them (`collate`: tensors gain a leading B axis).
 
     masked_kspace: `(C, H, W)` complex64, +0.0 where not sampled. mask: `(1, 1, W)` bool.
-    num_low_frequencies: ACS width (0: the model detects the center; a `(B,)` tensor in a batch).
+    num_low_frequencies: the ACS width fastMRI's samples carry: the width of `calib` for a
+    retrospective mask, 0 for a file's own mask (fastMRI's model then detects the center); a
+    `(B,)` tensor in a batch. calib: `(2,)` int64 `[start, stop)` calibration columns of the
+    acquisition (`(B, 2)` in a batch), what the model is given (`calib=`).
     target: `(h, w)` float32, empty if the file has none. max_value: the volume's attrs `max`
     (the SSIM data range; 0.0 without target). fname, slice_num: where it came from (lists in
     a batch). crop_size: reconSpace `(h, w)`.
@@ -59,6 +66,7 @@ class Sample(NamedTuple):
     fname: Any
     slice_num: Any
     crop_size: tuple[int, int]
+    calib: torch.Tensor
 
     def to(self, device: torch.device) -> "Sample":
         """This sample with its tensors on `device`; asynchronous copies from pinned memory."""
@@ -89,6 +97,7 @@ def collate(samples: Sequence[Sample]) -> Sample:
         fname=[s.fname for s in samples],
         slice_num=[int(s.slice_num) for s in samples],
         crop_size=crops.pop(),
+        calib=torch.stack([s.calib for s in samples]),
     )
 
 
@@ -204,6 +213,7 @@ class SliceDataset(torch.utils.data.Dataset):
             index = [index[i] for i in keep]
         self.slice_index: list[tuple[Path, int]] = index
         self._info = {v.path: v for v in volumes}
+        self._acquisitions: dict[Path, Acquisition] = {}
         self._handles: OrderedDict[Path, FastMRIVolume] = OrderedDict()
         self._pid = os.getpid()
 
@@ -260,6 +270,13 @@ class SliceDataset(torch.utils.data.Dataset):
             self._handles.move_to_end(path)
         return vol
 
+    def acquisition(self, path: Path) -> Acquisition:
+        """The acquisition of file `path` as its header and mask describe it (`VolumeInfo.acquisition`)."""
+        acq = self._acquisitions.get(path)
+        if acq is None:
+            acq = self._acquisitions[path] = self._info[path].acquisition()
+        return acq
+
     def raw(self, i: int) -> RawSample:
         """Item `i` untransformed: `(kspace, mask, target, attrs, fname, slice_num)`; k-space is
         checked for NaN/Inf (`InputError` naming file and slice)."""
@@ -272,6 +289,7 @@ class SliceDataset(torch.utils.data.Dataset):
             "padding_right": info.padding[1],
             "encoding_size": info.header.encoded_size,
             "recon_size": info.header.recon_size,
+            "acquisition": self.acquisition(path),
         }
         mask = None if info.mask is None else info.mask.copy()
         return vol.kspace(slice_num), mask, vol.target(slice_num), attrs, path.name, slice_num
@@ -316,7 +334,8 @@ def _worker_output(like: torch.Tensor) -> torch.Tensor | None:
 
 
 class VarNetTransform:
-    """Raw slice -> `Sample`, as fastMRI's `VarNetDataTransform` (same masks, +0.0 zeros)."""
+    """Raw slice -> `Sample`, as fastMRI's `VarNetDataTransform` (same masks, +0.0 zeros), sampled
+    through `recon.masks.undersample` from the acquisition in the item's attrs."""
 
     def __init__(self, mask_func: MaskFunc | None = None, use_seed: bool = True, seed: int | None = None) -> None:
         """Args:
@@ -340,13 +359,15 @@ class VarNetTransform:
         slice_num: int,
         key: tuple[int, int] | None = None,
     ) -> Sample:
-        """kspace (C, H, W) (or (H, W), given a coil axis) complex64; mask (W,) of test files;
+        """kspace (C, H, W) (or (H, W), given a coil axis) complex64; mask (W,) of test files
+        (the same columns as `attrs["acquisition"]`, the file's acquisition, which is what is used);
         key: the item's `(index, epoch)` when addressed so."""
         kspace_t = torch.from_numpy(np.ascontiguousarray(kspace, dtype=np.complex64))
         if kspace_t.ndim == 2:
             kspace_t = kspace_t.unsqueeze(0)
         width = kspace_t.shape[-1]
-        padding = (int(attrs["padding_left"]), int(attrs["padding_right"]))
+        acq: Acquisition = attrs["acquisition"]
+        num_low = 0
         if self.mask_func is not None:
             if self.use_seed:
                 seed: Any = seed_from_filename(fname)
@@ -354,11 +375,9 @@ class VarNetTransform:
                 seed = (int(self.seed), int(key[1]), int(key[0]))
             else:
                 seed = None
-            col_mask, num_low = self.mask_func(width, None, seed)
-        else:
-            col_mask = np.ones(width, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-            num_low = 0
-        masked, col_mask = apply_mask(kspace_t, col_mask, padding, out=_worker_output(kspace_t))
+            acq = undersample(acq, self.mask_func, seed)
+            num_low = acq.num_low_frequencies
+        masked, col_mask = apply_mask(kspace_t, acq.slice_columns(int(slice_num)), out=_worker_output(kspace_t))
         if target is not None:
             target_t = torch.from_numpy(np.asarray(target, dtype=np.float32))
             max_value = float(attrs["max"])
@@ -374,6 +393,7 @@ class VarNetTransform:
             fname=fname,
             slice_num=int(slice_num),
             crop_size=(int(attrs["recon_size"][0]), int(attrs["recon_size"][1])),
+            calib=torch.tensor(acq.calib, dtype=torch.int64),
         )
 
 

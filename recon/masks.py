@@ -21,21 +21,48 @@ Families (``MASK_KINDS``):
 - ``magic`` / ``magic-fraction``: Defazio's offset sampling (arXiv:1912.01101), different
   offsets for the two halves of k-space; the fraction variant adjusts the spacing so the
   count matches ``W / acc``.
+
+``undersample`` is the one retrospective sampling of ``recon``: inference, training and the
+benchmarks all turn a fully sampled ``Acquisition`` into an undersampled one through it, so the
+same file, mask function and seed give the same columns and calibration region everywhere.
+``DEFAULT_CENTER_FRACTIONS`` is the one table of fastMRI's centre fractions.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Iterator, NamedTuple, Sequence, TypeVar
 
 import numpy as np
-import torch
+
+from recon.acquisition import Acquisition, MaskProvenance, retrospective
+
+if TYPE_CHECKING:
+    import torch
 
 Seed = int | tuple[int, ...] | None
-KSpace = TypeVar("KSpace", np.ndarray, torch.Tensor)
+KSpace = TypeVar("KSpace", np.ndarray, "torch.Tensor")
 
 MASK_KINDS: tuple[str, ...] = ("random", "equispaced", "equispaced-fraction", "magic", "magic-fraction")
+#: fastMRI's centre fraction per acceleration (knee challenge: 8 % of the columns at 4x, 4 % at 8x).
+DEFAULT_CENTER_FRACTIONS: dict[float, float] = {4.0: 0.08, 8.0: 0.04}
+
+
+def default_center_fraction(acceleration: float) -> float:
+    """The centre fraction of `DEFAULT_CENTER_FRACTIONS` for `acceleration`, else 0.32 / acceleration
+    (the same number of centre columns times the acceleration as at 4x and 8x)."""
+    return DEFAULT_CENTER_FRACTIONS.get(float(acceleration), 0.32 / float(acceleration))
+
+
+class MaskDraw(NamedTuple):
+    """One draw of a mask function: the columns, the width of the centre block, and the
+    (center fraction, acceleration) pair drawn for it."""
+
+    columns: np.ndarray
+    num_low_frequencies: int
+    center_fraction: float
+    acceleration: float
 
 
 def seed_from_filename(name: str | os.PathLike) -> tuple[int, ...]:
@@ -75,8 +102,11 @@ def _temporary_seed(rng: np.random.RandomState, seed: Seed) -> Iterator[None]:
 class MaskFunc:
     """Base of the mask families: owns an RNG, picks (center fraction, acceleration), samples.
 
-    Subclasses implement ``_outer_mask`` (the columns outside the center block).
+    Subclasses set ``kind`` (their ``MASK_KINDS`` name) and implement ``_outer_mask`` (the columns
+    outside the center block).
     """
+
+    kind = ""
 
     def __init__(
         self,
@@ -119,12 +149,17 @@ class MaskFunc:
         Returns:
             (bool mask of shape (W,), num_low_frequencies).
         """
+        draw = self.draw(width, offset, seed)
+        return draw.columns, draw.num_low_frequencies
+
+    def draw(self, width: int, offset: int | None = None, seed: Seed = None) -> MaskDraw:
+        """Like calling the object, with the drawn (center fraction, acceleration) pair returned too."""
         width = int(width)
         if width < 1:
             raise ValueError(f"width must be positive, got {width}")
         with _temporary_seed(self.rng, seed):
-            center, outer, num_low = self._sample(width, offset)
-        return center | outer, num_low
+            center, outer, num_low, center_fraction, acceleration = self._sample(width, offset)
+        return MaskDraw(center | outer, num_low, float(center_fraction), float(acceleration))
 
     def _choose(self) -> tuple[float, float]:
         """Draw the (center fraction, acceleration) pair, in fastMRI's RNG order."""
@@ -133,11 +168,12 @@ class MaskFunc:
         index = self.rng.randint(len(self.center_fractions))
         return self.center_fractions[index], self.accelerations[index]
 
-    def _sample(self, width: int, offset: int | None) -> tuple[np.ndarray, np.ndarray, int]:
-        """Center block, outer columns and the number of low frequencies for one draw."""
+    def _sample(self, width: int, offset: int | None) -> tuple[np.ndarray, np.ndarray, int, float, float]:
+        """Center block, outer columns, the number of low frequencies and the drawn pair for one draw."""
         center_fraction, acceleration = self._choose()
         num_low = round(width * center_fraction)
-        return _center_mask(width, num_low), self._outer_mask(width, acceleration, offset, num_low), num_low
+        outer = self._outer_mask(width, acceleration, offset, num_low)
+        return _center_mask(width, num_low), outer, num_low, center_fraction, acceleration
 
     def _outer_mask(self, width: int, acceleration: float, offset: int | None, num_low: int) -> np.ndarray:
         """Bool mask (W,) of the sampled columns outside the center block."""
@@ -155,6 +191,8 @@ def _center_mask(width: int, num_low: int) -> np.ndarray:
 class RandomMask(MaskFunc):
     """Outer columns kept independently with the probability that gives W/acc on average."""
 
+    kind = "random"
+
     def _outer_mask(self, width: int, acceleration: float, offset: int | None, num_low: int) -> np.ndarray:
         prob = (width / acceleration - num_low) / (width - num_low)
         return self.rng.uniform(size=width) < prob
@@ -162,6 +200,8 @@ class RandomMask(MaskFunc):
 
 class EquispacedMask(MaskFunc):
     """Every ``acc``-th column from an offset in [0, acc)."""
+
+    kind = "equispaced"
 
     def _outer_mask(self, width: int, acceleration: float, offset: int | None, num_low: int) -> np.ndarray:
         step = _as_step(acceleration)
@@ -175,6 +215,8 @@ class EquispacedMask(MaskFunc):
 class EquispacedFractionMask(MaskFunc):
     """Equispaced with the spacing stretched so the total count matches W/acc (rounded positions)."""
 
+    kind = "equispaced-fraction"
+
     def _outer_mask(self, width: int, acceleration: float, offset: int | None, num_low: int) -> np.ndarray:
         spacing = (acceleration * (num_low - width)) / (num_low * acceleration - width)
         if offset is None:
@@ -187,6 +229,8 @@ class EquispacedFractionMask(MaskFunc):
 
 class MagicMask(MaskFunc):
     """Offset sampling: separate offsets for the positive and negative halves, then fftshift."""
+
+    kind = "magic"
 
     def _outer_mask(self, width: int, acceleration: float, offset: int | None, num_low: int) -> np.ndarray:
         step = _as_step(acceleration)
@@ -206,7 +250,9 @@ class MagicMask(MaskFunc):
 class MagicFractionMask(MagicMask):
     """Magic mask whose spacing is adjusted so center + outer columns total round(W/acc)."""
 
-    def _sample(self, width: int, offset: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    kind = "magic-fraction"
+
+    def _sample(self, width: int, offset: int | None) -> tuple[np.ndarray, np.ndarray, int, float, float]:
         center_fraction, acceleration = self._choose()
         target = round(width / acceleration)
         num_low = max(min(round(width * center_fraction), target), 1)
@@ -216,7 +262,7 @@ class MagicFractionMask(MagicMask):
                 f"magic-fraction: width {width} at acceleration {acceleration} leaves no outer columns to sample"
             )
         step = round(width / remaining)
-        return _center_mask(width, num_low), self._outer_mask(width, step, offset, num_low), num_low
+        return _center_mask(width, num_low), self._outer_mask(width, step, offset, num_low), num_low, center_fraction, acceleration
 
 
 _KIND_CLASSES: dict[str, type[MaskFunc]] = {
@@ -256,6 +302,26 @@ def make_mask(
     return create_mask_func(kind, center_fractions, accelerations)(width, seed=seed)
 
 
+def for_acceleration(kind: str, acceleration: float, center_fraction: float | None = None) -> MaskFunc:
+    """The mask function of one setting: `kind` at `acceleration` with `center_fraction`
+    (default: `default_center_fraction(acceleration)`), as inference and the benchmarks use it."""
+    cf = default_center_fraction(acceleration) if center_fraction is None else float(center_fraction)
+    return create_mask_func(kind, [cf], [float(acceleration)])
+
+
+def undersample(base: Acquisition, func: MaskFunc, seed: Seed = None) -> Acquisition:
+    """`base` retrospectively undersampled by one draw of `func`: the one sampling path of `recon`.
+
+    The draw is `func(base.width, seed=seed)` (fastMRI's RNG order; `seed` None draws from the
+    function's own RNG, as training workers do); the columns are kept inside `base`'s sampled
+    columns and the calibration region is the drawn centre block (`retrospective`). The
+    provenance records the kind, the drawn (acceleration, center fraction) pair and the seed.
+    """
+    draw = func.draw(base.width, seed=seed)
+    provenance = MaskProvenance(func.kind, draw.acceleration, draw.center_fraction, seed)
+    return retrospective(base, draw.columns, draw.num_low_frequencies, provenance)
+
+
 def apply_mask(
     kspace: KSpace,
     mask: np.ndarray,
@@ -284,6 +350,8 @@ def apply_mask(
         mask = mask.copy()
         mask[: max(left, 0)] = False
         mask[max(right, 0) :] = False
+    import torch  # here, not at the top: the command line reads MASK_KINDS without loading torch
+
     if isinstance(kspace, torch.Tensor):
         real_dtype = kspace.real.dtype if kspace.is_complex() else kspace.dtype
         weights = torch.from_numpy(mask).to(device=kspace.device, dtype=real_dtype)

@@ -9,6 +9,9 @@ still hold signal shift a median far less than a mean.
 Only sampled columns count: a column is sampled when it is in `mask` (when given) and not
 identically zero (the zero padding declared in `encodingLimits`, or undersampling applied by
 zero-filling, holds no noise).
+
+For torch batches of slices: `noise_sigma` (this estimate per slice) and `data_scale` (BART
+`pics`'s automatic data scale), which the model-based methods normalize by.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
+
+from recon import partial_fourier as pf
+from recon.core import ifft2c, rss
 
 #: Default fraction of the readout rows used at each end of k-space (1/16 each side = 1/8 in all).
 EDGE_FRACTION = 1.0 / 16.0
@@ -124,3 +131,79 @@ def estimate_snr(image: np.ndarray, sigma: float, coils: int) -> float:
     if not body.any():
         raise ValueError("the image has no object above its noise floor")
     return float(signal[body].mean()) / sigma
+
+
+#: BART's calibration block for its automatic scale: at most 32 samples per axis.
+SCALE_BLOCK = 32
+
+
+def _center_run(sampled: torch.Tensor, limit: int) -> tuple[int, int]:
+    """`[W//2 - r, W//2 + r)`: the widest sampled run symmetric about the center column, at most `limit` wide (BART's calibration region)."""
+    width = sampled.shape[0]
+    start = stop = width // 2
+    while stop - start + 2 <= limit and start > 0 and stop < width and bool(sampled[start - 1]) and bool(sampled[stop]):
+        start, stop = start - 1, stop + 1
+    return start, stop
+
+
+def data_scale(kspace: torch.Tensor) -> torch.Tensor:
+    """Per-slice scale `(B, 1, 1, 1)` of `(B, C, H, W)` k-space, computed as BART `pics` scales its data automatically.
+
+    BART (`estimate_scaling`, used by `pics` unless `-w` is given) takes the fully sampled
+    k-space center, at most 32 x 32, inverse-FFTs it, combines the coils by root-sum-of-squares
+    and divides by `sqrt(N / n)` per axis (full over block size), so the low-resolution image is
+    on the full image's scale. Of its magnitudes it takes the median, the 90th percentile and
+    the maximum, and uses the 90th percentile unless the maximum is an outlier
+    (`max - p90 >= 2 (p90 - median)`), then the maximum. Here the block is the sampled run
+    symmetric about the center column (the ACS region, up to 32) by the central 32 rows; where
+    the image data hold no such run (calibration lines stored apart), the central 32 columns
+    zero-filled, with the energy of the missing columns restored by `sqrt(block / sampled)`.
+
+    Dividing k-space by it puts bright tissue at ~1, whatever the scanner's units. A slice with
+    no sampled column near the center, or an all-zero block, gets scale 1.
+    """
+    batch, _, height, width = kspace.shape
+    sampled = (kspace != 0).flatten(1, 2).any(1)
+    scales = []
+    for b in range(batch):
+        c0, c1 = _center_run(sampled[b], SCALE_BLOCK)
+        if c1 - c0 < 2:
+            c0 = max(0, width // 2 - SCALE_BLOCK // 2)
+            c1 = min(width, c0 + SCALE_BLOCK)
+        measured = int(sampled[b, c0:c1].sum())
+        rows = min(height, SCALE_BLOCK)
+        r0 = height // 2 - rows // 2
+        if measured == 0:
+            scales.append(1.0)
+            continue
+        block = kspace[b : b + 1, :, r0 : r0 + rows, c0:c1]
+        low = rss(ifft2c(block), 1).flatten() * math.sqrt((c1 - c0) / measured)
+        low = low / math.sqrt(height * width / (rows * (c1 - c0)))
+        ordered = torch.sort(low.float()).values.cpu()
+        n = ordered.numel()
+        median, p90, peak = float(ordered[n // 2]), float(ordered[int(0.9 * n)]), float(ordered[-1])
+        scale = p90 if (peak - p90) < 2 * (p90 - median) else peak
+        scales.append(scale if scale > 0 else 1.0)
+    return torch.tensor(scales, dtype=torch.float32, device=kspace.device).reshape(-1, 1, 1, 1)
+
+
+def noise_sigma(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-slice complex noise std `(B,)` float of `(B, C, H, W)` k-space, in its units (`estimate_noise_sigma`).
+
+    mask: `(B, 1, 1, W)` columns or `(B, 1, H, W)` locations (then the columns sampled anywhere
+    count). 0 for a slice without measurable noise (edge rows all zero). The estimate holds
+    where the outer readout rows are pure noise (2x readout oversampling, as in fastMRI files);
+    where they still carry the object's k-space tail (no oversampling, analytic phantoms with
+    sharp edges) it measures signal. With a partial echo the outer rows are those of the
+    acquired readout (the unacquired ones are not noise).
+    """
+    cols = mask.bool().flatten(1, 2).any(1).reshape(mask.shape[0], -1).expand(kspace.shape[0], -1).cpu().numpy()
+    r0, r1 = pf.readout_extent(mask, kspace.shape[-2])
+    data = kspace[..., r0:r1, :].detach().cpu().numpy()
+    out = []
+    for b in range(kspace.shape[0]):
+        try:
+            out.append(float(estimate_noise_sigma(data[b], np.asarray(cols[b]))))
+        except ValueError:
+            out.append(0.0)
+    return torch.tensor(out, dtype=torch.float32)

@@ -23,28 +23,22 @@ import numpy as np
 import torch
 
 from recon import checks, methods, ops
-from recon.acquisition import Acquisition, MaskProvenance, retrospective
+from recon.acquisition import Acquisition
 from recon.data import SliceDataset
 from recon.io.errors import InputError
 from recon.io.fastmri import VolumeInfo
 from recon.io.ismrmrd import RawScan
 from recon.io.sanity import check_memory, format_bytes
-from recon.masks import make_mask, seed_from_filename
+from recon.masks import Seed, for_acceleration, seed_from_filename, undersample
 from recon.methods.learned import LearnedMethod
-from recon.methods.registry import OutputError
+from recon.methods.output import OutputError
 
-DEFAULT_CENTER_FRACTIONS = {4.0: 0.08, 8.0: 0.04}
 #: Peak bytes of a method's batch per complex64 byte of its k-space: the slices read, HDF5's
 #: decompression buffer, and the method's working set (zero-filled: two FFT copies).
 BATCH_MEMORY_FACTOR = 5
 #: Most k-space bytes one batch reads: `--batch-size` shrinks for files with large slices
 #: (a 15-coil 640 x 368 knee slice is 27 MiB: batches of 4; a 64-coil one 120 MiB: 1).
 MAX_BATCH_BYTES = 128 * 2**20
-
-
-def default_center_fraction(acceleration: float) -> float:
-    """fastMRI's center fraction for an acceleration: 0.08 at 4x, 0.04 at 8x, else 0.32/acc."""
-    return DEFAULT_CENTER_FRACTIONS.get(float(acceleration), 0.32 / float(acceleration))
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -59,16 +53,16 @@ def file_acquisition(
     acceleration: float | None = None,
     center_fraction: float | None = None,
     mask_type: str = "random",
+    seed: Seed = None,
 ) -> Acquisition:
-    """The sampling a fastMRI file is reconstructed with: its own mask, a file-name-seeded
-    retrospective mask when `acceleration` is given (fully sampled files), or fully sampled."""
+    """The sampling a fastMRI file is reconstructed with: its own mask, a retrospective mask when
+    `acceleration` is given (fully sampled files; `masks.undersample` with `seed`, by default
+    fastMRI's file-name seed), or fully sampled."""
     base = info.acquisition()
     if info.mask is not None or acceleration is None:
         return base
-    cf = default_center_fraction(acceleration) if center_fraction is None else float(center_fraction)
-    seed = seed_from_filename(info.path.name)
-    mask, nlow = make_mask(mask_type, base.width, [acceleration], [cf], seed=seed)
-    return retrospective(base, mask, int(nlow), MaskProvenance(mask_type, float(acceleration), cf, seed))
+    func = for_acceleration(mask_type, acceleration, center_fraction)
+    return undersample(base, func, seed_from_filename(info.path.name) if seed is None else seed)
 
 
 def central_slices(num_slices: int, max_slices: int | None) -> range:
@@ -183,15 +177,17 @@ def open_file(
     center_fraction: float | None = None,
     mask_type: str = "random",
     max_slices: int | None = None,
+    seed: Seed = None,
 ) -> FileSlices:
     """A fastMRI file as `FileSlices`: validated metadata and the sampling model, no k-space read.
 
-    The file's own mask wins; a fully sampled file gets the file-name-seeded retrospective mask of
-    `acceleration` (or none); `max_slices` picks the central slices before anything is read.
+    The file's own mask wins; a fully sampled file gets the retrospective mask of `acceleration`
+    (or none; `file_acquisition`: seeded by `seed`, by default the file name); `max_slices` picks
+    the central slices before anything is read.
     """
     dataset = SliceDataset([path], use_cache=False)
     info = dataset.volumes[0]
-    acq = file_acquisition(info, acceleration, center_fraction, mask_type)
+    acq = file_acquisition(info, acceleration, center_fraction, mask_type, seed)
     shape = (info.num_coils, *info.shape[-2:])
     picked = central_slices(info.num_slices, max_slices)
     return FileSlices(dataset.volumes[0].path, acq, picked, shape, dataset=dataset,
@@ -318,7 +314,7 @@ def _range_hint(kspace: np.ndarray) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _cached_method(name: str, options_json: str) -> methods.Method:
-    return methods.get_method(name, **json.loads(options_json))
+    return methods.get(name, **json.loads(options_json))
 
 
 def domain_warnings(method: Any, data: FileSlices) -> list[str]:

@@ -5,7 +5,7 @@ with `alpha` a float or a per-item tensor broadcastable to `v` (e.g. `(B, 1, 1, 
 
 Step-size facts the algorithms in `recon.alg` rely on:
 
-* `L1Wavelet`: FISTA on `1/2 ||A x - y||^2 + lam ||W x||_1` converges for a gradient step
+* `L1Wavelet`, `JointL1Wavelet` (its joint-over-coils form, L1-SPIRiT's regularizer): FISTA on `1/2 ||A x - y||^2 + lam ||W x||_1` converges for a gradient step
   `alpha <= 1 / L`, `L = max_eig(A^H A)`; for SENSE `L <= max_pixel sum_c |S_c|^2`
   (`recon.linops.Sense.lipschitz_bound`, 1 for unit-RSS ESPIRiT maps).
 * `TVDual`, `L2DataDual`: TV has no closed-form prox, so TV problems run PDHG on
@@ -75,6 +75,31 @@ class L1Wavelet:
         """`lam ||W x||_1` per item, `(B,)`."""
         coeffs = flat_coeffs(self.wavelet.forward(x[:, 0]))
         return self.lam * sum(c.abs().flatten(1).sum(1) for c in coeffs)
+
+
+class JointL1Wavelet:
+    """`g(z) = lam sum_k ||(W z_c)_k||_2` over coils `c`, for coil images `(B, C, H, W)`.
+
+    `prox(alpha, v) = W^H groupsoft(W v, alpha lam)`: each wavelet coefficient's coil vector is
+    shrunk by its norm (exact prox where `W` is unitary, as `L1Wavelet`).
+    """
+
+    def __init__(self, shape: tuple[int, int], lam: float, wave_name: str = "db4") -> None:
+        self.wavelet = Wavelet2D(shape, wave_name)
+        self.lam = float(lam)
+
+    def __call__(self, alpha: Step, v: torch.Tensor) -> torch.Tensor:
+        batch, coils, height, width = v.shape
+        thresh = torch.as_tensor(alpha * self.lam, dtype=torch.float32, device=v.device).reshape(-1, 1, 1, 1)
+
+        def shrink(c: torch.Tensor) -> torch.Tensor:
+            grouped = c.reshape(batch, coils, *c.shape[-2:])
+            norm = (grouped.real**2 + grouped.imag**2).sum(1, keepdim=True).sqrt()
+            scale = torch.clamp(1 - thresh / norm.clamp_min(torch.finfo(norm.dtype).tiny), min=0)
+            return (grouped * scale).reshape(c.shape)
+
+        coeffs: Coeffs = self.wavelet.forward(v.reshape(batch * coils, height, width))
+        return self.wavelet.adjoint(map_coeffs(coeffs, shrink)).reshape(batch, coils, height, width)
 
 
 class TVDual:

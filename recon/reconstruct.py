@@ -3,11 +3,11 @@
 A fastMRI file with its own `mask` (test / challenge data) is reconstructed from its own
 undersampled k-space; a fully sampled file is undersampled retrospectively with the
 file-name-seeded mask when an acceleration is given (as fastMRI validation does), and
-reconstructed as acquired otherwise. ISMRMRD raw files keep their true sampling.
+reconstructed as acquired otherwise. Raw files (ISMRMRD, Siemens TWIX) keep their true sampling.
 
 A fastMRI file is read a slice batch at a time (`recon.pipeline.run_method`), so memory follows
-the batch and the output images, not the volume; an ISMRMRD file is gridded whole, then
-reconstructed in batches.
+the batch and the output images, not the volume; a raw file (ISMRMRD, TWIX) is gridded whole,
+then reconstructed in batches.
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ class ReconstructJob:
 
     def _gfactor_maps(self, path: Path, method: Any, data: FileSlices, device: Any) -> np.ndarray:
         """The g-factor maps `(S, h, w)` of the built `method` on `data` (`recon.methods.gfactor`:
-        sense and grappa on uniform masks), batch by batch like the image."""
+        the methods whose spec names one, on uniform masks), batch by batch like the image."""
         from recon.methods.gfactor import GFactorMaps, check_gfactor
 
         try:
@@ -215,11 +215,11 @@ class ReconstructJob:
     def _write_gfactor(self, path: Path, maps: np.ndarray, acq: Acquisition, attrs: dict[str, Any], choice: dict[str, int | None]) -> list[Path]:
         """Write g-factor maps beside the image as `<name>_gfactor.h5` (dataset `reconstruction`),
         with the image's attrs and which g-factor they are."""
-        from recon.methods.gfactor import GFACTOR
+        from recon.methods import spec
 
         target = self.gfactor_target(path, choice)
         not_inputs([target], [path])
-        return write_image(target, maps, "h5", acq, {**attrs, "quantity": "gfactor", "gfactor": GFACTOR[self.method]}, choice=choice)
+        return write_image(target, maps, "h5", acq, {**attrs, "quantity": "gfactor", "gfactor": spec(self.method).supports.gfactor}, choice=choice)
 
     def _ignored_options(self, what: str) -> list[str]:
         given = [name for name, value in (("--acceleration", self.acceleration), ("--center-fraction", self.center_fraction)) if value is not None]
@@ -230,17 +230,18 @@ class ReconstructJob:
     ) -> tuple[FileSlices, str | None, dict[str, Any]]:
         """The file opened for reconstruction (fastMRI: nothing read yet, memory checked), its
         acquisition name and identity; `warnings` collects options that do not apply; `choice`
-        picks the ISMRMRD repetition / contrast / set (default: the job's)."""
-        from recon.io import ismrmrd as raw
+        picks the raw file's repetition / contrast / set (default: the job's)."""
+        from recon.io.scan import read_raw
 
         warnings = [] if warnings is None else warnings
         choice = self._choice() if choice is None else choice
 
-        if raw.is_ismrmrd(path):
-            scan = raw.read_ismrmrd(path, repetition=choice.get("repetition"), contrast=choice.get("contrast"),
-                                    set_index=choice.get("set"), max_memory=self.max_memory)
+        fmt = sniff(path)
+        if fmt != "fastmri":
+            scan = read_raw(path, fmt, repetition=choice.get("repetition"), contrast=choice.get("contrast"),
+                            set_index=choice.get("set"), max_memory=self.max_memory)
             warnings += scan.warnings
-            warnings += self._ignored_options("prospectively undersampled ISMRMRD data")
+            warnings += self._ignored_options(f"prospectively undersampled {'ISMRMRD' if fmt == 'ismrmrd' else 'Siemens TWIX'} data")
             return FileSlices.from_scan(scan, path, self.max_slices), scan.meta.get("protocol_name"), dict(scan.identity)
         given = [flag for flag, value in (("--repetition", self.repetition), ("--contrast", self.contrast),
                                           ("--set", self.set_index)) if value is not None]

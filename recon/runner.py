@@ -70,13 +70,18 @@ def not_a_file(path: Path) -> str | None:
     return "is not a regular file"
 
 
-def expand_inputs(inputs: Sequence[str | os.PathLike[str]], pattern: str = "*.h5") -> tuple[list[Path], list[FileResult]]:
-    """Files, folders (their `pattern` entries, sorted) and globs -> unique paths in order.
+#: What a folder given as input contributes: HDF5 files (fastMRI, ISMRMRD) and Siemens TWIX files.
+INPUT_PATTERNS = ("*.h5", "*.dat")
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike[str]], pattern: str | Sequence[str] = INPUT_PATTERNS) -> tuple[list[Path], list[FileResult]]:
+    """Files, folders (their entries matching `pattern`, one or several, sorted) and globs -> unique paths in order.
 
     Inputs that match nothing, and entries that are not regular files (folders, FIFOs, devices,
     dangling links, link loops named like inputs), come back as failed results, so a batch
     reports them instead of silently doing less work.
     """
+    patterns = (pattern,) if isinstance(pattern, str) else tuple(pattern)
     found: list[Path] = []
     failed: list[FileResult] = []
     seen: set[Path] = set()
@@ -95,9 +100,9 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]], pattern: str = "*.h5
         text = os.fspath(item)
         path = Path(text)
         if path.is_dir():
-            matches = sorted(path.glob(pattern))
+            matches = sorted({q for p in patterns for q in path.glob(p)})
             if not matches:
-                failed.append(FileResult(text, "failed", f"folder has no {pattern} files"))
+                failed.append(FileResult(text, "failed", f"folder has no {' or '.join(patterns)} files"))
             for q in matches:
                 add(q)
         elif glob.has_magic(text) and not os.path.lexists(text):

@@ -243,17 +243,6 @@ def memory(text: str | None) -> int | None:
         raise UsageError(f"--max-memory: {err}") from None
 
 
-def checkpoint(path: str | os.PathLike[str] | None) -> None:
-    """Load the VarNet weights once, up front: InputError naming missing / mismatched keys."""
-    from recon.models.checkpoint import load_model, resolve_checkpoint
-
-    try:
-        resolved = resolve_checkpoint(path)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    load_model(resolved)
-
-
 # ---------------------------------------------------------------------------------------------
 # Output paths
 

@@ -57,3 +57,21 @@ install_debian_tools() {
       || echo "[setup] could not install ${missing[*]}; the tests that need them will skip"
   fi
 }
+
+# The twixtools 0.24 sdist's example raw data (gre.dat, epi.dat: real Siemens files) for the
+# TWIX tests, fetched once into a cache (best effort: tests/twix_files.py fetches it itself or
+# skips with the reason).
+cache_twix_examples() {
+  local cache="${RECON_TWIX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/recon/twixtools-0.24}"
+  [[ -f "$cache/gre.dat" && -f "$cache/epi.dat" ]] && return 0
+  mkdir -p "$cache" 2>/dev/null || return 0
+  local tmp
+  tmp="$(mktemp -d)"
+  if python -m pip download -q --no-deps --no-binary :all: "twixtools==0.24" -d "$tmp" >/dev/null 2>&1 \
+    && tar -xzf "$tmp/twixtools-0.24.tar.gz" -C "$tmp" twixtools-0.24/example_data/gre.dat twixtools-0.24/example_data/epi.dat; then
+    cp "$tmp/twixtools-0.24/example_data/gre.dat" "$tmp/twixtools-0.24/example_data/epi.dat" "$cache/"
+  else
+    echo "[setup] could not fetch the twixtools 0.24 sdist; the TWIX tests will try again or skip"
+  fi
+  rm -rf "$tmp"
+}

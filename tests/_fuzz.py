@@ -24,12 +24,17 @@ each case on a pipe; the parent kills the worker when a case runs past its timeo
 records its death (a crash) and starts a new worker for the cases left. `judge` turns each
 outcome into the contract's failures.
 
-Adding a format (Siemens TWIX `.dat` once its reader exists): write a `Format` with its seed
-builders (`Seed`: small valid files of the format), its mutators (`Mutator`: structure and
-metadata of that format) and `expected_outputs` (output names and shapes a file gives), and add
-it to `formats()`. The byte-level mutators (`BYTE_MUTATORS`: truncation, byte flips, ...) apply to
-every format unchanged; the ISMRMRD-XML header mutators (`xml_mutators`) to any format that has
-that header, given how to read and write it.
+Adding a format: write a `Format` with its seed builders (`Seed`: small valid files of the
+format), its mutators (`Mutator`: structure and metadata of that format) and `expected_outputs`
+(output names and shapes a file gives), and add it to `formats()`. The byte-level mutators
+(`BYTE_MUTATORS`: truncation, byte flips, ...) apply to every format (a slow format may take
+fewer repeats of them, `Format.byte_mutators`); the ISMRMRD-XML header mutators
+(`xml_mutators`) to any format that has that header, given how to read and write it.
+
+Siemens TWIX joins when twixtools 0.24's example `gre.dat` is in the test cache
+(`tests/twix_files.py`; without it the TWIX mutants are left out): a small seed made from it
+(its central 64 lines x 128 samples, protocol edited to match), its block-structure, counter,
+geometry, sample and protocol mutators, and a reduced set of the byte mutators.
 """
 
 from __future__ import annotations
@@ -42,13 +47,14 @@ import re
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Sequence
 
@@ -103,13 +109,16 @@ class Mutator:
 @dataclass(frozen=True)
 class Format:
     """A raw-data format: its seeds, its own mutators, and the outputs a readable file gives
-    (`expected_outputs(path)`: output file name -> (slices, rows, cols))."""
+    (`expected_outputs(path)`: output file name -> (slices, rows, cols)). `byte_mutators`: the
+    byte-level mutators it gets (None: all of `BYTE_MUTATORS`; a slower format takes fewer
+    repeats of the same kinds)."""
 
     name: str
     suffix: str
     seeds: tuple[Seed, ...]
     mutators: tuple[Mutator, ...]
     expected_outputs: Callable[[Path], dict[str, tuple[int, int, int]]]
+    byte_mutators: tuple[Mutator, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -1079,11 +1088,164 @@ def ismrmrd_expected(path: Path) -> dict[str, tuple[int, int, int]]:
 
 
 # --------------------------------------------------------------------------------------------
+# Siemens TWIX files (seeds from twixtools 0.24's gre.dat; see tests/twix_files.py)
+
+
+def _twix_seed(path: Path) -> None:
+    """The small seed: gre.dat's central 64 x 128 k-space, protocol edited to match."""
+    import twix_files
+
+    twix_files.write_small(path, twix_files.template(twix_files.cache_dir() / "gre.dat"))
+
+
+def _twix_readouts(path: Path) -> list[int]:
+    """File offsets of the imaging measurement's readouts (twixtools' own reading)."""
+    import twixtools
+
+    return [int(m.mem_pos) for m in twixtools.read_twix(str(path), verbose=False, parse_pmu=False, parse_geometry=False)[-1]["mdb"]]
+
+
+def _twix_mdh(field_: str, fmt: str, value: Any, which: str) -> Mutate:
+    """Set MDH bytes (`struct` format `fmt` at the field's offset) on one random readout or all."""
+    from twix_files import VD_FIELDS
+
+    def mutate(path: Path, rng: np.random.Generator) -> str:
+        offsets = _twix_readouts(path)
+        rows = range(len(offsets)) if which == "all" else [int(rng.integers(0, len(offsets)))]
+        data = bytearray(path.read_bytes())
+        for r in rows:
+            at = offsets[r] + VD_FIELDS[field_]
+            old = struct.unpack_from(fmt, data, at)
+            new = value(old, r) if callable(value) else value
+            struct.pack_into(fmt, data, at, *(new if isinstance(new, tuple) else (new,)))
+        path.write_bytes(bytes(data))
+        return f"MDH {field_} set on {'all readouts' if which == 'all' else f'readout {rows[0]}'}"
+
+    return mutate
+
+
+def _twix_sync_zero(path: Path, rng: np.random.Generator) -> str:
+    """Insert a SYNCDATA block with DMA length 0 (twixtools loops forever on it)."""
+    from twix_files import first_readout
+
+    data = bytearray(path.read_bytes())
+    first, length_at = first_readout(data)
+    offsets = _twix_readouts(path)
+    at = offsets[int(rng.integers(0, len(offsets)))] if offsets else first
+    block = bytearray(192)
+    struct.pack_into("<Q", block, 40, 1 << 5)
+    data[at:at] = block
+    struct.pack_into("<Q", data, length_at, struct.unpack_from("<Q", data, length_at)[0] + 192)
+    path.write_bytes(bytes(data))
+    return f"SYNCDATA block of DMA length 0 inserted at byte {at}"
+
+
+def _twix_raid(field_: str, change: Callable[[int], int]) -> Mutate:
+    def mutate(path: Path, rng: np.random.Generator) -> str:
+        data = bytearray(path.read_bytes())
+        at, fmt = {"count": (4, "<I"), "off": (8 + 8, "<Q"), "len": (8 + 16, "<Q")}[field_]
+        (old,) = struct.unpack_from(fmt, data, at)
+        struct.pack_into(fmt, data, at, change(old))
+        path.write_bytes(bytes(data))
+        return f"multi-RAID {field_} {old} -> {change(old)}"
+
+    return mutate
+
+
+def _twix_protocol(yaps: dict[str, str | None] | None = None, config: dict[str, str] | None = None,
+                   garbage: bool = False) -> Mutate:
+    def mutate(path: Path, rng: np.random.Generator) -> str:
+        from twix_files import edit_header_of_file
+
+        def insert(text: bytes) -> bytes:
+            cut = int(rng.integers(100, len(text) - 100))
+            return text[:cut] + b"x" * 20000 + text[cut:]
+
+        edit_header_of_file(path, yaps=yaps, config=config, edit=insert if garbage else None)
+        return f"protocol: {yaps or ''}{config or ''}{' 20000 non-space bytes in MeasYaps' if garbage else ''}"
+
+    return mutate
+
+
+def _twix_nan(path: Path, rng: np.random.Generator) -> str:
+    offsets = _twix_readouts(path)
+    r = int(rng.integers(0, len(offsets)))
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<f", data, offsets[r] + 192 + 32 + 8 * int(rng.integers(0, 64)), float("nan"))
+    path.write_bytes(bytes(data))
+    return f"NaN sample in readout {r}"
+
+
+def _twix_mutators() -> tuple[Mutator, ...]:
+    acqend, last = 1, 1 << 11
+    return (
+        Mutator("acqend-flipped", "structural", "refuse", _twix_mdh("EvalInfoMask", "<Q", lambda old, r: old[0] | acqend, "one")),
+        Mutator("lastscaninmeas-cleared", "metadata", "refuse", _twix_mdh("EvalInfoMask", "<Q", lambda old, r: old[0] & ~last, "all")),
+        Mutator("sync-dma-zero", "structural", "refuse", _twix_sync_zero),
+        Mutator("raid-length-short", "structural", "refuse", _twix_raid("len", lambda v: v - 1000)),
+        Mutator("raid-length-long", "structural", "refuse", _twix_raid("len", lambda v: v + 10**6)),
+        Mutator("raid-count-0", "structural", "refuse", _twix_raid("count", lambda v: 0)),
+        Mutator("line-65535", "metadata", "refuse", _twix_mdh("Lin", "<H", 65535, "one")),
+        Mutator("line-duplicated", "metadata", "refuse", _twix_mdh("Lin", "<H", lambda old, r: (r + 1) % 64, "one")),
+        Mutator("slice-1", "metadata", "refuse", _twix_mdh("Sli", "<H", 1, "one")),
+        Mutator("samples-plus-1", "structural", "refuse", _twix_mdh("SamplesInScan", "<H", lambda old, r: old[0] + 1, "one")),
+        Mutator("channels-3", "structural", "refuse", _twix_mdh("UsedChannels", "<H", 3, "one")),
+        Mutator("centre-line-moved", "metadata", "refuse", _twix_mdh("CenterLin", "<H", 40, "one")),
+        Mutator("quaternion-zero", "metadata", "refuse", _twix_mdh("Quaternion", "<4f", (0.0, 0.0, 0.0, 0.0), "all")),
+        Mutator("nan-sample", "value", "refuse", _twix_nan),
+        Mutator("protocol-base-resolution", "metadata", "refuse", _twix_protocol({"sKSpace.lBaseResolution": "48"})),
+        Mutator("protocol-readout-fov", "metadata", "refuse", _twix_protocol({"sSliceArray.asSlice[0].dReadoutFOV": "300.0"})),
+        Mutator("protocol-radial", "metadata", "refuse", _twix_protocol({"sKSpace.ucTrajectory": "2"})),
+        Mutator("protocol-epi", "metadata", "refuse", _twix_protocol({"sFastImaging.lEPIFactor": "64"})),
+        Mutator("protocol-two-slices", "metadata", "refuse", _twix_protocol({"sSliceArray.lSize": "2"})),
+        Mutator("protocol-ascconv-garbage", "metadata", "either", _twix_protocol(garbage=True)),
+    )
+
+
+#: The byte-level mutators for TWIX, with fewer repeats (each TWIX case parses a protocol). A
+#: TWIX file ends in padding to 512 bytes after its last measurement: cutting a few bytes off the
+#: tail may leave every measurement whole, so that truncation may give an image.
+TWIX_BYTE_MUTATORS = tuple(replace(m, repeats=max(1, m.repeats // 2), expect="either" if m.name == "truncate-tail" else m.expect)
+                           for m in BYTE_MUTATORS)
+
+
+def twix_expected(path: Path) -> dict[str, tuple[int, int, int]]:
+    """TWIX, read with twixtools: one output per (repetition, echo, set) combination with several
+    values among the imaging lines (`<stem>_rep1.h5`, ...), else `<stem>.h5`; each (distinct slice
+    counters, base resolution, image lines of the protocol)."""
+    import twixtools
+
+    scan = twixtools.read_twix(str(path), verbose=False, parse_pmu=False, parse_geometry=False)[-1]
+    yaps, config = scan["hdr"]["MeasYaps"], scan["hdr"]["Config"]
+    rows = int(yaps["sKSpace"]["lBaseResolution"])
+    cols = int(config.get("NImageLins") or round(rows * yaps["sSliceArray"]["asSlice"][0]["dPhaseFOV"]
+                                                 / yaps["sSliceArray"]["asSlice"][0]["dReadoutFOV"]))
+    image = [m for m in scan["mdb"] if m.is_image_scan()]
+    counters = {"rep": [m.cRep for m in image], "contrast": [m.cEco for m in image], "set": [m.cSet for m in image]}
+    axes = [[(tag, int(v)) for v in sorted(set(values))] for tag, values in counters.items() if len(set(values)) > 1]
+    out: dict[str, tuple[int, int, int]] = {}
+    for combo in itertools.product(*axes):
+        chosen = [m for m in image if all({"rep": m.cRep, "contrast": m.cEco, "set": m.cSet}[t] == v for t, v in combo)]
+        name = path.stem + "".join(f"_{tag}{value}" for tag, value in combo) + ".h5"
+        out[name] = (len({m.cSlc for m in chosen}), rows, cols)
+    return out
+
+
+def _twix_format() -> tuple[Format, ...]:
+    """The TWIX format when gre.dat is cached (no download here), else none."""
+    from twix_files import have_example
+
+    if not have_example("gre.dat"):
+        return ()
+    return (Format("twix", ".dat", (Seed("small", _twix_seed),), _twix_mutators(), twix_expected, TWIX_BYTE_MUTATORS),)
+
+
+# --------------------------------------------------------------------------------------------
 # Formats and mutants
 
 
 def formats() -> tuple[Format, ...]:
-    """Every format the fuzzer knows (a TWIX `.dat` format joins here)."""
+    """Every format the fuzzer knows (TWIX when its example file is cached)."""
     return (
         Format(
             "fastmri",
@@ -1100,6 +1262,7 @@ def formats() -> tuple[Format, ...]:
             _ismrmrd_mutators(),
             ismrmrd_expected,
         ),
+        *_twix_format(),
     )
 
 
@@ -1123,7 +1286,7 @@ def build_mutants(folder: Path, seed: int = SEED) -> list[Mutant]:
         plan: list[tuple[Mutator, Seed]] = [
             (Mutator("none", "none", s.expect, lambda p, r: "unmutated seed"), s) for s in fmt.seeds
         ]
-        for mut in (*fmt.mutators, *BYTE_MUTATORS):
+        for mut in (*fmt.mutators, *(BYTE_MUTATORS if fmt.byte_mutators is None else fmt.byte_mutators)):
             allowed = [by_name[n] for n in (mut.seeds or by_name)]
             for _ in range(mut.repeats):
                 plan.append((mut, allowed[int(pick.integers(0, len(allowed)))]))

@@ -16,10 +16,9 @@ from recon.calib import espirit_calib
 from recon.core import center_crop
 from recon.linops import FiniteDifference, Wavelet2D, map_coeffs
 from recon.methods import ReconBatch, get_method
-from recon.methods.classical import ESPIRIT_DEFAULTS, data_scale
-from recon.methods.cs import fista_l1_wavelet, l1_wavelet_objective
-from recon.methods.cs_tv import pdhg_tv, tv_objective
-from recon.methods.sense import cg_sense, sense_recon
+from recon.methods.classical import ESPIRIT_DEFAULTS
+from recon.methods.solvers import cg_sense, fista_l1_wavelet, l1_wavelet_objective, pdhg_tv, sense_recon, tv_objective
+from recon.noise import data_scale
 
 finite_diff = FiniteDifference().forward
 finite_diff_adjoint = FiniteDifference().adjoint
@@ -212,22 +211,22 @@ def test_sense_keeps_the_interior_intensity(accel: int) -> None:
 
 
 def test_noise_rule_sets_lam_from_the_measured_noise() -> None:
-    from recon.methods import cs
-    from recon.methods.classical import noise_sigma
+    from recon.methods.solvers import l1_rule
+    from recon.noise import noise_sigma
 
     batch, _ = _noisy_slice(4)
     sigma_n = float(noise_sigma(batch.masked_kspace, batch.mask)[0]) / float(data_scale(batch.masked_kspace))
     assert 0.005 < sigma_n < 0.2
     by_rule = get_method("cs", iters=20)(batch)
-    explicit = get_method("cs", lam=cs.l1_rule(sigma_n), iters=20)(batch)
+    explicit = get_method("cs", lam=l1_rule(sigma_n), iters=20)(batch)
     assert torch.allclose(by_rule, explicit, atol=1e-5 * float(explicit.max()))
-    assert not torch.allclose(by_rule, get_method("cs", lam=10 * cs.l1_rule(sigma_n), iters=20)(batch), atol=1e-3 * float(explicit.max()))
+    assert not torch.allclose(by_rule, get_method("cs", lam=10 * l1_rule(sigma_n), iters=20)(batch), atol=1e-3 * float(explicit.max()))
 
 
 def test_cg_sense_stops_at_the_noise_level() -> None:
     from recon.alg import batch_dot
     from recon.linops import Sense
-    from recon.methods.classical import noise_sigma
+    from recon.noise import noise_sigma
 
     batch, _ = _noisy_slice(4)
     y, mask = batch.masked_kspace, batch.mask

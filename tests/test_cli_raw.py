@@ -15,13 +15,13 @@ import torch
 
 from recon.acquisition import Acquisition
 from recon.cli import main
-from recon.methods import ReconBatch
-from recon.methods.zero_filled import zero_filled
+from recon.methods import ReconBatch, get
 from recon.io import RawScan
 from recon.pipeline import run_method
 
 GENERATOR = shutil.which("ismrmrd_generate_cartesian_shepp_logan")
 needs_generator = pytest.mark.skipif(GENERATOR is None, reason="ismrmrd_generate_cartesian_shepp_logan (Debian ismrmrd-tools) not installed")
+zero_filled = get("zero-filled")
 
 
 def _generate(folder: Path, name: str, *args: str) -> tuple[Path, np.ndarray]:

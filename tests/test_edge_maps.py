@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +21,8 @@ import torch
 from recon.acquisition import centered_region
 from recon.calib.espirit import BART_SOFT, calibration_kernels, crop_weight, espirit_calib, espirit_maps_from_kernels
 from recon.masks import make_mask
-from recon.methods import ReconBatch
+from recon.methods import ReconBatch, get_method
 from recon.methods.classical import ESPIRIT_DEFAULTS, MAPS_CROP
-from recon.methods.cs import make_cs
-from recon.methods.cs_tv import make_cs_tv
-from recon.methods.sense import make_sense
 from recon.metrics import ssim
 from recon.simulate.coils import birdcage_maps
 
@@ -98,7 +96,7 @@ def test_hard_crop_zeroes_the_edge_band_the_default_keeps_it(edge_case) -> None:
     assert soft_cover[inside & ~band].min() > 0.9
 
 
-@pytest.mark.parametrize("make", [make_sense, make_cs, make_cs_tv], ids=["sense", "cs", "cs-tv"])
+@pytest.mark.parametrize("make", [partial(get_method, name) for name in ("sense", "cs", "cs-tv")], ids=["sense", "cs", "cs-tv"])
 @pytest.mark.parametrize("combine", ["rss", "sense"])
 def test_default_maps_cover_the_edge_and_score_no_worse(edge_case, make, combine: str) -> None:
     """With `combine="sense"` (`|x| ||S||`) the hard crop's band is black; with the default

@@ -24,7 +24,7 @@ from recon.calib.grappa import GrappaKernels, grappa_apply, grappa_calibrate, pa
 from recon.cli import main
 from recon.core import fft2c, ifft2c
 from recon.io.fastmri import read_reconstruction
-from recon.methods.sense import cg_sense
+from recon.methods.solvers import cg_sense
 
 pygrappa = pytest.importorskip("pygrappa", reason="pygrappa (the reference) is in the test extra")
 

@@ -17,9 +17,8 @@ from recon.acquisition import centered_region
 from recon.alg import batch_dot, conjugate_gradient, fista, pdhg
 from recon.calib import espirit_calib
 from recon.linops import CoilExpand, FFT2c, FiniteDifference, Linop, Mask, Sense, Stack, hybrid_sense
-from recon.methods import ReconBatch, get_method
-from recon.methods.registry import _REGISTRY
-from recon.methods.sense import cg_sense
+from recon.methods import MethodSpec, Options, ReconBatch, get_method
+from recon.methods.solvers import cg_sense
 from recon.prox import L2DataDual, TVDual, soft_threshold
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -249,7 +248,8 @@ def test_registry_lists_every_method_and_builds_it() -> None:
     assert {"zero-filled", "sense", "cs", "cs-tv", "varnet"} <= set(methods.available())
     batch = _batch()
     for name in ("zero-filled", "sense", "cs", "cs-tv"):
-        out = get_method(name, iters=5, device="cpu")(batch)
+        options = {"iters": 5} if methods.spec(name).takes("iters") else {}
+        out = get_method(name, device="cpu", **options)(batch)
         assert out.shape == (1, 24, 24) and out.dtype == torch.float32 and bool(torch.isfinite(out).all())
     with pytest.raises(ValueError, match="unknown method 'nope'"):
         get_method("nope")
@@ -264,10 +264,45 @@ def test_registry_lists_every_method_and_builds_it() -> None:
         (lambda b: torch.ones(1, 24, 24, dtype=torch.float64), "float32"),
     ],
 )
-def test_registry_refuses_bad_images(monkeypatch: pytest.MonkeyPatch, output, message: str) -> None:
-    monkeypatch.setitem(_REGISTRY, "broken", lambda **_: output)
-    with pytest.raises(ValueError, match=f"method 'broken'.*{message}"):
-        get_method("broken")(_batch())
+def test_registry_refuses_bad_images(output, message: str) -> None:
+    with methods.scoped():
+        methods.register("broken", MethodSpec("broken", "returns bad images", Options, lambda options, device: output))
+        with pytest.raises(ValueError, match=f"method 'broken'.*{message}"):
+            get_method("broken")(_batch())
+    assert "broken" not in methods.available()
+
+
+def test_unknown_options_are_refused_naming_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"method 'cs' takes no option 'lamda'; valid options: .*\blam\b.*\biters\b"):
+        methods.get("cs", lamda=0.1)
+    with pytest.raises(ValueError, match="method 'zero-filled' takes no option 'iters'; valid options: partial_fourier"):
+        methods.get("zero-filled", iters=5)
+    with pytest.raises(ValueError, match=r"unknown maps_crop 'tight'; expected one of soft, hard, wide"):
+        methods.get("sense", maps_crop="tight")
+
+
+def test_specs_declare_consistent_flags_and_checkpoints() -> None:
+    """Every learned method names an option it has; a flag shared by methods has one type (else
+    `recon.methods.spec.flags` refuses); zero-filled is the one baseline."""
+    from recon.methods.registry import all_flags
+
+    specs = [methods.spec(name) for name in methods.available()]
+    for spec in specs:
+        assert spec.checkpoint is None or spec.takes(spec.checkpoint), spec.name
+    flags = {f.flag: f for f in all_flags()}
+    assert flags["--lam"].kind is float and flags["--iters"].kind is int
+    assert flags["--checkpoint"].methods() == ["varnet"] and flags["--unet-checkpoint"].methods() == ["unet"]
+    assert [s.name for s in specs if s.baseline] == ["zero-filled"]
+
+
+def test_option_choices_are_those_of_the_numerics() -> None:
+    from typing import get_args
+
+    from recon import partial_fourier as pf
+    from recon.methods.classical import MAPS_CROP
+    from recon.methods.options import MapsCrop, PartialFourier
+
+    assert get_args(PartialFourier) == pf.MODES and get_args(MapsCrop) == tuple(MAPS_CROP)
 
 
 def test_classical_method_options_reach_the_solver() -> None:
@@ -324,3 +359,22 @@ def test_modules_import_only_layers_above_them() -> None:
                 if other is not None and other > own:
                     violations.append(f"{module} imports {name}")
     assert len(order) > 15 and not violations, violations
+
+
+def test_command_line_help_and_method_specs_import_no_torch() -> None:
+    """`recon --help`, `recon <cmd> --help` and every method's spec (options, flags, needs) load
+    neither torch nor CuPy: the parser is built from the specs, and their numerics load in `build`."""
+    import subprocess
+
+    code = (
+        "import contextlib, io, sys\n"
+        "import recon.cli, recon.methods\n"
+        "for argv in (['--help'], *([cmd, '--help'] for cmd in ('simulate', 'reconstruct', 'evaluate', 'benchmark', 'convert', 'train'))):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "        recon.cli.main(argv)\n"
+        "for name in recon.methods.available():\n"
+        "    recon.methods.spec(name).make_options({})\n"
+        "print(' '.join(m for m in ('torch', 'cupy') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", f"loaded: {done.stdout.strip()}"

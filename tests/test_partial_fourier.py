@@ -19,7 +19,7 @@ from recon.cli import main
 from recon.core import fft2c, ifft2c, rss
 from recon.io.errors import InputError
 from recon.io.ismrmrd import read_ismrmrd
-from recon.methods.classical import noise_sigma
+from recon.noise import noise_sigma
 
 N = 128
 FRACTION = 5 / 8

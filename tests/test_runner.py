@@ -57,7 +57,7 @@ def test_expand_inputs_files_folders_globs(tmp_path: Path) -> None:
     found, missing = expand_inputs([tmp_path / "a", str(tmp_path / "a" / "*.h5"), single, tmp_path / "nope.h5", tmp_path / "empty", str(tmp_path / "q*.h5")])
     assert [p.name for p in found] == ["x.h5", "y.h5", "z.h5"]
     reasons = {Path(m.file).name: m.reason for m in missing}
-    assert reasons == {"nope.h5": "no such file or folder", "empty": "folder has no *.h5 files", "q*.h5": "pattern matches no files"}
+    assert reasons == {"nope.h5": "no such file or folder", "empty": "folder has no *.h5 or *.dat files", "q*.h5": "pattern matches no files"}
     assert all(m.status == "failed" for m in missing)
 
 

@@ -17,7 +17,7 @@ from recon.calib.spirit import SpiritOperator, image_kernel, spirit_calibrate
 from recon.core import center_crop, fft2c, ifft2c, rss
 from recon.masks import make_mask
 from recon.methods import ReconBatch, get_method
-from recon.methods.spirit import default_kernel, known_locations, spirit_cg
+from recon.methods.spirit_fill import default_kernel, known_locations, spirit_cg
 
 
 def _random(shape: tuple[int, ...], seed: int) -> torch.Tensor:

@@ -1,48 +1,50 @@
-"""Readers and writers: fastMRI HDF5 (and ISMRMRD) in, submission HDF5 / NIfTI / DICOM / PNG out.
+"""Readers and writers: fastMRI HDF5, ISMRMRD and Siemens TWIX in, submission HDF5 / NIfTI / DICOM / PNG out.
 
-`recon.io` imports no other `recon` module.
+`recon.io` imports no other `recon` module. Its names are imported from their modules when first
+asked for (`from recon.io import read_info`), so `recon.io.errors` (what the command line needs
+before any file is read) loads without h5py, ISMRMRD or torch. (`prewhiten` is the submodule
+`recon.io.prewhiten`; its function of that name is imported from there.)
 """
 
-from recon.io.atomic import atomic_path
-from recon.io.errors import InputError
-from recon.io.fastmri import (
-    FastMRIVolume,
-    VolumeInfo,
-    read_info,
-    read_reconstruction,
-    read_volume,
-    write_fastmri_volume,
-    write_reconstruction,
-)
-from recon.io.convert import convert_ismrmrd_to_fastmri
-from recon.io.geometry import SliceGeometry, nominal_geometry
-from recon.io.header import HeaderInfo, build_header, parse_header
-from recon.io.ismrmrd import RawScan, is_ismrmrd, read_ismrmrd
-from recon.io.prewhiten import noise_covariance, prewhiten, prewhitening_matrix
-from recon.io.writers import FORMATS, write_output
+from __future__ import annotations
 
-__all__ = [
-    "FORMATS",
-    "RawScan",
-    "SliceGeometry",
-    "convert_ismrmrd_to_fastmri",
-    "is_ismrmrd",
-    "noise_covariance",
-    "nominal_geometry",
-    "prewhiten",
-    "prewhitening_matrix",
-    "read_ismrmrd",
-    "write_output",
-    "FastMRIVolume",
-    "HeaderInfo",
-    "InputError",
-    "VolumeInfo",
-    "atomic_path",
-    "build_header",
-    "parse_header",
-    "read_info",
-    "read_reconstruction",
-    "read_volume",
-    "write_fastmri_volume",
-    "write_reconstruction",
-]
+import importlib
+from typing import Any
+
+from recon.io.errors import InputError
+
+#: Public name -> the module that defines it, imported on first use.
+_LAZY = {
+    "FORMATS": "recon.io.writers",
+    "RawScan": "recon.io.ismrmrd",
+    "SliceGeometry": "recon.io.geometry",
+    "convert_ismrmrd_to_fastmri": "recon.io.convert",
+    "is_ismrmrd": "recon.io.ismrmrd",
+    "noise_covariance": "recon.io.prewhiten",
+    "nominal_geometry": "recon.io.geometry",
+    "prewhitening_matrix": "recon.io.prewhiten",
+    "read_ismrmrd": "recon.io.ismrmrd",
+    "read_twix": "recon.io.twix",
+    "is_twix": "recon.io.twix",
+    "read_raw": "recon.io.scan",
+    "write_output": "recon.io.writers",
+    "FastMRIVolume": "recon.io.fastmri",
+    "HeaderInfo": "recon.io.header",
+    "VolumeInfo": "recon.io.fastmri",
+    "atomic_path": "recon.io.atomic",
+    "build_header": "recon.io.header",
+    "parse_header": "recon.io.header",
+    "read_info": "recon.io.fastmri",
+    "read_reconstruction": "recon.io.fastmri",
+    "read_volume": "recon.io.fastmri",
+    "write_fastmri_volume": "recon.io.fastmri",
+    "write_reconstruction": "recon.io.fastmri",
+}
+
+__all__ = ["InputError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'recon.io' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""ISMRMRD raw data -> fastMRI multi-coil HDF5, so raw scans can feed training and benchmarks.
+"""Raw data (ISMRMRD, Siemens TWIX) -> fastMRI multi-coil HDF5, so raw scans can feed training and benchmarks.
 
 The readout oversampling is kept by default (fastMRI files keep the 2x oversampled readout,
 640 rows, and crop to reconSpace in image space); pass `remove_oversampling=True` to crop it.
@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 
 from recon.io.errors import InputError
-from recon.io.ismrmrd import read_ismrmrd
-from recon.io.scan import rss_target
+from recon.io.scan import read_raw, rss_target
 
 
 def convert_ismrmrd_to_fastmri(
@@ -33,14 +32,15 @@ def convert_ismrmrd_to_fastmri(
     keep_identity: bool = False,
     **read_options: Any,
 ) -> Path:
-    """Read `in_path` (ISMRMRD) and write `out_path` in the fastMRI multi-coil layout.
+    """Read `in_path` (ISMRMRD or Siemens TWIX, `recon.io.scan.read_raw`) and write `out_path`
+    in the fastMRI multi-coil layout.
 
     Args:
-        in_path: ISMRMRD HDF5 file.
+        in_path: ISMRMRD HDF5 file or TWIX `.dat` file.
         out_path: fastMRI HDF5 file to write (atomically, via write_fastmri_volume).
         keep_identity: copy the patient ID into attrs `patient_id` (fastMRI's attribute).
-        read_options: passed to `read_ismrmrd` (dataset, repetition, contrast, prewhiten,
-            remove_oversampling).
+        read_options: passed to the reader (repetition, contrast, set_index, prewhiten,
+            remove_oversampling, max_memory; ISMRMRD also dataset).
 
     Returns:
         `out_path` as a Path.
@@ -48,11 +48,11 @@ def convert_ismrmrd_to_fastmri(
     from recon.io.fastmri import write_fastmri_volume
     from recon.io.header import build_header
 
-    scan = read_ismrmrd(in_path, **read_options)
+    scan = read_raw(in_path, **read_options)
     acq = scan.acquisition
     if acq.columns.ndim == 2:
         raise InputError(in_path, "slices are sampled on different columns; the fastMRI layout holds one mask per "
-                                  "volume: reconstruct the ISMRMRD file directly")
+                                  "volume: reconstruct the raw file directly")
     left, right = acq.acquirable
     width = acq.width
     header = build_header(

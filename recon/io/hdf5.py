@@ -12,8 +12,6 @@ much one read of a compressed chunk inflates to, for their memory estimates.
 from __future__ import annotations
 
 import os
-import signal
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +19,7 @@ import h5py
 import numpy as np
 
 from recon.io.errors import InputError
+from recon.io.guard import finishes
 
 PathLike = str | os.PathLike[str]
 
@@ -164,40 +163,19 @@ def is_compressed(ds: h5py.Dataset) -> bool:
     return ds.chunks is not None and ds.id.get_create_plist().get_nfilters() > 0
 
 
-#: Seconds a guarded read may take: a floor, plus the file's size at a slow disk's rate.
-READ_FLOOR_S = 5.0
-READ_RATE_BYTES_S = 50e6
-
-
 def read_finishes(path: PathLike, read: Callable[[h5py.File], object], what: str) -> None:
     """InputError unless `read(file)` on `path` finishes in time, tried first in a forked child.
 
     Some damaged HDF5 files (a zeroed global heap under variable-length data) make the HDF5
     library loop forever inside one read call, where no Python-level timeout can stop it. The
-    child runs the same read and is killed after `READ_FLOOR_S` plus the file's size at
-    `READ_RATE_BYTES_S`; an exception in the child is left for the real read to report. Without
-    `os.fork` (not POSIX) the read is not guarded.
+    child (`recon.io.guard.finishes`) runs the same read and is killed after
+    `guard.READ_FLOOR_S` plus the file's size at `guard.READ_RATE_BYTES_S`; an exception in the
+    child is left for the real read to report.
     """
-    if not hasattr(os, "fork"):
-        return
     p = Path(path)
-    limit = READ_FLOOR_S + p.stat().st_size / READ_RATE_BYTES_S
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            with h5py.File(p, "r") as f:
-                read(f)
-        except BaseException:  # noqa: BLE001 - the parent's own read reports what is wrong
-            code = 2
-        os._exit(code)
-    deadline = time.monotonic() + limit
-    while True:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise InputError(p, f"reading {what} did not finish within {limit:.0f} s; the HDF5 file is corrupt")
-        time.sleep(0.01)
+
+    def work() -> None:
+        with h5py.File(p, "r") as f:
+            read(f)
+
+    finishes(p, work, what, "the HDF5 file is corrupt")

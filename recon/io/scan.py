@@ -8,12 +8,13 @@ RSS of a fully sampled raw scan), and metadata with patient identity kept apart.
 
 Formats plug in here and nowhere else: `sniff` names a file's format from its bytes, `open_scan`
 dispatches to the reader. fastMRI files are read lazily, a slice at a time
-(`recon.io.fastmri.FastMRIVolume`); raw scanner data (ISMRMRD today, Siemens TWIX next) are
-gridded whole by their reader into a `RawScan` and served from memory. A non-Cartesian reader
+(`recon.io.fastmri.FastMRIVolume`); raw scanner data (ISMRMRD, Siemens TWIX `.dat`) are
+gridded whole by their reader (`recon.io.ismrmrd`, `recon.io.twix`, both through
+`recon.io.gridding`) into a `RawScan` and served from memory. A non-Cartesian reader
 will hand over its samples with the trajectory and density weights in the `Acquisition`, so
 the consumers below do not change.
 
-A raw file may hold several images (ISMRMRD repetitions, contrasts, sets): `image_choices`
+A raw file may hold several images (repetitions, contrasts / echoes, sets): `image_choices`
 lists them, and `open_scan(path, repetition=..., ...)` opens one.
 """
 
@@ -33,19 +34,34 @@ from recon.io.hdf5 import open_h5
 
 PathLike = str | os.PathLike[str]
 #: Formats `open_scan` reads.
-FORMATS = ("fastmri", "ismrmrd")
+FORMATS = ("fastmri", "ismrmrd", "twix")
 #: Target datasets of a fastMRI file, multi-coil first.
 TARGET_KEYS = ("reconstruction_rss", "reconstruction_esc")
 
 
 def sniff(path: PathLike) -> str:
-    """The format of `path` ("fastmri" or "ismrmrd"), or InputError saying what it is not.
+    """The format of `path` ("fastmri", "ismrmrd" or "twix"), or InputError saying what it is not.
 
-    An HDF5 file with a root `kspace` dataset is fastMRI (even with a stray `dataset/xml`);
-    one with an ISMRMRD `dataset` group holding `xml` and `data` is ISMRMRD.
+    A file that starts like a Siemens TWIX file (`recon.io.twix.is_twix`, from its first bytes,
+    whatever its name) is TWIX. An HDF5 file with a root `kspace` dataset is fastMRI (even with
+    a stray `dataset/xml`); one with an ISMRMRD `dataset` group holding `xml` and `data` is
+    ISMRMRD. A `.dat` file that is neither is refused as not a TWIX file.
     """
-    from recon.io import ismrmrd
+    from recon.io import ismrmrd, twix
+    from recon.io.hdf5 import HDF5_SIGNATURE
 
+    p = Path(path)
+    if p.is_file():
+        with open(p, "rb") as f:
+            hdf5 = f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+        if not hdf5 and twix.is_twix(p):
+            return "twix"
+        if not hdf5 and p.suffix.lower() == ".dat":
+            size = p.stat().st_size
+            if size < 8:
+                raise InputError(p, f"{size} bytes: too short to be a Siemens TWIX file")
+            raise InputError(p, "not a Siemens TWIX file (its first bytes are neither a VD/VE multi-RAID header nor a VB "
+                                "measurement header) and not HDF5")
     with open_h5(path):
         pass
     return "ismrmrd" if ismrmrd.is_ismrmrd(path) else "fastmri"
@@ -141,7 +157,7 @@ class FastMRIScan(Scan):
 
 
 class RawDataScan(Scan):
-    """Raw scanner data gridded by their reader into a `recon.io.ismrmrd.RawScan`, in memory."""
+    """Raw scanner data (ISMRMRD, TWIX) gridded by their reader into a `RawScan`, in memory."""
 
     def __init__(self, path: PathLike, raw: Any, fmt: str) -> None:
         self.path = Path(path)
@@ -189,15 +205,17 @@ def rss_target(raw: Any, path: PathLike = "<scan>") -> np.ndarray:
 
 
 def image_choices(path: PathLike) -> list[dict[str, int]]:
-    """The images a file holds: one `{}` for a fastMRI file; for ISMRMRD one `{"repetition": r,
-    "contrast": c, "set": s}` (only the counters with several values) per image."""
+    """The images a file holds: one `{}` for a fastMRI file; for raw data (ISMRMRD, TWIX) one
+    `{"repetition": r, "contrast": c, "set": s}` (only the counters with several values) per
+    image (TWIX echoes are contrasts)."""
     import itertools
 
-    from recon.io import ismrmrd
+    from recon.io import ismrmrd, twix
 
-    if sniff(path) != "ismrmrd":
+    fmt = sniff(path)
+    if fmt == "fastmri":
         return [{}]
-    present = ismrmrd.counter_values(path)
+    present = ismrmrd.counter_values(path) if fmt == "ismrmrd" else twix.counter_values(path)
     axes = [[(name, v) for v in values] for name, values in present.items() if len(values) > 1]
     return [dict(combo) for combo in itertools.product(*axes)]
 
@@ -219,10 +237,26 @@ def open_scan(
     fmt = sniff(path)
     if fmt == "fastmri":
         return FastMRIScan(path)
-    from recon.io.ismrmrd import read_ismrmrd
+    return RawDataScan(path, read_raw(path, fmt, repetition=repetition, contrast=contrast, set_index=set_index,
+                                      max_memory=max_memory), fmt)
 
-    raw = read_ismrmrd(path, repetition=repetition, contrast=contrast, set_index=set_index, max_memory=max_memory)
-    return RawDataScan(path, raw, fmt)
+
+def read_raw(path: PathLike, fmt: str | None = None, **options: Any) -> Any:
+    """The gridded `RawScan` of a raw-data file (ISMRMRD or TWIX; `fmt` from `sniff` when None).
+
+    `options` go to the reader (`repetition`, `contrast`, `set_index`, `prewhiten`,
+    `remove_oversampling`, `max_memory`). InputError for a fastMRI file (no raw data).
+    """
+    fmt = sniff(path) if fmt is None else fmt
+    if fmt == "ismrmrd":
+        from recon.io.ismrmrd import read_ismrmrd
+
+        return read_ismrmrd(path, **options)
+    if fmt == "twix":
+        from recon.io.twix import read_twix
+
+        return read_twix(path, **options)
+    raise InputError(path, "a fastMRI file holds gridded k-space, not raw acquisitions (ISMRMRD or Siemens TWIX)")
 
 
 def read_target(path: PathLike, key: str | None = None, rows: slice | None = None) -> tuple[np.ndarray, dict[str, Any]]:

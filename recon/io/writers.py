@@ -34,6 +34,8 @@ from recon.io.geometry import SliceGeometry, geometry_problem, nifti_affine, nom
 
 FORMATS = ("h5", "nii", "dcm", "png")
 _SUFFIXES = (".nii.gz", ".nii", ".h5", ".dcm", ".png", "_dicom")
+#: Input suffixes an h5 output keeps (any other input, e.g. a TWIX `.dat`, gives `<stem>.h5`).
+_HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 
 
 def _stem(path: str | os.PathLike[str]) -> Path:
@@ -92,7 +94,8 @@ def name_suffix(choice: dict[str, int | None]) -> str:
 
 def output_path(out_dir: str | os.PathLike[str], src: str | os.PathLike[str], fmt: str,
                 choice: dict[str, int | None] | None = None, quantity: str | None = None) -> Path:
-    """Where the image of `src` goes: `out/<name>.h5`, `<stem>.nii.gz`, `<stem>_dicom/`, `<stem>.png`.
+    """Where the image of `src` goes: `out/<name>.h5` (an HDF5 input keeps its suffix, e.g. `.hdf5`;
+    `meas.dat` gives `meas.h5`), `<stem>.nii.gz`, `<stem>_dicom/`, `<stem>.png`.
 
     `choice` adds its suffix after the stem (`_rep1`); `quantity` (e.g. `gfactor`) names a map
     written beside the image, always as h5 (`<stem>_rep1_gfactor.h5`). The one place output
@@ -104,7 +107,8 @@ def output_path(out_dir: str | os.PathLike[str], src: str | os.PathLike[str], fm
     if quantity is not None:
         return out / f"{stem}_{quantity}.h5"
     if fmt == "h5":
-        return out / f"{stem}{source.suffix or '.h5'}"
+        suffix = source.suffix if source.suffix.lower() in _HDF5_SUFFIXES else ".h5"
+        return out / f"{stem}{suffix}"
     if fmt == "nii":
         return out / f"{stem}.nii.gz"
     if fmt == "dcm":

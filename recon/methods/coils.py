@@ -12,12 +12,14 @@ aligned along the readout; needs a fully sampled readout, so not with a partial 
 
 from __future__ import annotations
 
+from typing import get_args
+
 from recon.calib.coils import compress, compress_geometric, compress_geometric_images, compression_matrix, geometric_matrices
 from recon.methods.batch import ReconBatch
-
+from recon.methods.options import Compression
 
 #: Coil compression kinds.
-KINDS = ("svd", "gcc")
+KINDS: tuple[str, ...] = get_args(Compression)
 
 
 def check_virtual_coils(virtual_coils: int | None, kind: str = "svd") -> int | None:

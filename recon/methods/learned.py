@@ -1,4 +1,10 @@
-"""What the learned methods share: a trained network run over a `ReconBatch` in chunks."""
+"""The learned methods: a trained network run over a `ReconBatch` in chunks, without gradients.
+
+`VarNetMethod` (E2E-VarNet) is a k-space method: the last cascade's coil k-space goes through
+the shared ending (partial-Fourier completion, RSS, crop; `recon.methods.base`); without a
+partial side that is the model's own RSS output. `UnetMethod` (fastMRI's image U-Net) maps the
+zero-filled RSS image, a partial side completed per coil first, to the image.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +14,28 @@ from typing import Any
 
 import torch
 
+from recon import partial_fourier as pf
+from recon.core import fft2c
+from recon.methods.base import BatchMethod, KspaceMethod
 from recon.methods.batch import ReconBatch
 from recon.models.checkpoint import checkpoint_record
 from recon.models.domain import domain_problems, domain_warning
+from recon.models.image_unet import unet_reconstruct
 
 
-class LearnedMethod:
-    """A network run over a `ReconBatch` in chunks of `batch_size` slices, without gradients.
+class LearnedMethod(BatchMethod):
+    """A network run on `device` (None: each batch's) over chunks of `batch_size` slices.
 
-    `device` None runs on each batch's device. Subclasses define `chunk`: slices `[start, stop)`
-    of the batch -> `(stop - start, h, w)` images cropped to `batch.crop_size`. `checkpoint`: the
-    weights file, whose JSON record (training config and data domain) `domain_warning` reads.
+    `checkpoint`: the weights file, whose JSON record (training config and data domain)
+    `domain_warning` reads.
     """
 
     name = "learned"
 
     def __init__(self, model: torch.nn.Module, device: torch.device | None, batch_size: int,
                  checkpoint: str | os.PathLike[str] | None = None) -> None:
+        BatchMethod.__init__(self, device, chunk_size=batch_size)
         self.model = model.eval() if device is None else model.to(device).eval()
-        self.device = device
-        self.batch_size = max(1, int(batch_size))
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.record: dict[str, Any] = {} if checkpoint is None else checkpoint_record(checkpoint)
 
@@ -38,17 +46,43 @@ class LearnedMethod:
             return None
         return domain_warning(self.name, self.checkpoint, domain_problems(self.record, coils, rows, cols, acceleration))
 
-    def chunk(self, model: torch.nn.Module, batch: ReconBatch, start: int, stop: int, device: torch.device) -> torch.Tensor:
-        raise NotImplementedError
+    def prepare(self, batch: ReconBatch) -> tuple[ReconBatch, torch.device, torch.device]:
+        """As `BatchMethod.prepare`, with the network moved to the device it runs on."""
+        batch, home, device = super().prepare(batch)
+        self.model.to(device)
+        return batch, home, device
 
-    @torch.no_grad()
-    def __call__(self, batch: ReconBatch) -> torch.Tensor:
-        """`ReconBatch` -> `(B, h, w)` float32 on the input's device."""
-        k = batch.masked_kspace
-        device = self.device if self.device is not None else k.device
-        model = self.model.to(device)
-        outs = [
-            self.chunk(model, batch, s, min(s + self.batch_size, k.shape[0]), device).float().to(k.device)
-            for s in range(0, k.shape[0], self.batch_size)
-        ]
-        return torch.cat(outs)
+
+class VarNetMethod(LearnedMethod, KspaceMethod):
+    """A VarNet over a `ReconBatch`: calibration region and data from the acquisition model."""
+
+    name = "varnet"
+
+    def __init__(self, model: torch.nn.Module, device: torch.device | None, batch_size: int, partial_fourier: str = pf.DEFAULT_MODE,
+                 checkpoint: str | os.PathLike[str] | None = None) -> None:
+        LearnedMethod.__init__(self, model, device, batch_size, checkpoint)
+        self.partial_fourier = pf.check_mode(partial_fourier)
+
+    def fill(self, batch: ReconBatch, device: torch.device) -> torch.Tensor:
+        count = batch.masked_kspace.shape[0]
+        calib = batch.calib.reshape(-1, 2).expand(count, 2)
+        cal_k = batch.calib_kspace
+        return self.model.reconstruct_kspace(batch.masked_kspace.to(device), batch.mask.bool().to(device), calib=calib.to(device),
+                                             calib_kspace=None if cal_k is None else cal_k.to(device))
+
+
+class UnetMethod(LearnedMethod):
+    """fastMRI's U-Net over a `ReconBatch`: zero-filled RSS in, de-normalized image out."""
+
+    name = "unet"
+
+    def __init__(self, model: torch.nn.Module, device: torch.device | None, batch_size: int, partial_fourier: str = pf.DEFAULT_MODE,
+                 checkpoint: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(model, device, batch_size, checkpoint)
+        self.partial_fourier = pf.check_mode(partial_fourier)
+
+    def images(self, batch: ReconBatch, device: torch.device) -> torch.Tensor:
+        kspace = batch.masked_kspace.to(device)
+        if pf.has_partial(batch.extent, kspace.shape):
+            kspace = fft2c(pf.batch_images(kspace, batch.extent, self.partial_fourier))
+        return unet_reconstruct(self.model, kspace, batch.crop_size)

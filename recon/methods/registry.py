@@ -1,36 +1,52 @@
-"""The one registry of reconstruction methods, and the output check every method passes through.
+"""The one list of reconstruction methods: name -> the module that holds its `SPEC`.
 
-Each entry names a factory as `"module:attribute"`, imported when the method is first built
-(zero-filled never loads a network). Adding a method = a new file in `recon/methods/` with a
-factory `make_<name>(device=None, **options) -> Method`, plus one line here.
+A method's file is imported when something first asks for its spec; it imports no torch (its
+`build` does), so listing methods, their options and their flags stays light. Adding a method
+= its file in `recon/methods/` (a `MethodSpec` named `SPEC`) plus one line in `_REGISTRY`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-import torch
+from recon.methods.spec import Flag, MethodSpec, flags
 
-from recon.methods.batch import Method, ReconBatch
+if TYPE_CHECKING:
+    import torch
 
-MethodFactory = Callable[..., Method]
+    from recon.methods.output import CheckedMethod
 
-_REGISTRY: dict[str, str | MethodFactory] = {
-    "zero-filled": "recon.methods.zero_filled:make_zero_filled",
-    "sense": "recon.methods.sense:make_sense",
-    "cs": "recon.methods.cs:make_cs",
-    "cs-tv": "recon.methods.cs_tv:make_cs_tv",
-    "varnet": "recon.methods.varnet:make_varnet",
-    "unet": "recon.methods.unet:make_unet",
-    "grappa": "recon.methods.grappa:make_grappa",
-    "spirit": "recon.methods.spirit:make_spirit",
+_REGISTRY: dict[str, str | MethodSpec] = {
+    "zero-filled": "recon.methods.zero_filled",
+    "sense": "recon.methods.sense",
+    "cs": "recon.methods.cs",
+    "cs-tv": "recon.methods.cs_tv",
+    "varnet": "recon.methods.varnet",
+    "unet": "recon.methods.unet",
+    "grappa": "recon.methods.grappa",
+    "spirit": "recon.methods.spirit",
 }
 
+#: The methods `recon benchmark` compares unless told otherwise.
+DEFAULT_BENCHMARK = ("zero-filled", "sense", "cs", "spirit")
 
-def register(name: str, factory: MethodFactory | str) -> None:
-    """Register `factory(**options) -> Method` (or its `"module:attribute"`) under `name`."""
-    _REGISTRY[name] = factory
+
+def register(name: str, spec: str | MethodSpec) -> None:
+    """Register a method under `name`: its `MethodSpec`, or the module path of the file holding `SPEC`."""
+    _REGISTRY[name] = spec
+
+
+@contextlib.contextmanager
+def scoped() -> Iterator[None]:
+    """Registrations made inside the block are undone at its end (tests; trying a method out)."""
+    before = dict(_REGISTRY)
+    try:
+        yield
+    finally:
+        _REGISTRY.clear()
+        _REGISTRY.update(before)
 
 
 def available() -> list[str]:
@@ -38,54 +54,49 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _factory(name: str) -> MethodFactory:
+def spec(name: str) -> MethodSpec:
+    """The `MethodSpec` of method `name`; ValueError naming the registered ones for an unknown name."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(available())}")
     entry = _REGISTRY[name]
     if isinstance(entry, str):
-        module, attr = entry.split(":")
-        entry = getattr(importlib.import_module(module), attr)
+        entry = importlib.import_module(entry).SPEC
+        if entry.name != name:
+            raise ValueError(f"method {name!r} is registered with the spec of {entry.name!r}")
         _REGISTRY[name] = entry
     return entry
 
 
-class OutputError(ValueError):
-    """A method's images failed the output check (`check_images`)."""
+def get(name: str, device: str | torch.device | None = None, **options: Any) -> CheckedMethod:
+    """The method `name` built with `options` (checked against its options dataclass: an option it
+    does not take is a ValueError naming the valid ones) on `device` (None: each batch's), its
+    every output checked (`recon.methods.output.check_images`)."""
+    method_spec = spec(name)
+    checked = method_spec.make_options(options)
+    from recon.methods.output import CheckedMethod
+
+    return CheckedMethod(name, method_spec.build(checked, device), checked)
 
 
-def check_images(name: str, batch: ReconBatch, images: object) -> torch.Tensor:
-    """`images` if they are `(B, h, w)` float32 at `batch.crop_size`, finite, and not all zero
-    where the slice's k-space is not; otherwise OutputError naming the method and the cause."""
-    count = batch.masked_kspace.shape[0]
-    want = (count, *(int(n) for n in batch.crop_size))
-    if not isinstance(images, torch.Tensor):
-        raise OutputError(f"method {name!r} returned {type(images).__name__}, not a tensor of images")
-    if tuple(images.shape) != want or images.dtype != torch.float32:
-        raise OutputError(f"method {name!r} returned {images.dtype} images of shape {tuple(images.shape)}; expected float32 {want}")
-    bad = ~torch.isfinite(images)
-    if bool(bad.any()):
-        slices = torch.nonzero(bad.flatten(1).any(1)).flatten().tolist()
-        raise OutputError(f"method {name!r} returned non-finite values (NaN/Inf) in {int(bad.sum())} pixels of batch slices {slices}")
-    empty = images.flatten(1).amax(1).cpu() == 0
-    if bool(empty.any()):
-        data = batch.masked_kspace.flatten(1).abs().amax(1).cpu() > 0
-        slices = torch.nonzero(empty & data).flatten().tolist()
-        if slices:
-            raise OutputError(f"method {name!r} returned an all-zero image for batch slices {slices} whose k-space is not zero")
-    return images
+get_method = get
 
 
-class CheckedMethod:
-    """A registered method whose every output goes through `check_images`."""
-
-    def __init__(self, name: str, method: Method) -> None:
-        self.name = name
-        self.method = method
-
-    def __call__(self, batch: ReconBatch) -> torch.Tensor:
-        return check_images(self.name, batch, self.method(batch))
+def all_flags() -> list[Flag]:
+    """The command-line flags of every registered method's options (`recon.methods.spec.flags`)."""
+    return flags([spec(n) for n in available()])
 
 
-def get_method(name: str, **options: object) -> CheckedMethod:
-    """Build the method `name` with its options (options a method does not take are ignored)."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown method {name!r}; available: {', '.join(available())}")
-    return CheckedMethod(name, _factory(name)(**options))
+def flag_options(given: dict[str, Any], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per method of `names`, the options set by the flags in `given` (flag -> value; None: not
+    given); ValueError naming a given flag that none of them takes and the methods that do."""
+    known = {f.flag: f for f in all_flags()}
+    out: dict[str, dict[str, Any]] = {n: {} for n in names}
+    for flag, value in given.items():
+        if value is None:
+            continue
+        takers = [(m, o) for m, o, _ in known[flag].takers if m in out]
+        if not takers:
+            raise ValueError(f"{flag}: applies to {', '.join(known[flag].methods())}, not to {', '.join(names)}")
+        for method, name in takers:
+            out[method][name] = value
+    return out

@@ -1,40 +1,38 @@
 """`zero-filled`: RSS of the inverse FFT of the zero-filled k-space, the fastMRI target's scale.
 
-Undersampled lines stay zero (that is the method). A partial-Fourier / partial-echo side is
-handled per coil before the RSS by `recon.partial_fourier` (`partial_fourier`: pocs, homodyne or
-zero; default pocs); without one the output is the plain zero-filled RSS.
+Undersampled samples stay zero (that is the method); a partial-Fourier / partial-echo side is
+completed per coil before the RSS (`recon.methods.base.coil_rss`). The benchmark's baseline.
 """
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from recon import ops
-from recon import partial_fourier as pf
-from recon.core import center_crop
-from recon.methods.batch import Method, ReconBatch
+from recon.methods.options import PartialFourierOptions
+from recon.methods.spec import MethodSpec
 
-
-def zero_filled(batch: ReconBatch, partial_fourier: str = pf.DEFAULT_MODE) -> torch.Tensor:
-    """RSS of the inverse FFT of the zero-filled k-space, cropped: `(B, h, w)` float32."""
-    kspace = batch.masked_kspace
-    if pf.has_partial(batch.extent, kspace.shape):
-        coils = pf.batch_images(kspace, batch.extent, partial_fourier)
-    else:
-        coils = ops.ifft2c(kspace)
-    return center_crop(ops.rss(coils, 1), batch.crop_size).float()
+if TYPE_CHECKING:
+    from recon.methods.base import Device
+    from recon.methods.batch import Method
 
 
-class ZeroFilled:
-    """`zero_filled` with a fixed partial-Fourier mode (picklable)."""
-
-    def __init__(self, partial_fourier: str = pf.DEFAULT_MODE) -> None:
-        self.partial_fourier = pf.check_mode(partial_fourier)
-
-    def __call__(self, batch: ReconBatch) -> torch.Tensor:
-        return zero_filled(batch, self.partial_fourier)
+@dataclass(frozen=True, kw_only=True)
+class ZeroFilledOptions(PartialFourierOptions):
+    """Options of `zero-filled`."""
 
 
-def make_zero_filled(partial_fourier: str = pf.DEFAULT_MODE, **_: object) -> Method:
-    """Method factory (runs where the batch lives); partial_fourier: pocs | homodyne | zero."""
-    return ZeroFilled(partial_fourier)
+def build(options: ZeroFilledOptions, device: Device) -> Method:
+    """A `ZeroFilled` k-space method."""
+    from recon.methods.base import ZeroFilled
+
+    return ZeroFilled(partial_fourier=options.partial_fourier, device=device)
+
+
+SPEC = MethodSpec(
+    name="zero-filled",
+    summary="RSS of the zero-filled k-space's coil images",
+    options=ZeroFilledOptions,
+    build=build,
+    baseline=True,
+)

@@ -12,48 +12,36 @@ All tensors are complex64 torch tensors, coil axis before the two spatial axes
 * `rss(x, dim)`: root sum of squares of magnitudes.
 
 Backend per call: `cupy` for CUDA tensors when CuPy is importable, `torch` otherwise;
-the environment variable `RECON_BACKEND=torch|cupy` (or `set_backend`) forces one.
-Every op is differentiable with respect to all of its tensor inputs.
+`use_backend("torch"|"cupy")` forces one for the calls inside a block (of this thread or task:
+the choice travels with the job that makes it, e.g. `recon.pipeline.run_method(backend=...)`,
+never as process-global state). Every op is differentiable with respect to all of its tensor inputs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
+import contextvars
 from typing import Callable, Iterator
 
 import torch
 
 from recon.ops import torch_backend as _tb
 
-_forced: str | None = None
+BACKENDS = ("auto", "torch", "cupy")
 
-
-def set_backend(name: str | None) -> None:
-    """Force a backend (`"torch"`, `"cupy"`) for all later calls, or `None` for automatic."""
-    global _forced
-    if name not in (None, "auto", "torch", "cupy"):
-        raise ValueError(f"unknown backend {name!r}; expected auto, torch or cupy")
-    _forced = None if name == "auto" else name
+_forced: contextvars.ContextVar[str | None] = contextvars.ContextVar("recon_ops_backend", default=None)
 
 
 @contextlib.contextmanager
 def use_backend(name: str | None) -> Iterator[None]:
-    """Force a backend for the calls inside the block; None or `"auto"` changes nothing.
-
-    Used by jobs that carry their backend choice explicitly (e.g. to Dask workers, which never
-    see the launching process's `set_backend`).
-    """
-    global _forced
-    if name is None:
-        yield
-        return
-    previous = _forced
-    set_backend(name)
+    """Force a backend (`"torch"`, `"cupy"`) for the calls inside the block; None or `"auto"`: automatic."""
+    if name not in (None, *BACKENDS):
+        raise ValueError(f"unknown backend {name!r}; expected auto, torch or cupy")
+    token = _forced.set(None if name == "auto" else name)
     try:
         yield
     finally:
-        _forced = previous
+        _forced.reset(token)
 
 
 def _cupy_usable() -> bool:
@@ -66,17 +54,15 @@ def _cupy_usable() -> bool:
 
 def backend_for(x: torch.Tensor) -> str:
     """Name of the backend that a call on tensor `x` uses."""
-    name = _forced or os.environ.get("RECON_BACKEND", "auto").lower()
+    name = _forced.get()
     if name == "torch":
         return "torch"
     if name == "cupy":
         if not x.is_cuda:
-            raise RuntimeError("RECON_BACKEND=cupy needs CUDA tensors")
+            raise RuntimeError("backend cupy needs CUDA tensors")
         if not _cupy_usable():
-            raise RuntimeError("RECON_BACKEND=cupy but CuPy is not installed or has no CUDA device")
+            raise RuntimeError("backend cupy but CuPy is not installed or has no CUDA device")
         return "cupy"
-    if name != "auto":
-        raise ValueError(f"RECON_BACKEND={name!r}; expected auto, torch or cupy")
     return "cupy" if x.is_cuda and _cupy_usable() else "torch"
 
 
@@ -113,7 +99,6 @@ __all__ = [
     "hard_dc",
     "normal",
     "rss",
-    "set_backend",
     "use_backend",
     "backend_for",
 ]

@@ -16,7 +16,7 @@ is `A^H g`; for `y = conj(S) u` the gradient w.r.t. `S` is `u * conj(g)`; for th
 
 First derivatives only: the backward steps are fused kernels without autograd formulas of their
 own, so a second backward through sens_expand, sens_reduce, soft_dc or rss raises (use the torch
-backend, `RECON_BACKEND=torch`, for double backward, e.g. gradient penalties). fft2c/ifft2c and
+backend, `ops.use_backend("torch")`, for double backward, e.g. gradient penalties). fft2c/ifft2c and
 hard_dc are closed under differentiation and support it.
 
 The centered FFT is one batched cuFFT between two elementwise modulation passes (see

@@ -18,7 +18,7 @@ from typing import Any, Callable, Collection
 import yaml
 
 from recon.io.errors import InputError
-from recon.masks import MASK_KINDS
+from recon.masks import DEFAULT_CENTER_FRACTIONS, MASK_KINDS
 from recon.validate import MAX_POOLS, OPTION_LIMITS, TRAIN_NUMERIC, Bounds, UsageError, acceleration, center_fraction
 
 #: Trainable models and their fastMRI learning rates (VarNetModule 3e-4, UnetModule 1e-3).
@@ -101,8 +101,8 @@ class TrainConfig:
     unet_pools: int = 4
     drop_prob: float = 0.0
     mask_type: str = "random"
-    center_fractions: list[float] = field(default_factory=lambda: [0.08, 0.04])
-    accelerations: list[float] = field(default_factory=lambda: [4.0, 8.0])
+    center_fractions: list[float] = field(default_factory=lambda: list(DEFAULT_CENTER_FRACTIONS.values()))
+    accelerations: list[float] = field(default_factory=lambda: list(DEFAULT_CENTER_FRACTIONS))
     epochs: int = 50
     lr: float | None = None
     lr_step_size: int = 40

@@ -4,7 +4,9 @@ StepLR, validation, checkpoints, resume, DDP, and a summary at the end.
 Data: `recon.data.SliceDataset` + `VarNetTransform`, the dataset every other part of `recon`
 uses. Reproducibility: the model is initialised from `seed`; the slice order of each epoch
 comes from `DistributedSampler(seed, epoch)`; the mask of a slice from `(seed, epoch, index)`
-(items are addressed as `(index, epoch)`); validation masks from the file name.
+(items are addressed as `(index, epoch)`); validation masks from the file name. Masks are drawn
+by `recon.masks.undersample` as at inference, and VarNet gets each sample's calibration region
+(`calib=`) as at inference.
 Resume state is saved at optimizer-step boundaries, so on CPU a run killed at any moment and
 restarted ends with the same weights, bit for bit, as an uninterrupted run; Ctrl-C saves the
 state of the last step and says so.
@@ -149,12 +151,13 @@ def _core(model: torch.nn.Module) -> torch.nn.Module:
 def batch_loss(model: torch.nn.Module, batch: Sample, loss_fn: SSIMLoss) -> torch.Tensor:
     """The training loss of a collated batch already on the model's device.
 
-    VarNet: forward, center crop to the target, `loss_fn` (SSIM) with the files' `max` as data
-    range. U-Net: fastMRI's L1 loss on instance-normalized zero-filled RSS (`loss_fn` unused).
+    VarNet: forward with the samples' calibration regions (`calib=`, as inference passes them),
+    center crop to the target, `loss_fn` (SSIM) with the files' `max` as data range. U-Net:
+    fastMRI's L1 loss on instance-normalized zero-filled RSS (`loss_fn` unused).
     """
     if isinstance(_core(model), Unet):
         return unet_loss(model, batch.masked_kspace, batch.target)
-    pred = model(batch.masked_kspace, batch.mask, batch.num_low_frequencies)
+    pred = model(batch.masked_kspace, batch.mask, calib=batch.calib)
     pred = center_crop(pred, batch.target.shape[-2:])
     return loss_fn(pred.unsqueeze(1), batch.target.unsqueeze(1), batch.max_value)
 
@@ -171,7 +174,7 @@ def validate(model: VarNet | Unet, volumes: SliceDataset, info: DistInfo, device
             if isinstance(model, Unet):
                 out = unet_reconstruct(model, s.masked_kspace[None].to(device), tuple(s.target.shape[-2:]))
             else:
-                out = model(s.masked_kspace[None].to(device), s.mask[None].to(device), s.num_low_frequencies)
+                out = model(s.masked_kspace[None].to(device), s.mask[None].to(device), calib=s.calib[None].to(device))
             preds.append(center_crop(out, s.target.shape[-2:])[0].float().cpu())
             targets.append(s.target)
         mine.append(volume_metrics(torch.stack(targets).numpy(), torch.stack(preds).numpy()))

@@ -5,7 +5,7 @@ Run with `pytest -m gpu tests/gpu` on a machine with CUDA and CuPy (skipped else
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 import torch
@@ -38,20 +38,13 @@ def _assert_rel(got: torch.Tensor, ref: torch.Tensor, tol: float = 1e-5) -> None
     assert err <= tol * max(scale, 1e-30), f"relative error {err / max(scale, 1e-30):.3g} > {tol}"
 
 
-@pytest.fixture(autouse=True)
-def _auto_backend() -> Iterator[None]:
-    ops.set_backend(None)
-    yield
-    ops.set_backend(None)
-
-
-def test_dispatch_picks_cupy_for_cuda_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("RECON_BACKEND", raising=False)
+def test_dispatch_picks_cupy_for_cuda_tensors() -> None:
     x = _crandn(1, 1, 8, 8)
     assert ops.backend_for(x) == "cupy"
     assert ops.backend_for(x.cpu()) == "torch"
-    monkeypatch.setenv("RECON_BACKEND", "torch")
-    assert ops.backend_for(x) == "torch"
+    with ops.use_backend("torch"):
+        assert ops.backend_for(x) == "torch"
+    assert ops.backend_for(x) == "cupy"
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -159,10 +152,10 @@ def test_varnet_same_output_and_gradients_with_either_backend() -> None:
     kspace = _crandn(b, c, h, w, seed=9) * mask
     results = {}
     for backend in ("torch", "cupy"):
-        ops.set_backend(backend)
         model.zero_grad()
-        out = model(kspace, mask, 4)
-        out.square().mean().backward()
+        with ops.use_backend(backend):
+            out = model(kspace, mask, 4)
+            out.square().mean().backward()
         results[backend] = (out.detach(), {n: p.grad.detach().clone() for n, p in model.named_parameters()})
     out_t, grads_t = results["torch"]
     out_c, grads_c = results["cupy"]

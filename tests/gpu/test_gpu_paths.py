@@ -83,7 +83,7 @@ def test_batch_run_halves_the_batch_on_a_real_out_of_memory_error() -> None:
     real CUDA OOM, and run_method must finish with smaller batches and the same images."""
     torch.manual_seed(0)
     from recon.models import VarNet
-    from recon.methods.varnet import VarNetMethod
+    from recon.methods.learned import VarNetMethod
 
     model = VarNet(num_cascades=2, chans=8, pools=3, sens_chans=4, sens_pools=2)
     method = VarNetMethod(model, DEV, batch_size=64)
