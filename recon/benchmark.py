@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 from skimage.metrics import structural_similarity
 
 from recon import checks
@@ -34,12 +33,11 @@ from recon.methods import spec
 from recon.core import center_crop
 from recon.acquisition import Acquisition
 from recon.evaluation import check_scores, check_target
-from recon.io.scan import read_target
 from recon.io import InputError
 from recon.metrics import psnr, volume_metrics
 from recon.noise import estimate_noise_sigma, estimate_snr
 from recon.masks import default_center_fraction
-from recon.pipeline import (FileSlices, build_method, central_slices, domain_warnings, file_acquisition, open_file,
+from recon.pipeline import (FileSlices, build_method, domain_warnings, file_acquisition, open_file,
                             resolve_device, run_method)
 from recon.io.json_file import write_json
 from recon.report.settings import run_settings
@@ -83,62 +81,68 @@ class BenchmarkJob:
 
     def __call__(self, path: Path) -> dict[str, Any]:
         path = Path(path)
-        with open_file(path, max_slices=self.max_slices) as probe:
-            info = probe.info
-            assert info is not None
-            if info.mask is not None:
-                raise InputError(path, "already undersampled (has a mask); the benchmark needs fully sampled files")
-            picked = central_slices(info.num_slices, self.max_slices)
-            for acc in self.accelerations:
-                check_undersampled(path, file_acquisition(info, acc, self.center_fraction, self.mask_type), probe.acquisition, acc)
-            probe.check_memory(self.batch_size, self.max_memory)
-            target, t_attrs = read_target(path, rows=slice(picked.start, picked.stop))
-            check_target(path, target, picked.start)
-            snr = volume_snr(probe, target)
+        with open_file(path, max_slices=self.max_slices, max_memory=self.max_memory) as probe:
+            return self._run(path, probe)
+
+    def _run(self, path: Path, probe: FileSlices) -> dict[str, Any]:
+        """Score every method x acceleration on the fully sampled file `probe` (any format; opened
+        once, each acceleration's retrospective mask applied to the same scan)."""
+        scan = probe.scan
+        if scan.has_own_sampling:
+            raise InputError(path, "already undersampled (its own mask, or prospectively undersampled raw data); the benchmark needs fully sampled files")
+        picked = probe.slices
+        for acc in self.accelerations:
+            check_undersampled(path, file_acquisition(scan, acc, self.center_fraction, self.mask_type), scan.acquisition, acc)
+        probe.check_memory(self.batch_size, self.max_memory)
+        target = probe.target()
+        if target is None:
+            raise InputError(path, "has no target image (reconstruction_rss / _esc) to score against")
+        check_target(path, target, picked[0])
+        snr = volume_snr(probe, target)
         device = resolve_device(self.device)
         mid = target.shape[0] // 2
         data_range = float(target.max())
         rows: list[dict[str, Any]] = []
-        warnings: list[str] = []
+        warnings: list[str] = list(scan.warnings)
         preview: dict[str, Any] = {"file": path.name, "slice": mid, "target": target[mid].tolist(), "images": {}, "scores": {}}
-        attrs = {**t_attrs, **info.attrs}
+        attrs = dict(scan.attrs)
         bar = self._bar(path.name, len(picked))
         try:
             for acc in self.accelerations:
-                with open_file(path, acc, self.center_fraction, self.mask_type, self.max_slices) as data:
-                    for name in self.methods:
-                        method = build_method(name, {"device": str(device), **self.method_options.get(name, {})})
-                        warnings += domain_warnings(method, data)
-                        if bar is not None:
-                            bar.set_postfix_str(f"{name} {acc:g}x")
-                        seconds: list[float] = []
-                        images = run_method(method, data, device, self.batch_size, self.backend,
-                                            None if bar is None else bar.update, check=name, seconds=seconds)
-                        images = checks.check_images(path, images, name, len(data), label=f"{name} at {acc:g}x")
-                        scores = check_scores(path, volume_metrics(target, images), f"{name} at {acc:g}x: the reconstruction",
-                                              "the undersampled k-space still holds everything the target was made from")
-                        rows.append(
-                            {
-                                "file": path.name,
-                                "method": name,
-                                "acceleration": float(acc),
-                                "center_fraction": data.acquisition.provenance.center_fraction,
-                                "acquisition": attrs.get("acquisition"),
-                                "coils": int(info.num_coils),
-                                "source": data_source(attrs),
-                                "snr": snr,
-                                "slices": int(images.shape[0]),
-                                **scores,
-                                "seconds_per_slice": sum(seconds) / images.shape[0],
-                            }
-                        )
-                        img = center_crop(images[mid], target.shape[-2:])
-                        key = f"{name}@{acc:g}"
-                        preview["images"][key] = img.tolist()
-                        preview["scores"][key] = {
-                            "ssim": float(structural_similarity(target[mid], img, data_range=data_range)),
-                            "psnr": psnr(target[mid], img, data_range),
+                data = FileSlices(scan, file_acquisition(scan, acc, self.center_fraction, self.mask_type), picked)
+                for name in self.methods:
+                    method = build_method(name, {"device": str(device), **self.method_options.get(name, {})})
+                    warnings += domain_warnings(method, data)
+                    if bar is not None:
+                        bar.set_postfix_str(f"{name} {acc:g}x")
+                    seconds: list[float] = []
+                    images = run_method(method, data, device, self.batch_size, self.backend,
+                                        None if bar is None else bar.update, check=name, seconds=seconds)
+                    images = checks.check_images(path, images, name, len(data), label=f"{name} at {acc:g}x")
+                    scores = check_scores(path, volume_metrics(target, images), f"{name} at {acc:g}x: the reconstruction",
+                                          "the undersampled k-space still holds everything the target was made from")
+                    rows.append(
+                        {
+                            "file": path.name,
+                            "method": name,
+                            "acceleration": float(acc),
+                            "center_fraction": data.acquisition.provenance.center_fraction,
+                            "acquisition": attrs.get("acquisition"),
+                            "coils": int(scan.shape[0]),
+                            "source": data_source(attrs),
+                            "snr": snr,
+                            "slices": int(images.shape[0]),
+                            **scores,
+                            "seconds_per_slice": sum(seconds) / images.shape[0],
                         }
+                    )
+                    img = center_crop(images[mid], target.shape[-2:])
+                    key = f"{name}@{acc:g}"
+                    preview["images"][key] = img.tolist()
+                    preview["scores"][key] = {
+                        "ssim": float(structural_similarity(target[mid], img, data_range=data_range)),
+                        "psnr": psnr(target[mid], img, data_range),
+                    }
         finally:
             if bar is not None:
                 bar.close()

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from recon.core import image_problem
 from recon.io.errors import InputError
 from recon.methods.registry import spec
 
@@ -69,6 +70,14 @@ def check_input(
             raise InputError(path, f"{method}: slice {numbers[s]}: no signal in the ACS columns {start}..{stop - 1}")
 
 
+def output_cause(needs: Any, problem: str) -> str:
+    """What an output `problem` (`recon.core.image_problem`) most likely means for a method with
+    these `needs`: an all-zero image from a method that estimates coil maps found none."""
+    if needs.coil_maps and "all-zero" in problem:
+        return " (no coil sensitivity found in the ACS: no signal above noise, or the matrix is too small)"
+    return ""
+
+
 def check_images(path: str | os.PathLike[str], images: Any, method: str, slices: int | None = None, label: str | None = None) -> np.ndarray:
     """`images` `(S, h, w)` of `method` as float32 numpy, or InputError (naming `label`, default the
     method): wrong shape, NaN/Inf, an all-zero slice."""
@@ -79,15 +88,9 @@ def check_images(path: str | os.PathLike[str], images: Any, method: str, slices:
         raise InputError(path, f"{method}: output has shape {arr.shape}; expected (slices, h, w) with every size >= 1")
     if slices is not None and arr.shape[0] != slices:
         raise InputError(path, f"{method}: output has {arr.shape[0]} slices for {slices} input slices")
-    flat = arr.reshape(arr.shape[0], -1)
-    for s in range(arr.shape[0]):
-        bad = ~np.isfinite(flat[s])
-        if bad.any():
-            kind = "NaN" if np.isnan(flat[s]).any() else "Inf"
-            raise InputError(path, f"{method}: slice {s}: {int(bad.sum())} of {flat[s].size} pixels are {kind}; no output written")
-        if not np.any(flat[s]):
-            cause = " (no coil sensitivity found in the ACS: no signal above noise, or the matrix is too small)" if needs.coil_maps else ""
-            raise InputError(path, f"{method}: slice {s}: the image is all zero{cause}; no output written")
+    problem = image_problem(arr)
+    if problem is not None:
+        raise InputError(path, f"{method}: {problem}{output_cause(needs, problem)}; no output written")
     return arr.astype(np.float32, copy=False)
 
 

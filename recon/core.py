@@ -93,3 +93,24 @@ def crop_readout(kspace: Array, rows: int) -> Array:
     start = (height - int(rows)) // 2
     return fftc(ifftc(kspace, (-2,))[..., start : start + int(rows), :], (-2,))
 
+
+
+def image_problem(images: np.ndarray | torch.Tensor, may_be_zero: Sequence[bool] | None = None) -> str | None:
+    """Why `(S, h, w)` reconstructed magnitude images are not a result, or None: the one output
+    rule every method output, written image and scored prediction passes.
+
+    A slice with a NaN or Inf pixel, or an all-zero slice, is a failed reconstruction (never an
+    image); `may_be_zero[s]` excuses slice s from the all-zero rule (its input k-space was zero).
+    """
+    arr = images.detach().float().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if arr.ndim != 3 or min(arr.shape) < 1:
+        return f"images of shape {arr.shape}; expected (slices, h, w) with every size >= 1"
+    flat = arr.reshape(arr.shape[0], -1)
+    for s in range(flat.shape[0]):
+        bad = ~np.isfinite(flat[s])
+        if bad.any():
+            kind = "NaN" if np.isnan(flat[s]).any() else "Inf"
+            return f"slice {s} has non-finite pixels ({int(bad.sum())} of {flat[s].size} are {kind})"
+        if not np.any(flat[s]) and not (may_be_zero is not None and may_be_zero[s]):
+            return f"slice {s} is all-zero"
+    return None

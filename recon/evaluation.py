@@ -22,6 +22,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from recon.core import image_problem
 from recon.io import InputError
 from recon.io.fastmri import read_reconstruction
 from recon.io.scan import read_target
@@ -71,14 +72,9 @@ def check_prediction(path: str | os.PathLike[str], pred: np.ndarray, target_shap
     s, h, w = target_shape
     if pred.ndim != 3 or pred.shape[0] != s or pred.shape[1] < h or pred.shape[2] < w:
         raise InputError(path, f"shape {pred.shape} does not match target {tuple(target_shape)} (same slices, at least the target's size)")
-    flat = pred.reshape(pred.shape[0], -1)
-    for i in range(flat.shape[0]):
-        bad = ~np.isfinite(flat[i])
-        if bad.any():
-            kind = "NaN" if np.isnan(flat[i]).any() else "Inf"
-            raise InputError(path, f"prediction slice {i}: {int(bad.sum())} of {flat[i].size} pixels are {kind}")
-        if not np.any(flat[i]):
-            raise InputError(path, f"prediction slice {i} is all zero (an empty or failed reconstruction; recon reconstruct never writes one)")
+    problem = image_problem(pred)
+    if problem is not None:
+        raise InputError(path, f"prediction {problem} (a failed or empty reconstruction; recon reconstruct never writes one)")
 
 
 def check_scores(path: str | os.PathLike[str], scores: dict[str, float], what: str = "prediction", hint: str = "is it a copy of the target?") -> dict[str, float]:

@@ -1,12 +1,12 @@
 """From a file to images with any registered method: what `recon reconstruct` and `recon benchmark` share.
 
-* `open_file`: a fastMRI file as `FileSlices`, lazily: its acquisition model (the file's own mask,
-  or a file-name-seeded retrospective mask as fastMRI validation draws it) and the slices picked
-  (`max_slices` central ones), nothing read yet; `FileSlices.from_scan` wraps an ISMRMRD
-  `RawScan` (gridded whole when read) the same way;
+* `open_file`: any raw-data file (fastMRI, ISMRMRD, TWIX, through `recon.io.scan.open_scan`) as
+  `FileSlices`: its acquisition model (the file's own sampling, or a file-name-seeded
+  retrospective mask as fastMRI validation draws it, for any fully sampled file) and the slices
+  picked (`max_slices` central ones); fastMRI k-space is read lazily, raw scans are gridded;
 * `slice_batch`: slices of it as a `methods.ReconBatch` on a device, read when asked for;
-* `run_method`: the slices through a method batch by batch, each batch read (through
-  `recon.data.SliceDataset`) and checked just before it runs, halving the batch on device
+* `run_method`: the slices through a method batch by batch, each batch read and checked just
+  before it runs, halving the batch on device
   out-of-memory errors, so peak memory follows the batch, not the volume;
 * `build_method`: a registered method built once per process.
 """
@@ -24,10 +24,9 @@ import torch
 
 from recon import checks, methods, ops
 from recon.acquisition import Acquisition
-from recon.data import SliceDataset
 from recon.io.errors import InputError
-from recon.io.fastmri import VolumeInfo
 from recon.io.ismrmrd import RawScan
+from recon.io.scan import RawDataScan, Scan, open_scan
 from recon.io.sanity import check_memory, format_bytes
 from recon.masks import Seed, for_acceleration, seed_from_filename, undersample
 from recon.methods.learned import LearnedMethod
@@ -49,20 +48,21 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def file_acquisition(
-    info: VolumeInfo,
+    scan: Scan,
     acceleration: float | None = None,
     center_fraction: float | None = None,
     mask_type: str = "random",
     seed: Seed = None,
 ) -> Acquisition:
-    """The sampling a fastMRI file is reconstructed with: its own mask, a retrospective mask when
-    `acceleration` is given (fully sampled files; `masks.undersample` with `seed`, by default
-    fastMRI's file-name seed), or fully sampled."""
-    base = info.acquisition()
-    if info.mask is not None or acceleration is None:
+    """The sampling a scan is reconstructed with: its own (a fastMRI `mask`, a prospectively
+    undersampled raw scan), a retrospective mask when `acceleration` is given (fully sampled
+    scans of any format; `masks.undersample` with `seed`, by default fastMRI's file-name seed),
+    or fully sampled."""
+    base = scan.acquisition
+    if scan.has_own_sampling or acceleration is None:
         return base
     func = for_acceleration(mask_type, acceleration, center_fraction)
-    return undersample(base, func, seed_from_filename(info.path.name) if seed is None else seed)
+    return undersample(base, func, seed_from_filename(scan.path.name) if seed is None else seed)
 
 
 def central_slices(num_slices: int, max_slices: int | None) -> range:
@@ -74,42 +74,27 @@ def central_slices(num_slices: int, max_slices: int | None) -> range:
 
 
 class FileSlices:
-    """The slices of one file as they go into a method, read a batch at a time.
+    """The slices of one scan as they go into a method, read a batch at a time.
 
-    path: the file. acquisition: its sampling model (indexed by the file's slice numbers).
-    slices: the file's slice numbers picked, in order. shape: `(C, H, W)` per slice.
-    info: the fastMRI `VolumeInfo` (None for ISMRMRD). scan: the gridded ISMRMRD data (None for
-    fastMRI, read lazily through a one-file `recon.data.SliceDataset`).
+    scan: the opened file (`recon.io.scan.Scan`, any format). acquisition: the sampling the
+    method sees (the scan's own, or a retrospective mask of it), indexed by the file's slice
+    numbers. slices: the slice numbers picked, in order. masked: whether the k-space read is
+    multiplied by the acquisition's sampling (retrospective masks, own masks).
     """
 
-    def __init__(
-        self,
-        path: Path,
-        acquisition: Acquisition,
-        slices: Sequence[int],
-        shape: tuple[int, int, int],
-        *,
-        dataset: SliceDataset | None = None,
-        scan: RawScan | None = None,
-        masked: bool = True,
-    ) -> None:
-        if (dataset is None) == (scan is None):
-            raise ValueError("FileSlices reads from exactly one of a dataset or a RawScan")
-        self.path = Path(path)
+    def __init__(self, scan: Scan, acquisition: Acquisition, slices: Sequence[int], masked: bool = True) -> None:
+        self.scan = scan
+        self.path = scan.path
         self.acquisition = acquisition
         self.slices = list(slices)
-        self.shape = shape
-        self.dataset = dataset
-        self.scan = scan
-        self.info: VolumeInfo | None = dataset.volumes[0] if dataset is not None else None
+        self.shape = scan.shape
         self._masked = masked
 
     @classmethod
-    def from_scan(cls, scan: RawScan, path: str | Path = "<memory>", max_slices: int | None = None) -> FileSlices:
-        """The slices of a gridded ISMRMRD scan (or of any in-memory `RawScan`): all, or the
-        `max_slices` central ones."""
-        picked = central_slices(scan.kspace.shape[0], max_slices)
-        return cls(Path(path), scan.acquisition, picked, tuple(scan.kspace.shape[1:]), scan=scan)
+    def from_scan(cls, raw: RawScan, path: str | Path = "<memory>", max_slices: int | None = None) -> FileSlices:
+        """The slices of an in-memory gridded `RawScan` (all, or the `max_slices` central ones)."""
+        scan = RawDataScan(path, raw, "ismrmrd")
+        return cls(scan, scan.acquisition, central_slices(scan.num_slices, max_slices), masked=False)
 
     def __len__(self) -> int:
         return len(self.slices)
@@ -122,8 +107,7 @@ class FileSlices:
 
     def close(self) -> None:
         """Close the file (idempotent)."""
-        if self.dataset is not None:
-            self.dataset.close()
+        self.scan.close()
 
     def batch_slices(self, batch_size: int) -> int:
         """`batch_size`, lowered so that one batch reads at most `MAX_BATCH_BYTES` of k-space."""
@@ -136,39 +120,34 @@ class FileSlices:
         inflates into)."""
         h, w = self.acquisition.crop_size
         per_slice = 8 * int(np.prod(self.shape, dtype=np.int64))
-        chunk = 0 if self.info is None else 2 * self.info.chunk_bytes
-        return 4 * h * w * len(self) + BATCH_MEMORY_FACTOR * per_slice * self.batch_slices(batch_size) + chunk
+        return 4 * h * w * len(self) + BATCH_MEMORY_FACTOR * per_slice * self.batch_slices(batch_size) + 2 * self.scan.chunk_bytes
 
     def check_memory(self, batch_size: int, max_memory: int | None = None) -> None:
         """InputError before anything is read when `memory(batch_size)` exceeds `max_memory`
         (default: the available memory)."""
         h, w = self.acquisition.crop_size
+        chunk = self.scan.chunk_bytes
         what = (f"reconstructing {len(self)} slice(s) ({format_bytes(4 * h * w * len(self))} of {h}x{w} images, "
                 f"batches of {self.batch_slices(batch_size)} slice(s) of k-space {self.shape}"
-                + (f", k-space stored in compressed chunks of {format_bytes(self.info.chunk_bytes)} each"
-                   if self.info is not None and self.info.chunk_bytes else "") + ")")
+                + (f", k-space stored in compressed chunks of {format_bytes(chunk)} each" if chunk else "") + ")")
         check_memory(self.path, self.memory(batch_size), what, max_memory)
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Picked slices `[start, stop)`: `(B, C, H, W)` complex64 k-space, zero (+0.0) where not
         sampled, and the `(B, C, H, W)` calibration-only data or None."""
         picked = self.slices[start:stop]
-        calibration = None
-        if self.scan is not None:
-            kspace = self.scan.kspace[picked]
-            if self.scan.calibration is not None:
-                calibration = self.scan.calibration[picked]
-        else:
-            assert self.dataset is not None
-            kspace = np.empty((len(picked), *self.shape), dtype=np.complex64)
-            for j, s in enumerate(picked):
-                kspace[j] = self.dataset.kspace(s).reshape(self.shape)
+        kspace = self.scan.kspace(picked)
         if self._masked:
+            kspace = np.array(kspace, dtype=np.complex64)
             rows = self.shape[-2]
             for j, s in enumerate(picked):
                 kspace[j] *= self.acquisition.sampling(rows, s).astype(np.float32)
             kspace += np.complex64(0)
-        return kspace, calibration
+        return kspace, self.scan.calibration(picked)
+
+    def target(self) -> np.ndarray | None:
+        """The picked slices' target `(S, h, w)` float32 (`Scan.target`), or None."""
+        return self.scan.target(self.slices)
 
 
 def open_file(
@@ -178,20 +157,28 @@ def open_file(
     mask_type: str = "random",
     max_slices: int | None = None,
     seed: Seed = None,
+    *,
+    choice: dict[str, int | None] | None = None,
+    max_memory: int | None = None,
 ) -> FileSlices:
-    """A fastMRI file as `FileSlices`: validated metadata and the sampling model, no k-space read.
+    """Any raw-data file (`recon.io.scan.open_scan`) as `FileSlices`: the sampling model and the
+    slices picked; fastMRI k-space is not read yet, raw scans are gridded.
 
-    The file's own mask wins; a fully sampled file gets the retrospective mask of `acceleration`
-    (or none; `file_acquisition`: seeded by `seed`, by default the file name); `max_slices` picks
-    the central slices before anything is read.
+    A file's own sampling wins; a fully sampled file gets the retrospective mask of
+    `acceleration` (or none; `file_acquisition`: seeded by `seed`, by default the file name);
+    `max_slices` picks the central slices; `choice` picks one image of a raw file holding
+    several (`{"repetition": 1}`); `max_memory` bounds a raw reader's gridding.
     """
-    dataset = SliceDataset([path], use_cache=False)
-    info = dataset.volumes[0]
-    acq = file_acquisition(info, acceleration, center_fraction, mask_type, seed)
-    shape = (info.num_coils, *info.shape[-2:])
-    picked = central_slices(info.num_slices, max_slices)
-    return FileSlices(dataset.volumes[0].path, acq, picked, shape, dataset=dataset,
-                      masked=info.mask is not None or acceleration is not None)
+    choice = choice or {}
+    scan = open_scan(path, repetition=choice.get("repetition"), contrast=choice.get("contrast"),
+                     set_index=choice.get("set"), max_memory=max_memory)
+    try:
+        acq = file_acquisition(scan, acceleration, center_fraction, mask_type, seed)
+        own = scan.format == "fastmri" and scan.has_own_sampling
+        return FileSlices(scan, acq, central_slices(scan.num_slices, max_slices), masked=own or acq is not scan.acquisition)
+    except BaseException:
+        scan.close()
+        raise
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -284,7 +271,9 @@ def run_method(
                     images = method(batch)
                 result = images.detach().float().cpu().numpy()
             except OutputError as err:
-                raise InputError(data.path, f"{err} (file slices {data.slices[start]}-{data.slices[stop - 1]}){_range_hint(kspace)}") from err
+                cause = checks.output_cause(methods.spec(check).needs, str(err)) if check is not None else ""
+                raise InputError(data.path, f"{err} (batch of file slices {data.slices[start]}-{data.slices[stop - 1]}){cause}"
+                                            f"{_range_hint(kspace)}") from err
             except Exception as err:
                 if size == 1 or not is_out_of_memory(err):
                     raise

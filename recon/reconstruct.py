@@ -228,34 +228,28 @@ class ReconstructJob:
     def _load(
         self, path: Path, warnings: list[str] | None = None, choice: dict[str, int | None] | None = None
     ) -> tuple[FileSlices, str | None, dict[str, Any]]:
-        """The file opened for reconstruction (fastMRI: nothing read yet, memory checked), its
-        acquisition name and identity; `warnings` collects options that do not apply; `choice`
-        picks the raw file's repetition / contrast / set (default: the job's)."""
-        from recon.io.scan import read_raw
-
+        """The file opened for reconstruction (`open_file`, any format; fastMRI: nothing read yet;
+        memory checked), its acquisition name and identity; `warnings` collects what the reader
+        assumed and options that do not apply; `choice` picks a raw file's repetition / contrast /
+        set (default: the job's)."""
         warnings = [] if warnings is None else warnings
         choice = self._choice() if choice is None else choice
-
-        fmt = sniff(path)
-        if fmt != "fastmri":
-            scan = read_raw(path, fmt, repetition=choice.get("repetition"), contrast=choice.get("contrast"),
-                            set_index=choice.get("set"), max_memory=self.max_memory)
-            warnings += scan.warnings
-            warnings += self._ignored_options(f"prospectively undersampled {'ISMRMRD' if fmt == 'ismrmrd' else 'Siemens TWIX'} data")
-            return FileSlices.from_scan(scan, path, self.max_slices), scan.meta.get("protocol_name"), dict(scan.identity)
-        given = [flag for flag, value in (("--repetition", self.repetition), ("--contrast", self.contrast),
-                                          ("--set", self.set_index)) if value is not None]
-        if given:
-            warnings.append(f"{', '.join(given)} ignored: a fastMRI file holds one image (the option selects within ISMRMRD files)")
-        data = open_file(path, self.acceleration, self.center_fraction, self.mask_type, self.max_slices)
+        data = open_file(path, self.acceleration, self.center_fraction, self.mask_type, self.max_slices,
+                         choice=choice, max_memory=self.max_memory)
         try:
             data.check_memory(self.batch_size, self.max_memory)
         except BaseException:
             data.close()
             raise
-        info = data.info
-        assert info is not None
-        if info.mask is not None:
-            warnings += self._ignored_options("a file with its own mask (prospective / challenge data)")
-        identity = {"patient_id": info.attrs.get("patient_id")} if "patient_id" in info.attrs else {}
-        return data, info.attrs.get("acquisition"), identity
+        scan = data.scan
+        warnings += scan.warnings
+        if scan.has_own_sampling:
+            kinds = {"fastmri": "a file with its own mask (prospective / challenge data)",
+                     "ismrmrd": "prospectively undersampled ISMRMRD data", "twix": "prospectively undersampled Siemens TWIX data"}
+            warnings += self._ignored_options(kinds.get(scan.format, "prospectively undersampled raw data"))
+        if scan.format == "fastmri":
+            given = [flag for flag, value in (("--repetition", self.repetition), ("--contrast", self.contrast),
+                                              ("--set", self.set_index)) if value is not None]
+            if given:
+                warnings.append(f"{', '.join(given)} ignored: a fastMRI file holds one image (the option selects within ISMRMRD files)")
+        return data, scan.attrs.get("acquisition"), dict(scan.identity)

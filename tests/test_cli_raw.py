@@ -163,3 +163,29 @@ def test_out_of_memory_halves_the_batch() -> None:
     assert method.sizes[:3] == [7, 4, 2] and max(method.sizes[3:]) <= 2
     with pytest.raises(torch.cuda.OutOfMemoryError):
         run_method(OutOfMemoryAbove(0), data, torch.device("cpu"), batch_size=4)
+
+
+def test_benchmark_takes_fully_sampled_raw_files_like_fastmri_files(tmp_path: Path) -> None:
+    """A folder of fully sampled ISMRMRD files (and a fastMRI file beside them) is benchmarked the
+    same way: retrospective file-name-seeded masks, the RSS of the full data as the target."""
+    import json
+
+    from _hostile import write_ismrmrd
+    from recon.cli import main
+
+    data = tmp_path / "data"
+    write_ismrmrd(data / "raw_a.h5", rows=64, cols=64, coils=4)
+    write_ismrmrd(data / "raw_b.h5", rows=64, cols=48, coils=4)
+    write_ismrmrd(tmp_path / "raw_c.h5", rows=64, cols=64, coils=4)
+    assert main(["convert", str(tmp_path / "raw_c.h5"), str(data / "fastmri.h5")]) == 0
+    out = tmp_path / "bench"
+    assert main(["benchmark", "--data", str(data), "--methods", "zero-filled,sense", "--accelerations", "4",
+                 "--out", str(out), "--quiet", "--by", "none"]) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    by_file = {(r["file"], r["method"]): r for r in rows}
+    assert set(by_file) == {(f, m) for f in ("raw_a.h5", "raw_b.h5", "fastmri.h5") for m in ("zero-filled", "sense")}
+    for f in ("raw_a.h5", "raw_b.h5"):
+        assert 0.3 < by_file[(f, "zero-filled")]["ssim"] < 1 and by_file[(f, "sense")]["acceleration"] == 4.0
+    assert main(["reconstruct", str(data / "raw_a.h5"), "--out", str(tmp_path / "rec"), "--acceleration", "4", "--quiet"]) == 0
+    with h5py.File(tmp_path / "rec" / "raw_a.h5") as f:
+        assert f.attrs["mask_type"] == "random" and f.attrs["acceleration"] == 4.0 and f["mask"][()].sum() < 32

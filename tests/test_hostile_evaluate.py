@@ -57,7 +57,7 @@ def _rewrite(path: Path, key: str, make: Callable[[np.ndarray], Any]) -> None:
 
 def _zero_prediction(t: Path, p: Path) -> tuple[Path, list[str]]:
     _rewrite(p, "reconstruction", lambda x: np.zeros_like(x))
-    return p, ["prediction slice 0 is all zero"]
+    return p, ["prediction slice 0 is all-zero"]
 
 
 def _negated_target(t: Path, p: Path) -> tuple[Path, list[str]]:

@@ -15,6 +15,7 @@ import pytest
 from recon.data import SliceDataset, VarNetTransform
 from recon.masks import DEFAULT_CENTER_FRACTIONS, create_mask_func, for_acceleration, seed_from_filename, undersample
 from recon.io.fastmri import read_info
+from recon.io.scan import open_scan
 from recon.pipeline import file_acquisition, open_file
 from recon.train.config import TrainConfig
 
@@ -48,7 +49,8 @@ def _training(folder: Path, transform: VarNetTransform, key: Any) -> tuple[np.nd
 
 
 def _inference(path: Path, acceleration: float, kind: str, seed: Any) -> tuple[np.ndarray, tuple[int, int]]:
-    acq = file_acquisition(read_info(path), acceleration, None, kind, seed)
+    with open_scan(path) as scan:
+        acq = file_acquisition(scan, acceleration, None, kind, seed)
     with open_file(path, acceleration, None, kind, seed=seed) as data:
         assert np.array_equal(data.acquisition.columns, acq.columns) and data.acquisition.calib == acq.calib
     return acq.columns, acq.calib

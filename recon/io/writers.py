@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from recon.core import image_problem
 from recon.io.atomic import atomic_path
 from recon.io.geometry import SliceGeometry, geometry_problem, nifti_affine, nominal_geometry, to_display
 
@@ -48,14 +49,13 @@ def _stem(path: str | os.PathLike[str]) -> Path:
 
 
 def _check_images(images: np.ndarray) -> np.ndarray:
-    """Images as a finite (S, h, w) float32 array; ValueError otherwise."""
+    """Images as a (S, h, w) float32 array that passes `recon.core.image_problem`; ValueError otherwise."""
     arr = np.asarray(images, dtype=np.float32)
     if arr.ndim == 2:
         arr = arr[None]
-    if arr.ndim != 3 or arr.shape[0] == 0:
-        raise ValueError(f"images must be (slices, rows, cols), got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("images contain NaN or Inf")
+    problem = image_problem(arr)
+    if problem is not None:
+        raise ValueError(f"refusing to write {problem}")
     return arr
 
 

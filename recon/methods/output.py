@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from recon.core import image_problem
 from recon.methods.batch import Method, ReconBatch
 
 
@@ -22,16 +23,10 @@ def check_images(name: str, batch: ReconBatch, images: object) -> torch.Tensor:
         raise OutputError(f"method {name!r} returned {type(images).__name__}, not a tensor of images")
     if tuple(images.shape) != want or images.dtype != torch.float32:
         raise OutputError(f"method {name!r} returned {images.dtype} images of shape {tuple(images.shape)}; expected float32 {want}")
-    bad = ~torch.isfinite(images)
-    if bool(bad.any()):
-        slices = torch.nonzero(bad.flatten(1).any(1)).flatten().tolist()
-        raise OutputError(f"method {name!r} returned non-finite values (NaN/Inf) in {int(bad.sum())} pixels of batch slices {slices}")
-    empty = images.flatten(1).amax(1).cpu() == 0
-    if bool(empty.any()):
-        data = batch.masked_kspace.flatten(1).abs().amax(1).cpu() > 0
-        slices = torch.nonzero(empty & data).flatten().tolist()
-        if slices:
-            raise OutputError(f"method {name!r} returned an all-zero image for batch slices {slices} whose k-space is not zero")
+    zero_data = (batch.masked_kspace.flatten(1).abs().amax(1) == 0).cpu().tolist()
+    problem = image_problem(images, may_be_zero=zero_data)
+    if problem is not None:
+        raise OutputError(f"method {name!r} returned a failed image: {problem}")
     return images
 
 
