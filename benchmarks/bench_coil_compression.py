@@ -6,7 +6,7 @@ undersampled at 4x with fastMRI's masks (seed 1; the default centre fraction, 8 
 `recon.pipeline`, as `recon reconstruct` undersamples: the random mask for sense, cs and spirit,
 the equispaced mask for grappa (which needs uniform sampling); the mask is zeroed in the padding
 columns. Each method runs with its defaults (ESPIRiT maps, noise rules) and `virtual_coils`
-(`recon.methods.coils`: SVD (`svd`, one mixing per slice) or geometric (`gcc`, one per readout
+(`recon.methods.virtual_coils`: SVD (`svd`, one mixing per slice) or geometric (`gcc`, one per readout
 position) compression from the calibration region before any calibration);
 the timed call covers compression, calibration and reconstruction. Time is process CPU time on
 `--threads` threads (1: CPU time equals the work, whatever the load of the shared machine);

@@ -33,7 +33,7 @@ import torch
 
 from _common import machine, slug, sync, write_results
 from bench_loading import write_files
-from recon.checks import check_training_batch
+from recon.method_checks import check_training_batch
 from recon.data import VarNetTransform, collate
 from recon.masks import create_mask_func
 from recon.metrics import SSIMLoss

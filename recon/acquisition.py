@@ -22,12 +22,11 @@ fastMRI's placement of `n` low-frequency columns (`centered_region`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from recon.io.geometry import SliceGeometry
+from recon.geometry import SliceGeometry
 
 Region = tuple[int, int]
 
@@ -149,6 +148,11 @@ class Acquisition:
         noise_cov: `(C, C)` receiver noise covariance, None without a noise scan.
         prewhitened: whether the k-space was whitened with `noise_cov`.
         provenance: how the sampling pattern came about.
+        trajectory: non-Cartesian sample positions `(S or 1, readouts, samples, 2)` in cycles per
+            FOV (`recon.trajectory`), None for Cartesian data; the k-space of such a scan is
+            `(S, C, readouts, samples)` samples, not a grid, and `columns` / `calib` describe the
+            Cartesian calibration grid its methods calibrate on.
+        density: density-compensation weights `(S or 1, readouts, samples)` for `trajectory`, or None.
     """
 
     columns: np.ndarray
@@ -166,6 +170,8 @@ class Acquisition:
     noise_cov: np.ndarray | None = field(default=None, compare=False)
     prewhitened: bool = False
     provenance: MaskProvenance = MaskProvenance("none")
+    trajectory: np.ndarray | None = field(default=None, compare=False)
+    density: np.ndarray | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         cols = np.asarray(self.columns, dtype=bool)
@@ -178,6 +184,15 @@ class Acquisition:
         ):
             if not 0 <= start <= stop or (size is not None and stop > size):
                 raise ValueError(f"{name} region [{start}, {stop}) is not inside [0, {size or 'rows'})")
+        if self.trajectory is not None and (self.trajectory.ndim != 4 or self.trajectory.shape[-1] != 2):
+            raise ValueError(f"trajectory has shape {self.trajectory.shape}; expected (slices, readouts, samples, 2)")
+        if self.density is not None and (self.trajectory is None or self.density.shape != self.trajectory.shape[:-1]):
+            raise ValueError("density weights need a trajectory of the same (slices, readouts, samples)")
+
+    @property
+    def cartesian(self) -> bool:
+        """Whether the samples lie on the stored grid (no `trajectory`)."""
+        return self.trajectory is None
 
     @property
     def width(self) -> int:

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from recon import checks
+from recon import method_checks
 from recon.methods import spec
 from recon.core import center_crop
 from recon.acquisition import Acquisition
@@ -45,7 +45,7 @@ from recon.report.tables import GROUP_KEYS, summarize, text_paired, text_table
 from recon.report.writers import write_reports
 from recon.runner import expand_inputs, run_batch, summary_table
 from recon.stats import paired_comparisons
-from recon.validate import keep_previous
+from recon.arguments import keep_previous
 
 METRICS = ("ssim", "psnr", "nmse")
 
@@ -118,7 +118,7 @@ class BenchmarkJob:
                     seconds: list[float] = []
                     images = run_method(method, data, device, self.batch_size, self.backend,
                                         None if bar is None else bar.update, check=name, seconds=seconds)
-                    images = checks.check_images(path, images, name, len(data), label=f"{name} at {acc:g}x")
+                    images = method_checks.check_images(path, images, name, len(data), label=f"{name} at {acc:g}x")
                     scores = check_scores(path, volume_metrics(target, images), f"{name} at {acc:g}x: the reconstruction",
                                           "the undersampled k-space still holds everything the target was made from")
                     rows.append(

@@ -14,9 +14,9 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from recon import validate
+from recon import arguments
 from recon.io import InputError
-from recon.validate import UsageError
+from recon.arguments import UsageError
 
 
 def _add_method_options(p: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def _options_from_flags(args: argparse.Namespace, methods: Sequence[str], comman
     once here: always for `reconstruct`, for `benchmark` when given (without them it skips the method)."""
     from recon.methods.registry import all_flags, flag_options, spec
 
-    validate.device(args.device)
+    arguments.device(args.device)
     try:
         options = flag_options({f.flag: getattr(args, f.dest, None) for f in all_flags()}, methods)
         for name, given in options.items():
@@ -76,7 +76,7 @@ def _add_raw_options(p: argparse.ArgumentParser) -> None:
 
 
 def _check_raw_options(args: argparse.Namespace) -> int | None:
-    return validate.memory(getattr(args, "max_memory", None))
+    return arguments.memory(getattr(args, "max_memory", None))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -84,7 +84,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if out.is_dir() and not args.overwrite and any(out.iterdir()):
         raise UsageError(f"out_dir {out} is not empty; simulate would replace files there: choose an empty or new folder, "
                          "or give --overwrite")
-    validate.output_folder(args.out_dir, "out_dir")
+    arguments.output_folder(args.out_dir, "out_dir")
     if args.source == "mni152":
         from recon.simulate.mni152 import MNI_PRESETS, simulate_mni152_dataset
 
@@ -118,8 +118,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from recon.reconstruct import ReconstructJob
     from recon.runner import expand_inputs, run_batch, summary_table, write_summary
 
-    acc = None if args.acceleration is None else validate.acceleration(args.acceleration, args.mask)
-    validate.center_fraction(args.center_fraction, acc, args.mask)
+    acc = None if args.acceleration is None else arguments.acceleration(args.acceleration, args.mask)
+    arguments.center_fraction(args.center_fraction, acc, args.mask)
     options = _options_from_flags(args, [args.method], "reconstruct")
     if args.gfactor:
         from recon.methods.gfactor import check_gfactor
@@ -153,15 +153,15 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         max_slices=args.max_slices,
     )
     targets = [(f, t) for f in files for t in job.outputs(f)]
-    validate.unique_outputs(targets)
-    validate.not_inputs([t for _, t in targets] + [out / "summary.json"], files)
-    validate.output_folder(out)
+    arguments.unique_outputs(targets)
+    arguments.not_inputs([t for _, t in targets] + [out / "summary.json"], files)
+    arguments.output_folder(out)
     results = missing + run_batch(job, files, workers=args.workers, scheduler=args.scheduler, progress=_progress(args), desc="reconstruct")
     full = [r for r in results if r.status == "ok" and r.result.get("mask_type") == "none"]
     if full:
         print(f"note: {len(full)} fully sampled file(s) and no --acceleration: reconstructed the fully sampled k-space "
               "(no undersampling); give --acceleration 4 (or 8) for a retrospectively undersampled reconstruction")
-    kept = validate.keep_previous(out / "summary.json")
+    kept = arguments.keep_previous(out / "summary.json")
     write_summary(results, out / "summary.json", {"method": args.method, "format": args.format})
     failed = [r for r in results if r.status == "failed"]
     if len(results) > 1:
@@ -204,8 +204,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     targets, predictions = Path(args.targets), Path(args.predictions)
     if args.out:
-        validate.output_file(args.out, "--out")
-        validate.not_inputs([Path(args.out)], [*targets.glob("*.h5"), *predictions.glob("*.h5")])
+        arguments.output_file(args.out, "--out")
+        arguments.not_inputs([Path(args.out)], [*targets.glob("*.h5"), *predictions.glob("*.h5")])
     scores, failures = evaluate_folders(targets, predictions, args.target_key, allow_missing=args.allow_missing)
     rows = aggregate(scores)
     print(format_table(rows))
@@ -219,7 +219,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         from recon.io.json_file import write_json
 
-        kept = validate.keep_previous(args.out)
+        kept = arguments.keep_previous(args.out)
         non_finite = write_json(args.out, doc)
         if kept is not None:
             print(f"note: the earlier {Path(args.out).name} is kept as {kept}", file=sys.stderr)
@@ -238,18 +238,18 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from recon.benchmark import check_accelerations, run_benchmark
     from recon.methods import available
 
-    methods = validate.parse_methods(args.methods, available())
-    accelerations = [validate.acceleration(a, args.mask, "--accelerations") for a in validate.parse_floats(args.accelerations, "--accelerations")]
+    methods = arguments.parse_methods(args.methods, available())
+    accelerations = [arguments.acceleration(a, args.mask, "--accelerations") for a in arguments.parse_floats(args.accelerations, "--accelerations")]
     try:
         accelerations = check_accelerations(accelerations)
     except InputError as err:
         raise UsageError(str(err)) from None
     for acc in accelerations:
-        validate.center_fraction(args.center_fraction, acc, args.mask)
-    validate.at_least(args.max_slices, 1, "--max-slices", integer=True)
+        arguments.center_fraction(args.center_fraction, acc, args.mask)
+    arguments.at_least(args.max_slices, 1, "--max-slices", integer=True)
     options = _options_from_flags(args, methods, "benchmark")
-    max_memory = validate.memory(args.max_memory)
-    validate.output_folder(args.out)
+    max_memory = arguments.memory(args.max_memory)
+    arguments.output_folder(args.out)
     doc = run_benchmark(
         args.data,
         args.out,
@@ -294,8 +294,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     src, dst = Path(args.input), Path(args.output)
     if not src.is_file():
         raise InputError(src, "no such file" if not src.exists() else "not a regular file")
-    validate.not_inputs([dst], [src])
-    validate.output_file(dst, "output")
+    arguments.not_inputs([dst], [src])
+    arguments.output_file(dst, "output")
     options = {"repetition": args.repetition, "contrast": args.contrast, "set_index": args.set_index}
     out = convert_ismrmrd_to_fastmri(src, dst, keep_identity=args.keep_identity, max_memory=max_memory,
                                      **{k: v for k, v in options.items() if v is not None})
@@ -311,7 +311,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     created = not config.out.exists()
-    validate.output_folder(config.out, "--out")
+    arguments.output_folder(config.out, "--out")
     try:
         result = train(config)
     except TrainingInterrupted as err:
@@ -466,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, debug: bool) -> int:
     """`args.func(args)` with every error turned into one stderr line and an exit code."""
     try:
-        validate.check_options(args, getattr(args, "option_flags", {}))
+        arguments.check_options(args, getattr(args, "option_flags", {}))
         return int(args.func(args) or 0)
     except UsageError as err:
         print(f"recon {args.command}: error: {err}", file=sys.stderr)

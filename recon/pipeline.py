@@ -22,12 +22,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from recon import checks, methods, ops
+from recon import method_checks, methods, ops
 from recon.acquisition import Acquisition
 from recon.io.errors import InputError
 from recon.io.ismrmrd import RawScan
 from recon.io.scan import RawDataScan, Scan, open_scan
-from recon.io.sanity import check_memory, format_bytes
+from recon.io.limits import check_memory, format_bytes
 from recon.masks import Seed, for_acceleration, seed_from_filename, undersample
 from recon.methods.learned import LearnedMethod
 from recon.methods.output import OutputError
@@ -242,7 +242,7 @@ def run_method(
     """Reconstruct the picked slices batch by batch on `device`; returns `(S, h, w)` float32.
 
     Each batch is read just before it runs (at most `MAX_BATCH_BYTES` of k-space, see
-    `FileSlices.batch_slices`). `check` (a method name) runs `checks.check_input` on every batch
+    `FileSlices.batch_slices`). `check` (a method name) runs `method_checks.check_input` on every batch
     before the method sees it. `backend` (`torch`, `cupy`, None = automatic) selects the
     `recon.ops` backend. A device allocation failure (torch, CuPy or cuFFT) halves the batch
     and retries. `on_batch(n)` is called after each batch with its number of slices (progress
@@ -250,6 +250,9 @@ def run_method(
     host, reading excluded (benchmark timings).
     """
     data = _as_slices(data)
+    if check is not None and not data.acquisition.cartesian and not methods.spec(check).supports.non_cartesian:
+        raise InputError(data.path, f"{check}: the data are non-Cartesian (samples on a trajectory); this method "
+                                    "reconstructs Cartesian k-space only")
     num = len(data)
     out: list[np.ndarray] = []
     start = 0
@@ -260,7 +263,7 @@ def run_method(
             kspace, calibration = data.read(start, stop)
             if check is not None:
                 acq = data.acquisition
-                checks.check_input(data.path, kspace, acq.column_mask, acq.calib, check, calibration,
+                method_checks.check_input(data.path, kspace, acq.column_mask, acq.calib, check, calibration,
                                    slice_numbers=data.slices[start:stop])
             if seconds is not None and device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -271,7 +274,7 @@ def run_method(
                     images = method(batch)
                 result = images.detach().float().cpu().numpy()
             except OutputError as err:
-                cause = checks.output_cause(methods.spec(check).needs, str(err)) if check is not None else ""
+                cause = method_checks.output_cause(methods.spec(check).needs, str(err)) if check is not None else ""
                 raise InputError(data.path, f"{err} (batch of file slices {data.slices[start]}-{data.slices[stop - 1]}){cause}"
                                             f"{_range_hint(kspace)}") from err
             except Exception as err:

@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from recon import checks
+from recon import method_checks
 from recon.acquisition import Acquisition
 from recon.io.errors import InputError
 from recon.io.scan import image_choices, sniff
 from recon.io.writers import name_suffix, output_path, write_image
 from recon.pipeline import FileSlices, build_method, domain_warnings, open_file, resolve_device, run_method
-from recon.validate import not_inputs
+from recon.arguments import not_inputs
 
 
 def output_problem(path: Path, fmt: str) -> str | None:
@@ -166,7 +166,7 @@ class ReconstructJob:
         data, acquisition, identity = self._load(path, warnings, choice)
         with data:
             if self.fmt == "nii" and data.acquisition.geometry is not None:
-                from recon.io.geometry import stack_problem
+                from recon.geometry import stack_problem
 
                 problem = stack_problem(list(data.acquisition.geometry))
                 if problem is not None:
@@ -186,7 +186,7 @@ class ReconstructJob:
                 if bar is not None:
                     bar.close()
             gfactor = self._gfactor_maps(path, method, data, device) if self.gfactor else None
-        images = checks.check_images(path, images, self.method, len(data))
+        images = method_checks.check_images(path, images, self.method, len(data))
         attrs = {"method": self.method, "acquisition": acquisition}
         acq = data.acquisition
 

@@ -1,4 +1,4 @@
-"""Coil compression (`recon.calib.coils`, `--virtual-coils`, `--coil-compression`): BART `cc -S`'s
+"""Coil compression (`recon.calib.compression`, `--virtual-coils`, `--coil-compression`): BART `cc -S`'s
 and `cc -G`'s subspaces, the no-op and refusals, and image quality kept from 15 to 8 virtual coils."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from _baseline_data import column_mask, phantom_kspace
-from recon.calib.coils import compress, compress_geometric, compression_matrix, geometric_matrices, singular_values
+from recon.calib.compression import compress, compress_geometric, compression_matrix, geometric_matrices, singular_values
 from recon.cli import main
 from recon.core import center_crop, ifft2c, ifftc, rss
 from recon.methods import get_method
 from recon.methods.batch import ReconBatch
-from recon.methods.coils import check_virtual_coils, compress_batch
+from recon.methods.virtual_coils import check_virtual_coils, compress_batch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 

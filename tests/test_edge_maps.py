@@ -24,7 +24,7 @@ from recon.masks import make_mask
 from recon.methods import ReconBatch, get_method
 from recon.methods.classical import ESPIRIT_DEFAULTS, MAPS_CROP
 from recon.metrics import ssim
-from recon.simulate.coils import birdcage_maps
+from recon.simulate.coil_maps import birdcage_maps
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _baseline_data import bart_cfl  # noqa: E402

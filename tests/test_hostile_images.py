@@ -14,7 +14,7 @@ import torch
 
 from _hostile import digest, refused, write_ismrmrd
 from fastmri_files import COLS, CROP, ENC_CENTER, ENC_MAX, ROWS, random_kspace, write_multicoil
-from recon import checks
+from recon import method_checks
 from recon.cli import main
 from recon.io import InputError, build_header, write_fastmri_volume
 
@@ -41,7 +41,7 @@ def test_all_zero_kspace_through_varnet(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_varnet_nan_output_is_refused_by_the_output_checks() -> None:
     """Without the input check VarNet really returns NaN on all-zero k-space; both output checks
-    (the method registry's per batch, `recon.checks` per volume) stop it."""
+    (the method registry's per batch, `recon.method_checks` per volume) stop it."""
     from recon.methods import ReconBatch, get_method
 
     k = torch.zeros(1, 4, ROWS, COLS, dtype=torch.complex64)
@@ -54,7 +54,7 @@ def test_varnet_nan_output_is_refused_by_the_output_checks() -> None:
     with pytest.raises(ValueError, match="non-finite"):
         checked(batch)
     with pytest.raises(InputError, match=r"varnet: slice 0 has non-finite pixels \(.* are NaN\); no output written"):
-        checks.check_images("x.h5", images.numpy(), "varnet")
+        method_checks.check_images("x.h5", images.numpy(), "varnet")
 
 
 def test_mask_with_no_sampled_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

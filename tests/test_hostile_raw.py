@@ -392,7 +392,7 @@ def test_espirit_without_kernels_gives_no_maps() -> None:
 def test_writers_refuse_a_geometry_that_cannot_place_the_image(tmp_path: Path) -> None:
     """A SliceGeometry built by hand (not through `make_geometry`) with a NaN position would be
     written as a NaN affine; the writers refuse it and write nothing."""
-    from recon.io.geometry import SliceGeometry
+    from recon.geometry import SliceGeometry
     from recon.io.writers import write_output
 
     bad = SliceGeometry((np.nan, 0.0, 0.0), READ, PHASE, SLICE, (200.0, 200.0, 5.0), (8, 8))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from recon import checks, methods
+from recon import method_checks, methods
 from recon.acquisition import centered_region
 from recon.cli import main
 from recon.io.errors import InputError
@@ -77,9 +77,9 @@ def test_toy_method_in_the_python_api_and_the_input_checks(toy: None) -> None:
     with pytest.raises(ValueError, match="method 'toy' takes no option 'gian'; valid options: partial_fourier, gain"):
         methods.get("toy", gian=2.0)
     masked = (k * column_mask(24, 2, 8))[None]
-    checks.check_input("x.h5", masked, column_mask(24, 2, 8), centered_region(24, 8), "toy")
+    method_checks.check_input("x.h5", masked, column_mask(24, 2, 8), centered_region(24, 8), "toy")
     with pytest.raises(InputError, match="toy: 4 ACS .* the method needs at least 6"):
-        checks.check_input("x.h5", masked, column_mask(24, 2, 8), (10, 14), "toy")
+        method_checks.check_input("x.h5", masked, column_mask(24, 2, 8), (10, 14), "toy")
 
 
 def test_toy_method_on_the_command_line(toy: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -111,3 +111,23 @@ def test_toy_method_on_the_command_line(toy: None, tmp_path: Path, capsys: pytes
     doc = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in doc["rows"]] == ["zero-filled", "toy"] and doc["settings"]["methods"]["toy"] == {"gain": 2.0}
     assert doc["config"]["reference"] == "zero-filled"
+
+
+def test_non_cartesian_data_are_refused_by_cartesian_methods_from_their_spec() -> None:
+    """An acquisition that carries a trajectory reaches only methods whose spec says they take
+    non-Cartesian samples; every shipped (Cartesian) method refuses it in one line up front."""
+    import dataclasses
+
+    from recon.acquisition import Acquisition
+    from recon.io.ismrmrd import RawScan
+    from recon.pipeline import FileSlices, run_method
+
+    acq = Acquisition(columns=np.ones(8, bool), calib=(0, 8), readout=(0, 8), acquirable=(0, 8),
+                      encoded_size=(8, 8, 1), recon_size=(8, 8, 1))
+    radial = dataclasses.replace(acq, trajectory=np.zeros((1, 4, 8, 2), np.float32))
+    assert acq.cartesian and not radial.cartesian
+    data = FileSlices.from_scan(RawScan(kspace=np.ones((1, 2, 8, 8), np.complex64), acquisition=radial), "radial.h5")
+    for name in methods.available():
+        assert not methods.spec(name).supports.non_cartesian
+        with pytest.raises(InputError, match=f"radial.h5: {name}: the data are non-Cartesian"):
+            run_method(lambda batch: None, data, torch.device("cpu"), check=name)

@@ -518,7 +518,7 @@ def test_crop_readout(lib: str) -> None:
 
 def test_display_transform_per_plane() -> None:
     """Coronal: patient left on the right, inferior down; sagittal: posterior on the right."""
-    from recon.io.geometry import display_transform, make_geometry, stack_problem
+    from recon.geometry import display_transform, make_geometry, stack_problem
 
     def geo(read, phase, pos=(0.0, 0.0, 0.0)):
         return make_geometry(np.array(pos), np.array(read, float), np.array(phase, float), np.cross(read, phase), (1.0, 1.0, 1.0), (4, 4))

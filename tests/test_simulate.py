@@ -26,7 +26,7 @@ from recon.simulate import (
     simulate_volume,
     volume_filename,
 )
-from recon.simulate.coils import birdcage_maps, coil_layout, knee_coil_maps
+from recon.simulate.coil_maps import birdcage_maps, coil_layout, knee_coil_maps
 
 TINY = SimConfig(rows=64, widths=(40, 44), coils=3, slices=2)
 SMALL = PRESETS["small"]

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from PIL import Image
 
-from recon.io.geometry import make_geometry
+from recon.geometry import make_geometry
 from recon.io.writers import write_output
 
 S, ROWS, COLS = 3, 24, 20

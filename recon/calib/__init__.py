@@ -1,5 +1,5 @@
 """Coil calibration from the acquisition model's calibration region: coil sensitivity maps now
-(`calib.espirit`), GRAPPA / SPIRiT kernels, SVD coil compression (`calib.coils`) and g-factor
+(`calib.espirit`), GRAPPA / SPIRiT kernels, SVD coil compression (`calib.compression`) and g-factor
 maps (`calib.gfactor`) beside it, one module per technique.
 
 Every estimator reads `(B, C, H, W)` calibration k-space and the `(B, 2)` calibration column

@@ -17,11 +17,11 @@ from recon.io.errors import InputError
 _LAZY = {
     "FORMATS": "recon.io.writers",
     "RawScan": "recon.io.ismrmrd",
-    "SliceGeometry": "recon.io.geometry",
+    "SliceGeometry": "recon.geometry",
     "convert_ismrmrd_to_fastmri": "recon.io.convert",
     "is_ismrmrd": "recon.io.ismrmrd",
     "noise_covariance": "recon.io.prewhiten",
-    "nominal_geometry": "recon.io.geometry",
+    "nominal_geometry": "recon.geometry",
     "prewhitening_matrix": "recon.io.prewhiten",
     "read_ismrmrd": "recon.io.ismrmrd",
     "read_twix": "recon.io.twix",

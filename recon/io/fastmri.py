@@ -27,7 +27,7 @@ from recon.acquisition import Acquisition, MaskProvenance, run_around
 from recon.io.atomic import atomic_path
 from recon.io.errors import InputError
 from recon.io.hdf5 import chunk_bytes, open_h5
-from recon.io.sanity import check_fastmri_header
+from recon.io.limits import check_fastmri_header
 from recon.io.header import HeaderInfo, parse_header
 
 PathLike = str | os.PathLike[str]

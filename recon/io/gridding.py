@@ -57,11 +57,11 @@ import numpy as np
 from recon.acquisition import Acquisition, MaskProvenance, acquired_extent, run_around
 from recon.core import crop_readout
 from recon.io.errors import InputError
-from recon.io.geometry import SliceGeometry, header_directions, make_geometry
+from recon.geometry import SliceGeometry, header_directions, make_geometry
 from recon.io.header import USHORT_MAX, EncodingSpace, HeaderInfo
 from recon.io.prewhiten import noise_covariance, prewhitening_matrix
 from recon.io.prewhiten import prewhiten as apply_prewhitening
-from recon.io.sanity import MIN_RECON_MATRIX, check_memory
+from recon.io.limits import MIN_RECON_MATRIX, check_memory
 
 #: The acquisition-header layout the gridding reads (ISMRMRD's, as stored in its HDF5 files).
 HEAD_DTYPE = ismrmrd.hdf5.acquisition_header_dtype

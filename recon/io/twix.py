@@ -72,7 +72,7 @@ from recon.io.errors import InputError
 from recon.io.gridding import COUNTERS, HEAD_DTYPE, RawScan, grid_acquisitions, image_acquisitions
 from recon.io.guard import finishes
 from recon.io.header import HeaderInfo
-from recon.io.sanity import check_memory, format_bytes
+from recon.io.limits import check_memory, format_bytes
 
 #: Siemens' relative receiver noise bandwidth (the equivalent noise bandwidth of the receive
 #: filter over the sampling bandwidth), used to scale the noise covariance.

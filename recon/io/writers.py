@@ -2,7 +2,7 @@
 
 All writers take `images` as (S, h, w) float32 magnitude, rows along the readout (`read_dir`),
 columns along the phase encodes (`phase_dir`), and one SliceGeometry per slice (patient LPS,
-see recon.io.geometry). Geometry of a different matrix than the images is recentred on the
+see recon.geometry). Geometry of a different matrix than the images is recentred on the
 images' grid at the same pixel size. Without geometry a nominal one is used: identity
 directions, 0.5 x 0.5 mm pixels, 3 mm slices along +z — documented as such, not a scanner
 position; fastMRI inputs pass `nominal_geometry` with their header's recon FOV / recon matrix.
@@ -31,7 +31,7 @@ import numpy as np
 
 from recon.core import image_problem
 from recon.io.atomic import atomic_path
-from recon.io.geometry import SliceGeometry, geometry_problem, nifti_affine, nominal_geometry, to_display
+from recon.geometry import SliceGeometry, geometry_problem, nifti_affine, nominal_geometry, to_display
 
 FORMATS = ("h5", "nii", "dcm", "png")
 _SUFFIXES = (".nii.gz", ".nii", ".h5", ".dcm", ".png", "_dicom")
@@ -124,7 +124,7 @@ def image_attrs(acq: Any, choice: dict[str, int | None] | None = None) -> dict[s
     header's recon FOV / recon matrix) and the raw-file counters of this image."""
     attrs: dict[str, Any] = dict(acq.attrs())
     if acq.recon_fov_mm is not None:
-        from recon.io.geometry import header_voxel
+        from recon.geometry import header_voxel
 
         attrs["recon_fov_mm"] = [float(v) for v in acq.recon_fov_mm]
         attrs["pixel_spacing_mm"] = [float(v) for v in header_voxel(acq.recon_fov_mm, acq.crop_size)[:2]]
@@ -162,7 +162,7 @@ def write_image(
         write_reconstruction(path, images, mask=acq.column_mask, method=attrs.get("method"), acquisition=attrs.get("acquisition"),
                              extra_attrs=extra)
         return [Path(path)]
-    from recon.io.geometry import header_voxel
+    from recon.geometry import header_voxel
 
     meta = {**image_attrs(acq, choice), **attrs, "identity": identity or {}, "montage": True, "series_description": series}
     if acq.geometry is not None:
@@ -391,7 +391,7 @@ def write_png(
     """Windowed 8-bit PNG previews: `<stem>_s000.png` per slice, or one `<stem>.png` montage.
 
     With `geometry` (one per slice, from the scanner's direction cosines) each slice is shown in
-    radiological display orientation (`recon.io.geometry.to_display`; the montage uses slice
+    radiological display orientation (`recon.geometry.to_display`; the montage uses slice
     0's); without it the array layout (rows = readout) is kept. The montage tiles slices
     row-major on a near-square grid. `identity` (only when the caller keeps it) goes into PNG
     text chunks.

@@ -17,7 +17,7 @@ from recon import ops
 from recon import partial_fourier as pf
 from recon.core import center_crop
 from recon.methods.batch import ReconBatch
-from recon.methods.coils import check_virtual_coils, compress_batch
+from recon.methods.virtual_coils import check_virtual_coils, compress_batch
 
 Device = str | torch.device | None
 Extent = tuple[tuple[int, int], tuple[int, int]] | None

@@ -32,7 +32,7 @@ class PartialFourierOptions(Options):
 
 @dataclass(frozen=True, kw_only=True)
 class CoilOptions(Options):
-    """Coil compression before calibration (`recon.methods.coils`)."""
+    """Coil compression before calibration (`recon.methods.virtual_coils`)."""
 
     virtual_coils: int | None = option(
         None,

@@ -63,7 +63,7 @@ def _choices(options: type) -> dict[str, tuple[Any, ...]]:
 
 @dataclass(frozen=True)
 class Needs:
-    """What a method needs from the data; `recon.checks.check_input` refuses input without it.
+    """What a method needs from the data; `recon.method_checks.check_input` refuses input without it.
 
     acs: fewest calibration (ACS) columns, and signal in them (0: needs none). matrix: smallest
     image matrix (rows, cols). uniform_mask: uniformly undersampled columns (`--mask equispaced`;
@@ -82,10 +82,12 @@ class Needs:
 class Supports:
     """What a method offers beyond its options (its options say the rest: `partial_fourier`,
     `virtual_coils`, `combine`). gfactor: how its g-factor maps are computed (`--gfactor`), None
-    when it has none. gpu: it runs on a CUDA device."""
+    when it has none. gpu: it runs on a CUDA device. non_cartesian: it takes k-space samples on a
+    trajectory (`Acquisition.trajectory`); the others are refused such data up front."""
 
     gfactor: str | None = None
     gpu: bool = True
+    non_cartesian: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ Anatomy comes from the MNI ICBM152 2009a template shipped in `recon/simulate/dat
    (crops), a gamma intensity curve and a weak multiplicative tissue texture.
 4. Anti-inverse-crime synthesis: the object (template resampled by cubic splines) and its smooth
    phase are evaluated on a grid twice as fine as the k-space grid in both directions and
-   multiplied by the coil maps (`recon.simulate.coils`, computed on the k-space grid and
+   multiplied by the coil maps (`recon.simulate.coil_maps`, computed on the k-space grid and
    upsampled bilinearly: they are smooth), Fourier transformed there, and only the central
    (rows, W) coefficients are kept: an ideal band limit, so the data are not made by the
    discrete operator a reconstruction inverts.
@@ -40,7 +40,7 @@ from scipy import ndimage
 from recon.core import center_crop, fft2c, ifft2c, rss
 from recon.io.fastmri import write_fastmri_volume
 from recon.io.header import build_header
-from recon.simulate.coils import background_phase, coil_layout, draw_phase_coeffs, knee_coil_maps
+from recon.simulate.coil_maps import background_phase, coil_layout, draw_phase_coeffs, knee_coil_maps
 from recon.simulate.dataset import SEED_RANGES, seed_split
 from recon.simulate.phantom import texture_fields
 from recon.simulate.volume import fake_patient_id, padding_limits

@@ -16,7 +16,7 @@ import torch
 
 from recon.core import center_crop, fft2c, ifft2c, rss
 from recon.io.header import build_header
-from recon.simulate.coils import background_phase, coil_layout, draw_phase_coeffs, knee_coil_maps
+from recon.simulate.coil_maps import background_phase, coil_layout, draw_phase_coeffs, knee_coil_maps
 from recon.simulate.phantom import TISSUE_LEVELS, KneeAnatomy, knee_slice, texture_fields
 
 CONTRASTS = ("CORPD_FBK", "CORPDFS_FBK")

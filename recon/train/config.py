@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection
@@ -19,7 +18,7 @@ import yaml
 
 from recon.io.errors import InputError
 from recon.masks import DEFAULT_CENTER_FRACTIONS, MASK_KINDS
-from recon.validate import MAX_POOLS, OPTION_LIMITS, TRAIN_NUMERIC, Bounds, UsageError, acceleration, center_fraction
+from recon.arguments import OPTION_LIMITS, TRAIN_NUMERIC, Bounds, UsageError, acceleration, center_fraction
 
 #: Trainable models and their fastMRI learning rates (VarNetModule 3e-4, UnetModule 1e-3).
 MODELS = ("varnet", "unet")
@@ -53,7 +52,7 @@ def _literal(text: str) -> str:
 
 
 #: Limits of every numeric training option, by `TrainConfig` field: their rows of the one table of
-#: option limits (`recon.validate.OPTION_LIMITS`), which both a YAML config and the command line
+#: option limits (`recon.arguments.OPTION_LIMITS`), which both a YAML config and the command line
 #: are checked against (in `TrainConfig.__post_init__`). Model sizes are further checked against
 #: the data and the memory when the run starts (`recon.train.sizing`).
 LIMITS: dict[str, Bounds] = {name: OPTION_LIMITS[name] for name in TRAIN_NUMERIC}

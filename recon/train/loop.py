@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from recon.checks import check_training_batch
+from recon.method_checks import check_training_batch
 from recon.core import center_crop
 from recon.data import Sample, SliceDataset, VarNetTransform, collate
 from recon.io.errors import InputError

@@ -16,10 +16,10 @@ from typing import Iterable
 
 import torch
 
-from recon.io.sanity import format_bytes, host_memory
+from recon.io.limits import format_bytes, host_memory
 from recon.models.image_unet import unet_crop_size
 from recon.train.config import TrainConfig, flag
-from recon.validate import UsageError
+from recon.arguments import UsageError
 
 #: Bytes per float32; complex64 k-space is two of them.
 FLOAT = 4

@@ -235,7 +235,7 @@ def memory(text: str | None) -> int | None:
     """`--max-memory` as bytes (None = the machine's available memory at read time)."""
     if text is None:
         return None
-    from recon.io.sanity import parse_size
+    from recon.io.limits import parse_size
 
     try:
         return parse_size(text)

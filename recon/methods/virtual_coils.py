@@ -1,7 +1,7 @@
 """`virtual_coils`: SVD coil compression of a batch before a classical method calibrates.
 
 The compression matrix of each slice comes from its calibration region (`batch.calib`, all
-readout rows) of its calibration data (`recon.calib.coils`); the masked k-space, separate
+readout rows) of its calibration data (`recon.calib.compression`); the masked k-space, separate
 calibration data and given maps are all mixed by it. Data are prewhitened before they reach a
 method (`recon.io.ismrmrd` with a noise scan), so the compression acts on white noise. A
 request of as many or more virtual coils than the data have is a no-op.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import get_args
 
-from recon.calib.coils import compress, compress_geometric, compress_geometric_images, compression_matrix, geometric_matrices
+from recon.calib.compression import compress, compress_geometric, compress_geometric_images, compression_matrix, geometric_matrices
 from recon.methods.batch import ReconBatch
 from recon.methods.options import Compression
 
