@@ -6,9 +6,11 @@ import json
 import os
 import platform
 import re
+import statistics
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -98,6 +100,18 @@ def sync(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA); no-op on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def median_time(run: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
+    """Median wall time of `repeats` calls of `run` after one warm-up call, every time, and the
+    last result."""
+    out = run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times, out
 
 
 def write_results(stem: str, payload: dict[str, Any], markdown: str, out_dir: Path | None = None) -> Path:

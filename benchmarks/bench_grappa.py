@@ -30,10 +30,8 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = _threads_from_argv(sys.argv)
 
 import json  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -43,21 +41,11 @@ from recon.core import center_crop, ifft2c, rss  # noqa: E402
 from recon.simulate import PRESETS, simulate_volume  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import calib_region, column_mask, simulated_batch  # noqa: E402
+from _common import calib_region, column_mask, median_time, simulated_batch  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 #: The masks' seed (as in the committed results).
 MASK_SEED = 1
-
-
-def _median_time(run: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
-    out = run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times, out
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -108,9 +96,9 @@ def main() -> None:
         def reference() -> np.ndarray:
             return pygrappa.mdgrappa(under.astype(np.complex128), full[..., start:stop].astype(np.complex128), kernel_size=kernel, coil_axis=0, lamda=0.01)
 
-        t_ref, ref_times, ref = _median_time(reference, args.repeats)
-        t_compat, compat_times, filled = _median_time(ours_compat, args.repeats)
-        t_default, default_times, filled_default = _median_time(ours_default, args.repeats)
+        t_ref, ref_times, ref = median_time(reference, args.repeats)
+        t_compat, compat_times, filled = median_time(ours_compat, args.repeats)
+        t_default, default_times, filled_default = median_time(ours_default, args.repeats)
         image, ref_image = rss(ifft2c(filled), 0), rss(ifft2c(ref), 0)
         case = {
             "acceleration": acc,

@@ -41,12 +41,10 @@ def _threads_from_argv(argv: list[str]) -> str:
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[_var] = _threads_from_argv(sys.argv)
 
-import statistics  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 import finufft  # noqa: E402
 import numpy as np  # noqa: E402
@@ -56,23 +54,13 @@ from recon import trajectory  # noqa: E402
 from recon.linops import NUFFT  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, write_results  # noqa: E402
+from _common import machine, median_time, write_results  # noqa: E402
 from bart_cfl import bart_available, read_cfl, run_bart, write_cfl  # noqa: E402
 
 SHAPE = (256, 256)
 COILS = 8
 SPOKES, READOUT = 402, 512
 SEED = 0
-
-
-def _median(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    out = run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -88,22 +76,22 @@ def _reference(images: np.ndarray, coord: np.ndarray) -> tuple[np.ndarray, np.nd
 def _recon(images: np.ndarray, coord: np.ndarray, eps: float, threads: int, repeats: int) -> dict[str, Any]:
     x = torch.from_numpy(images)
     op = NUFFT(coord, SHAPE, eps=eps, nthreads=threads)
-    t_fwd, y = _median(lambda: op.forward(x), repeats)
-    t_adj, back = _median(lambda: op.adjoint(y), repeats)
+    t_fwd, _, y = median_time(lambda: op.forward(x), repeats)
+    t_adj, _, back = median_time(lambda: op.adjoint(y), repeats)
 
     def cold() -> None:
         fresh = NUFFT(coord, SHAPE, eps=eps, nthreads=threads)
         fresh.adjoint(fresh.forward(x))
 
-    t_cold, _ = _median(cold, repeats)
+    t_cold, _, _ = median_time(cold, repeats)
     return {"forward_s": t_fwd, "adjoint_s": t_adj, "total_s": t_fwd + t_adj, "cold_total_s": t_cold, "y": y.numpy(), "back": back.numpy()}
 
 
 def _sigpy(images: np.ndarray, coord: np.ndarray, oversamp: float, width: int, repeats: int) -> dict[str, Any]:
     import sigpy
 
-    t_fwd, y = _median(lambda: sigpy.nufft(images, coord, oversamp=oversamp, width=width), repeats)
-    t_adj, back = _median(lambda: sigpy.nufft_adjoint(y, coord, images.shape, oversamp=oversamp, width=width), repeats)
+    t_fwd, _, y = median_time(lambda: sigpy.nufft(images, coord, oversamp=oversamp, width=width), repeats)
+    t_adj, _, back = median_time(lambda: sigpy.nufft_adjoint(y, coord, images.shape, oversamp=oversamp, width=width), repeats)
     return {"forward_s": t_fwd, "adjoint_s": t_adj, "total_s": t_fwd + t_adj, "y": np.asarray(y), "back": np.asarray(back)}
 
 
@@ -113,10 +101,10 @@ def _bart(images: np.ndarray, coord: np.ndarray, flags: list[str], threads: int,
     write_cfl(work / "traj", trajectory.to_bart(coord).transpose(0, 2, 1))
     write_cfl(work / "img", np.transpose(images, (1, 2, 0))[:, :, None, :])
     fwd = ["nufft", *flags, str(work / "traj"), str(work / "img"), str(work / "ksp")]
-    t_fwd, _ = _median(lambda: run_bart(*fwd, threads=threads), repeats)
+    t_fwd, _, _ = median_time(lambda: run_bart(*fwd, threads=threads), repeats)
     ksp = read_cfl(work / "ksp").reshape(READOUT, SPOKES, COILS)
     adj = ["nufft", "-a", *flags, "-d", f"{SHAPE[0]}:{SHAPE[1]}:1", str(work / "traj"), str(work / "ksp"), str(work / "back")]
-    t_adj, _ = _median(lambda: run_bart(*adj, threads=threads), repeats)
+    t_adj, _, _ = median_time(lambda: run_bart(*adj, threads=threads), repeats)
     back = read_cfl(work / "back").reshape(SHAPE[0], SHAPE[1], COILS)
     return {
         "forward_s": t_fwd,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -186,6 +186,19 @@ def infer_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
             "chans": chans, "pools": pools}
 
 
+M = TypeVar("M", bound=torch.nn.Module)
+
+
+def _loaded(model: M, state: dict[str, torch.Tensor], path: Any, what: str, map_location: Any) -> M:
+    """`model` with `state` loaded, on `map_location`; InputError naming `path` when the weights
+    do not fit it (missing, unexpected or mis-shaped keys)."""
+    problem = state_mismatch(model.state_dict(), state)
+    if problem:
+        raise InputError(path, f"weights do not fit {what}: {problem}")
+    model.load_state_dict(state)
+    return model.to(map_location)
+
+
 def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> VarNet:
     """Build a VarNet from weights (+ JSON config if present, else inferred from the weights)."""
     state = load_state_dict(path)
@@ -196,12 +209,7 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
             cfg = infer_config(state)
         except KeyError as err:
             raise InputError(path, f"not VarNet weights: missing key {err}; {state_mismatch(VarNet().state_dict(), state)}") from None
-    model = VarNet(**cfg)
-    problem = state_mismatch(model.state_dict(), state)
-    if problem:
-        raise InputError(path, f"weights do not fit the model config: {problem}")
-    model.load_state_dict(state)
-    return model.to(map_location)
+    return _loaded(VarNet(**cfg), state, path, "the model config", map_location)
 
 
 def state_mismatch(expected: dict[str, torch.Tensor], state: dict[str, Any], show: int = 3) -> str:
@@ -253,9 +261,4 @@ def load_unet(path: str | os.PathLike[str], map_location: str | torch.device = "
         cfg = {k: v for k, v in cfg.items() if k in UNET_KEYS}
     else:
         cfg = infer_unet_config(state)
-    model = Unet(**cfg)
-    problem = state_mismatch(model.state_dict(), state)
-    if problem:
-        raise InputError(path, f"weights do not fit the U-Net config: {problem}")
-    model.load_state_dict(state)
-    return model.to(map_location)
+    return _loaded(Unet(**cfg), state, path, "the U-Net config", map_location)
